@@ -1,0 +1,29 @@
+//! # berth-core
+//!
+//! The pure core of berth: everything that decides, nothing that performs.
+//! **Architecture invariant:** no I/O, no async runtime, no Kubernetes client in this crate.
+//!
+//! ## Layout
+//! - [`diag`]: diagnostics with file, line and field path.
+//! - [`source`]: YAML text to a value tree plus a line index.
+//! - [`spec`]: the `StatefulApp` resource (`berth.io/v1alpha1`) and its five kinds of state.
+//! - [`path`]: field paths (`spec.parts[0].replicas`) read and written in a value tree.
+//! - [`params`]: delivery parameters: typed keys mapped to spec paths, values files.
+//! - [`quantity`]: Kubernetes resource quantities.
+//! - [`validate`]: every semantic rule, collecting all problems at once.
+//! - [`names`]: the names and labels berth gives to what it creates.
+//! - [`topology`]: members, their identities and addresses, per engine.
+//! - [`template`]: the template variable set and rendering of config files, env and commands.
+//! - [`load`]: the pipeline from files to a [`load::ValidatedApp`].
+
+pub mod diag;
+pub mod load;
+pub mod names;
+pub mod params;
+pub mod path;
+pub mod quantity;
+pub mod source;
+pub mod spec;
+pub mod template;
+pub mod topology;
+pub mod validate;

@@ -1,0 +1,126 @@
+//! The `StatefulApp` custom resource (`berth.io/v1alpha1`): an app as parts plus their state.
+//!
+//! The types here are plain data. Rules that serde and the schema cannot express live in
+//! [`crate::validate`]; defaults that depend on other fields are resolved there and in
+//! [`crate::topology`], never by mutating the spec.
+
+mod part;
+mod policy;
+mod state;
+mod status;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use part::*;
+pub use policy::*;
+pub use state::*;
+pub use status::*;
+
+/// The API group of berth's resources.
+pub const GROUP: &str = "berth.io";
+/// The version of the `StatefulApp` API this crate speaks.
+pub const VERSION: &str = "v1alpha1";
+/// `apiVersion` as written in manifests.
+pub const API_VERSION: &str = "berth.io/v1alpha1";
+/// The resource's kind.
+pub const KIND: &str = "StatefulApp";
+
+/// A stateful application: parts (workloads) with their five kinds of state, delivery
+/// parameters, and extra objects created in order.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "berth.io",
+    version = "v1alpha1",
+    kind = "StatefulApp",
+    namespaced,
+    shortname = "sapp",
+    category = "berth",
+    status = "StatefulAppStatus",
+    derive = "PartialEq",
+    doc = "A stateful application run by berth: parts with persistent, config, topology, session and connection state.",
+    printcolumn(
+        name = "Parts",
+        type_ = "string",
+        json_path = ".status.summary.parts",
+        description = "the app's parts"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.summary.ready",
+        description = "ready/desired members"
+    ),
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Pending, Progressing, Ready, Degraded or Invalid"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatefulAppSpec {
+    /// Delivery parameters: typed keys that set values at paths in this spec.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub params: Vec<ParamSpec>,
+    /// The app's workloads, each with its own members and state.
+    #[schemars(length(min = 1, max = 16))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {"rule": "self.all(p, self.exists_one(q, q.name == p.name))", "message": "part names must be unique"}
+    ]))]
+    pub parts: Vec<PartSpec>,
+    /// Arbitrary objects created or updated in order after the parts' own objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "state::any_objects_schema")]
+    pub extra_objects: Vec<serde_json::Value>,
+}
+
+/// The type of a delivery parameter's value.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ParamType {
+    /// Any text.
+    #[default]
+    String,
+    /// A whole number.
+    Int,
+    /// A Kubernetes quantity such as `500m` or `100Gi`.
+    Quantity,
+    /// `true` or `false`.
+    Bool,
+    /// One of the values listed in `values`.
+    Enum,
+}
+
+/// A delivery parameter: a key people who deliver software set in a values file.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ParamSpec {
+    /// The key, e.g. `image` or `resourceRequest.cpu`.
+    pub key: String,
+    /// Where the value goes: a field path into this resource, e.g. `spec.parts[0].replicas`.
+    pub path: String,
+    /// The value's type.
+    #[serde(default, rename = "type")]
+    pub kind: ParamType,
+    /// The value used when none is given; without it, the value already at `path` is the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "state::any_value_schema")]
+    pub default: Option<serde_json::Value>,
+    /// Whether a value must be given.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    /// What the parameter means, for the people who set it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The allowed values of an `enum` parameter.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}

@@ -1,0 +1,122 @@
+//! Scheduling defaults and update policy of a part.
+
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How members of a part are spread over nodes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Spread {
+    /// Prefer different nodes (anti-affinity the scheduler may break).
+    #[default]
+    Preferred,
+    /// Require different nodes.
+    Required,
+    /// No spreading rule.
+    None,
+}
+
+/// The part's PodDisruptionBudget.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisruptionBudget {
+    /// Whether to create one (for parts with more than one member).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Members that may be voluntarily disrupted at once; 1 (quorum-preserving) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+}
+
+impl Default for DisruptionBudget {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_unavailable: None,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Placement defaults of a part.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SchedulingSpec {
+    /// Spreading of members over `topologyKey` domains.
+    #[serde(default)]
+    pub spread: Spread,
+    /// Node label that defines a failure domain.
+    #[serde(default = "default_topology_key")]
+    pub topology_key: String,
+    /// The disruption budget.
+    #[serde(default)]
+    pub disruption_budget: DisruptionBudget,
+}
+
+impl Default for SchedulingSpec {
+    fn default() -> Self {
+        Self {
+            spread: Spread::default(),
+            topology_key: default_topology_key(),
+            disruption_budget: DisruptionBudget::default(),
+        }
+    }
+}
+
+fn default_topology_key() -> String {
+    "kubernetes.io/hostname".to_string()
+}
+
+/// Order in which members are updated.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum UpdateStrategy {
+    /// `RoleAware` when the part declares roles, `Ordered` otherwise.
+    #[default]
+    Auto,
+    /// Non-voting members, then followers, then a switchover, then the old leader.
+    RoleAware,
+    /// Highest ordinal first, one at a time (StatefulSet semantics).
+    Ordered,
+    /// Up to `maxUnavailable` members at once.
+    Parallel,
+    /// Members are updated only when deleted by someone else.
+    OnDelete,
+}
+
+/// How a member's pod takes a new revision.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum PodUpdatePolicy {
+    /// Delete and recreate the pod.
+    #[default]
+    ReCreate,
+    /// Patch images in place when only images changed, recreate otherwise.
+    InPlaceIfPossible,
+    /// Only ever patch in place; other changes wait.
+    InPlaceOnly,
+}
+
+/// How members are updated when the part changes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdatePolicy {
+    /// Update order.
+    #[serde(default)]
+    pub strategy: UpdateStrategy,
+    /// Members with an ordinal below this keep the old revision (canary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub partition: Option<i32>,
+    /// Members that may be down at once during an update (a number or a percentage); 1 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+    /// Recreate pods or update them in place.
+    #[serde(default)]
+    pub pod_update_policy: PodUpdatePolicy,
+    /// Seconds a member may stay unready on a new revision before the rollout is Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: Option<i32>,
+}

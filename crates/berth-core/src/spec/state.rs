@@ -1,0 +1,325 @@
+//! The five kinds of state of seed 000: persistent, config, topology, session and connection.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A part's state, each kind declared on its own.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StateSpec {
+    /// Per-member volumes that survive restarts and rescheduling.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub persistent: Vec<VolumeSpec>,
+    /// Config files (templates) and Secret references.
+    #[serde(default)]
+    pub config: ConfigState,
+    /// Ports, stable member identities and roles.
+    #[serde(default)]
+    pub topology: TopologyState,
+    /// Client session affinity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<SessionState>,
+    /// Long-lived connections that need per-member endpoints.
+    #[serde(default)]
+    pub connection: ConnectionState,
+}
+
+// ---------------------------------------------------------------- persistent
+
+/// What happens to a member's volume claims when it goes away.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RetentionAction {
+    /// Keep the claim and its data.
+    #[default]
+    Retain,
+    /// Delete the claim (and, by its reclaim policy, the data).
+    Delete,
+}
+
+/// Retention of volume claims when the part is scaled down and when the app is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Retention {
+    /// When a member is removed by scaling down.
+    #[serde(default)]
+    pub when_scaled: RetentionAction,
+    /// When the app is deleted.
+    #[serde(default)]
+    pub when_deleted: RetentionAction,
+}
+
+/// A mount of a volume (or a sub-path of it) into containers.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MountSpec {
+    /// Absolute path in the container.
+    pub path: String,
+    /// Sub-directory of the volume mounted there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub_path: Option<String>,
+    /// Containers that get the mount; every container when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
+    /// Mount read-only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
+}
+
+/// A per-member persistent volume.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// Volume name, unique in the part.
+    pub name: String,
+    /// Requested size, a quantity such as `100G` or `1Gi`.
+    pub size: String,
+    /// Storage class; the cluster default when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<String>,
+    /// Access modes; `ReadWriteOnce` when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_modes: Vec<String>,
+    /// Shorthand for one mount of the whole volume at this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mount_path: Option<String>,
+    /// Mounts of the volume or its sub-paths.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<MountSpec>,
+    /// What happens to the claims on scale-down and deletion (retained by default).
+    #[serde(default)]
+    pub retention: Retention,
+}
+
+impl ConfigFile {
+    /// The file mode as a number, if `mode` is a valid octal string.
+    pub fn mode_bits(&self) -> Option<i32> {
+        match &self.mode {
+            None => Some(0o644),
+            Some(text) if (3..=4).contains(&text.len()) => i32::from_str_radix(text, 8).ok(),
+            Some(_) => None,
+        }
+    }
+}
+
+impl VolumeSpec {
+    /// Every mount of this volume, the `mountPath` shorthand first.
+    pub fn all_mounts(&self) -> Vec<MountSpec> {
+        let shorthand = self.mount_path.iter().map(|path| MountSpec {
+            path: path.clone(),
+            sub_path: None,
+            containers: Vec::new(),
+            read_only: false,
+        });
+        shorthand.chain(self.mounts.iter().cloned()).collect()
+    }
+}
+
+// ---------------------------------------------------------------- config
+
+/// Config files and secrets of a part.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigState {
+    /// Files whose content is a template, rendered into one ConfigMap shared by all members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<ConfigFile>,
+    /// Existing Secrets mounted into the members.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretRef>,
+}
+
+/// A config file: a template rendered once and mounted at a path in every member.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Key of the file in the ConfigMap, e.g. `zoo.cfg`.
+    pub name: String,
+    /// Absolute path of the file in the containers.
+    pub path: String,
+    /// The content, a template (see docs/templates.md).
+    pub content: String,
+    /// File mode as an octal string, e.g. `"0755"` for scripts; `"0644"` when unset. A string,
+    /// because YAML 1.1 and 1.2 read an unquoted 0755 differently.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^0?[0-7]{3}$"))]
+    pub mode: Option<String>,
+    /// Containers that get the file; every container when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
+}
+
+/// A reference to an existing Secret, mounted as a directory.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretRef {
+    /// The Secret's name in the app's namespace.
+    pub secret_name: String,
+    /// Absolute directory in the containers where its keys appear as files.
+    pub path: String,
+    /// Start members even when the Secret does not exist.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub optional: bool,
+    /// Containers that get the Secret; every container when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<String>,
+}
+
+// ---------------------------------------------------------------- topology
+
+/// Network protocol of a port.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    TCP,
+    /// UDP.
+    UDP,
+    /// SCTP.
+    SCTP,
+}
+
+/// A named port every member listens on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PortSpec {
+    /// Port name (an IANA service name: at most 15 characters).
+    pub name: String,
+    /// Port number.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+    /// Protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// A role members can hold, such as `leader` or `follower`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleSpec {
+    /// Role name as the role probe reports it.
+    pub name: String,
+    /// Whether holders take writes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub writable: bool,
+    /// Whether holders count for quorum.
+    #[serde(default = "default_true")]
+    pub voting: bool,
+    /// Position in role-aware updates: lower goes first; when unset, non-voting roles go
+    /// first and writable roles last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_order: Option<i32>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How the current role of a member is found.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleProbe {
+    /// Command run in the member whose first output line names the role.
+    pub exec: Vec<String>,
+    /// Seconds between probes.
+    #[serde(default = "default_probe_period")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub period_seconds: i32,
+}
+
+fn default_probe_period() -> i32 {
+    2
+}
+
+/// Members' identities, ports and roles.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TopologyState {
+    /// Ports every member listens on; published on the headless Service.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    /// Name of the headless Service giving members stable DNS names; `<workload>-headless` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headless_service: Option<String>,
+    /// Roles members can hold.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RoleSpec>,
+    /// How a member's role is detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_probe: Option<RoleProbe>,
+}
+
+// ---------------------------------------------------------------- session
+
+/// Session affinity of client Services.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Affinity {
+    /// Any member may serve any request.
+    #[default]
+    None,
+    /// Requests from one client IP go to the same member.
+    ClientIP,
+}
+
+/// Client session state kept by sticking clients to members.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SessionState {
+    /// The kind of affinity.
+    #[serde(default)]
+    pub affinity: Affinity,
+    /// How long a client sticks to its member (1 to 86400 seconds; 10800 when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub timeout_seconds: Option<i32>,
+}
+
+// ---------------------------------------------------------------- connection
+
+/// Protocol of a long-lived endpoint.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum EndpointProtocol {
+    /// Plain long-lived TCP connections.
+    #[default]
+    Tcp,
+    /// gRPC over HTTP/2.
+    Grpc,
+}
+
+/// A port whose clients keep long-lived connections.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointSpec {
+    /// Name of a topology port.
+    pub port: String,
+    /// The protocol spoken.
+    #[serde(default)]
+    pub protocol: EndpointProtocol,
+    /// Clients must balance over members themselves (a Service would pin each connection to one member).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub client_side_balancing: bool,
+}
+
+/// Connection state: endpoints published per member.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionState {
+    /// Long-lived endpoints; their per-member addresses are published for clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoints: Vec<EndpointSpec>,
+}
+
+// ---------------------------------------------------------------- schema helpers
+
+/// Schema of a list of arbitrary Kubernetes objects.
+pub(crate) fn any_objects_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "array",
+        "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
+    })
+}
+
+/// Schema of any JSON value.
+pub(crate) fn any_value_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
+}

@@ -1,0 +1,284 @@
+//! Rules for a part's five kinds of state.
+
+use super::Checker;
+use super::part::list;
+use crate::names;
+use crate::quantity;
+use crate::spec::{Affinity, PartSpec, SessionState, WorkloadKind};
+
+const ACCESS_MODES: [&str; 4] = [
+    "ReadWriteOnce",
+    "ReadOnlyMany",
+    "ReadWriteMany",
+    "ReadWriteOncePod",
+];
+
+pub(super) fn check_state(part: &PartSpec, containers: &[String], at: &str, c: &mut Checker) {
+    let at = format!("{at}.state");
+    check_persistent(part, containers, &at, c);
+    check_config(part, containers, &at, c);
+    check_topology(part, &at, c);
+    if let Some(session) = &part.state.session {
+        check_session(session, &format!("{at}.session"), c);
+    }
+    check_connection(part, &at, c);
+    check_mount_paths(part, &at, c);
+}
+
+fn check_containers(wanted: &[String], containers: &[String], at: &str, c: &mut Checker) {
+    for (i, name) in wanted.iter().enumerate() {
+        c.require(
+            containers.contains(name),
+            format!("{at}[{i}]"),
+            format!(
+                "unknown container `{name}`; containers: {}",
+                containers.join(", ")
+            ),
+        );
+    }
+}
+
+fn check_persistent(part: &PartSpec, containers: &[String], at: &str, c: &mut Checker) {
+    let volumes = &part.state.persistent;
+    if !volumes.is_empty() && part.kind != WorkloadKind::StatefulSet {
+        c.problems.push(
+            format!("{at}.persistent"),
+            format!(
+                "per-member volumes need kind StatefulSet; this part is a {:?}",
+                part.kind
+            ),
+        );
+    }
+    c.unique(
+        "volume name",
+        volumes
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (format!("{at}.persistent[{i}].name"), v.name.as_str())),
+    );
+    for (i, v) in volumes.iter().enumerate() {
+        let here = format!("{at}.persistent[{i}]");
+        c.dns_label(&v.name, 63, format!("{here}.name"), "volume name");
+        if let Err(e) = quantity::check_positive(&v.size) {
+            c.problems.push(format!("{here}.size"), e);
+        }
+        if let Some(class) = &v.storage_class {
+            c.require(
+                names::is_dns_subdomain(class),
+                format!("{here}.storageClass"),
+                format!("`{class}` is not a valid storage class name"),
+            );
+        }
+        for (j, mode) in v.access_modes.iter().enumerate() {
+            c.require(
+                ACCESS_MODES.contains(&mode.as_str()),
+                format!("{here}.accessModes[{j}]"),
+                format!(
+                    "unknown access mode `{mode}`; expected one of {}",
+                    ACCESS_MODES.join(", ")
+                ),
+            );
+        }
+        c.require(
+            v.mount_path.is_some() || !v.mounts.is_empty(),
+            format!("{here}.mountPath"),
+            "a volume needs `mountPath` or `mounts`",
+        );
+        for (j, m) in v.mounts.iter().enumerate() {
+            if let Some(sub) = &m.sub_path {
+                let ok = !sub.starts_with('/') && !sub.split('/').any(|s| s == "..");
+                c.require(
+                    ok,
+                    format!("{here}.mounts[{j}].subPath"),
+                    format!("`{sub}` must be a relative path without `..`"),
+                );
+            }
+            check_containers(
+                &m.containers,
+                containers,
+                &format!("{here}.mounts[{j}].containers"),
+                c,
+            );
+        }
+    }
+}
+
+fn check_config(part: &PartSpec, containers: &[String], at: &str, c: &mut Checker) {
+    let config = &part.state.config;
+    c.unique(
+        "config file name",
+        config
+            .files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (format!("{at}.config.files[{i}].name"), f.name.as_str())),
+    );
+    for (i, f) in config.files.iter().enumerate() {
+        let here = format!("{at}.config.files[{i}]");
+        let key_ok = !f.name.is_empty()
+            && f.name.len() <= 253
+            && f.name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || "-._".contains(ch));
+        c.require(
+            key_ok,
+            format!("{here}.name"),
+            format!(
+                "`{}` is not a valid file name: expected letters, digits, '-', '_' and '.'",
+                f.name
+            ),
+        );
+        if let Some(mode) = &f.mode {
+            c.require(
+                f.mode_bits().is_some(),
+                format!("{here}.mode"),
+                format!(
+                    "expected an octal file mode such as \"0644\" or \"0755\", found \"{mode}\""
+                ),
+            );
+        }
+        check_containers(&f.containers, containers, &format!("{here}.containers"), c);
+    }
+    for (i, s) in config.secrets.iter().enumerate() {
+        let here = format!("{at}.config.secrets[{i}]");
+        c.require(
+            names::is_dns_subdomain(&s.secret_name),
+            format!("{here}.secretName"),
+            format!("`{}` is not a valid Secret name", s.secret_name),
+        );
+        check_containers(&s.containers, containers, &format!("{here}.containers"), c);
+    }
+}
+
+fn check_topology(part: &PartSpec, at: &str, c: &mut Checker) {
+    let t = &part.state.topology;
+    let at = format!("{at}.topology");
+    c.unique(
+        "port name",
+        t.ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (format!("{at}.ports[{i}].name"), p.name.as_str())),
+    );
+    let numbers: Vec<String> = t
+        .ports
+        .iter()
+        .map(|p| format!("{}/{:?}", p.port, p.protocol))
+        .collect();
+    c.unique(
+        "port number",
+        numbers
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (format!("{at}.ports[{i}].port"), n.as_str())),
+    );
+    for (i, p) in t.ports.iter().enumerate() {
+        c.require(names::is_port_name(&p.name), format!("{at}.ports[{i}].name"), format!("`{}` is not a valid port name: expected at most 15 lowercase letters, digits and '-', with at least one letter", p.name));
+        c.require(
+            (1..=65535).contains(&p.port),
+            format!("{at}.ports[{i}].port"),
+            format!("expected a port from 1 to 65535, found {}", p.port),
+        );
+    }
+    if let Some(h) = &t.headless_service {
+        c.dns_label(h, 63, format!("{at}.headlessService"), "Service name");
+    }
+    c.unique(
+        "role name",
+        t.roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("{at}.roles[{i}].name"), r.name.as_str())),
+    );
+    for (i, r) in t.roles.iter().enumerate() {
+        c.dns_label(&r.name, 63, format!("{at}.roles[{i}].name"), "role name");
+    }
+    if let Some(probe) = &t.role_probe {
+        c.require(
+            !probe.exec.is_empty(),
+            format!("{at}.roleProbe.exec"),
+            "a role probe needs a command",
+        );
+        c.require(
+            !t.roles.is_empty(),
+            format!("{at}.roleProbe"),
+            "a role probe needs roles: declare them in roles",
+        );
+    }
+}
+
+pub(super) fn check_session(session: &SessionState, at: &str, c: &mut Checker) {
+    if let Some(t) = session.timeout_seconds {
+        c.require(
+            (1..=86400).contains(&t),
+            format!("{at}.timeoutSeconds"),
+            format!("expected 1 to 86400 seconds, found {t}"),
+        );
+        c.require(
+            session.affinity == Affinity::ClientIP,
+            format!("{at}.timeoutSeconds"),
+            "a timeout needs affinity ClientIP",
+        );
+    }
+}
+
+fn check_connection(part: &PartSpec, at: &str, c: &mut Checker) {
+    let ports: Vec<&str> = part
+        .state
+        .topology
+        .ports
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    let endpoints = &part.state.connection.endpoints;
+    c.unique(
+        "endpoint port",
+        endpoints.iter().enumerate().map(|(i, e)| {
+            (
+                format!("{at}.connection.endpoints[{i}].port"),
+                e.port.as_str(),
+            )
+        }),
+    );
+    for (i, e) in endpoints.iter().enumerate() {
+        c.require(
+            ports.contains(&e.port.as_str()),
+            format!("{at}.connection.endpoints[{i}].port"),
+            format!(
+                "unknown port `{}`; declared ports: {}",
+                e.port,
+                list(&ports)
+            ),
+        );
+    }
+}
+
+/// Volume mounts, config files and secrets must not land on the same path in one container.
+fn check_mount_paths(part: &PartSpec, at: &str, c: &mut Checker) {
+    let mut paths: Vec<(String, String)> = Vec::new();
+    for (i, v) in part.state.persistent.iter().enumerate() {
+        if let Some(p) = &v.mount_path {
+            c.absolute_path(p, format!("{at}.persistent[{i}].mountPath"));
+            paths.push((format!("{at}.persistent[{i}].mountPath"), p.clone()));
+        }
+        for (j, m) in v.mounts.iter().enumerate() {
+            c.absolute_path(&m.path, format!("{at}.persistent[{i}].mounts[{j}].path"));
+            paths.push((
+                format!("{at}.persistent[{i}].mounts[{j}].path"),
+                m.path.clone(),
+            ));
+        }
+    }
+    for (i, f) in part.state.config.files.iter().enumerate() {
+        c.absolute_path(&f.path, format!("{at}.config.files[{i}].path"));
+        paths.push((format!("{at}.config.files[{i}].path"), f.path.clone()));
+    }
+    for (i, s) in part.state.config.secrets.iter().enumerate() {
+        c.absolute_path(&s.path, format!("{at}.config.secrets[{i}].path"));
+        paths.push((format!("{at}.config.secrets[{i}].path"), s.path.clone()));
+    }
+    c.unique(
+        "mount path",
+        paths.iter().map(|(p, v)| (p.clone(), v.as_str())),
+    );
+}

@@ -1,0 +1,16 @@
+//! # berth-k8s
+//!
+//! berth's Kubernetes engine. Today: turning a validated app into native Kubernetes objects
+//! (`berth render`) and the CRD (`berth crd`); the operator (issue "The berth operator") will
+//! reconcile with the same renderer, so what you preview is what runs.
+//!
+//! ## Layout
+//! - [`render`]: a validated app to an ordered list of objects, and those to YAML.
+//! - `pod`: the pod template berth builds from the user's one (env, mounts, volumes, affinity).
+//! - `services`: the headless and client Services.
+//! - [`crd`]: the `StatefulApp` CustomResourceDefinition.
+
+pub mod crd;
+mod pod;
+pub mod render;
+mod services;

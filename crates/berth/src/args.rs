@@ -1,0 +1,62 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// berth: run stateful applications on Kubernetes or on one machine, from one spec.
+#[derive(Parser, Debug)]
+#[command(name = "berth", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check an app (and its values) and report every problem with file, line and field path.
+    Validate(AppArgs),
+    /// Render an app into plain Kubernetes objects (multi-document YAML).
+    Render {
+        /// The app and its values.
+        #[command(flatten)]
+        app: AppArgs,
+        /// Write one file per object into this directory instead of printing.
+        #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
+    /// List an app's delivery parameters.
+    Params {
+        /// The app manifest.
+        app: PathBuf,
+        /// Output format.
+        #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Print the StatefulApp CustomResourceDefinition.
+    Crd,
+}
+
+/// An app manifest with its delivery-parameter values.
+#[derive(Args, Debug)]
+pub struct AppArgs {
+    /// The app manifest (a StatefulApp resource).
+    pub app: PathBuf,
+    /// Values files for the app's parameters, applied in order.
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    pub values: Vec<PathBuf>,
+    /// A parameter value, `key=value`; applied after values files.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+/// How a listing is printed.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// JSON.
+    Json,
+}

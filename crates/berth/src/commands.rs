@@ -1,0 +1,160 @@
+//! The subcommands, each a small function from arguments to output or a failure message.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use berth_core::diag::Diagnostics;
+use berth_core::load::{self, ValidatedApp};
+use berth_core::params;
+use berth_k8s::{crd, render};
+use serde_json::{Value, json};
+
+use crate::args::{AppArgs, Cli, Command, Format};
+use crate::input::read_inputs;
+
+/// Why a command failed; printed to stderr before exiting with code 1.
+pub type Failure = String;
+
+/// Runs one command.
+///
+/// # Errors
+/// The message to print.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Validate(app) => validate(&app),
+        Command::Render { app, output_dir } => render_app(&app, output_dir.as_deref()),
+        Command::Params { app, output } => list_params(&app, output),
+        Command::Crd => {
+            print!(
+                "{}",
+                crd::crd_yaml().map_err(|e| format!("failed to write the CRD: {e}"))?
+            );
+            Ok(())
+        }
+    }
+}
+
+fn explain(problems: &Diagnostics) -> Failure {
+    let count = problems.0.len();
+    format!(
+        "{problems}\n{count} problem{} found",
+        if count == 1 { "" } else { "s" }
+    )
+}
+
+fn load_app(args: &AppArgs) -> Result<ValidatedApp, Failure> {
+    let inputs = read_inputs(args).map_err(|d| explain(&d))?;
+    load::load(&inputs).map_err(|d| explain(&d))
+}
+
+fn validate(args: &AppArgs) -> Result<(), Failure> {
+    let app = load_app(args)?;
+    let members: i32 = app.parts().iter().map(|p| p.desired_replicas()).sum();
+    let parts = app.parts().len();
+    println!(
+        "{}: valid ({parts} part{}, {members} member{})",
+        args.app.display(),
+        plural(parts as i32),
+        plural(members)
+    );
+    Ok(())
+}
+
+fn plural(n: i32) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), Failure> {
+    let app = load_app(args)?;
+    let objects = render::render(&app).map_err(|e| format!("render failed: {e}"))?;
+    match output_dir {
+        None => {
+            print!(
+                "{}",
+                render::to_yaml(&objects).map_err(|e| format!("render failed: {e}"))?
+            );
+            Ok(())
+        }
+        Some(dir) => write_objects(dir, &objects),
+    }
+}
+
+/// Writes every object to its own file; everything is serialised before the first write.
+fn write_objects(dir: &Path, objects: &[Value]) -> Result<(), Failure> {
+    let mut files = Vec::with_capacity(objects.len());
+    for (i, object) in objects.iter().enumerate() {
+        let text = render::to_yaml(std::slice::from_ref(object))
+            .map_err(|e| format!("render failed: {e}"))?;
+        files.push((dir.join(render::file_name(i, object)), text));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
+    for (path, text) in &files {
+        std::fs::write(path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
+    }
+    println!("wrote {} objects to {}", files.len(), dir.display());
+    Ok(())
+}
+
+fn list_params(app: &Path, format: Format) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(app)
+        .map_err(|e| format!("{}: cannot read the file: {e}", app.display()))?;
+    let (definitions, doc) =
+        load::load_param_definitions(&app.display().to_string(), &text).map_err(|d| explain(&d))?;
+    let rows: Vec<Value> = definitions
+        .iter()
+        .map(|p| {
+            json!({
+                "key": p.key,
+                "type": format!("{:?}", p.kind).to_lowercase(),
+                "default": params::default_value(p, &doc),
+                "required": p.required,
+                "description": p.description,
+                "path": p.path,
+                "values": p.values,
+            })
+        })
+        .collect();
+    match format {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&rows).expect("JSON values serialise")
+        ),
+        Format::Table => print!("{}", table(&rows)),
+    }
+    Ok(())
+}
+
+fn table(rows: &[Value]) -> String {
+    let headers = ["KEY", "TYPE", "DEFAULT", "REQUIRED", "DESCRIPTION"];
+    let cell = |row: &Value, h: &str| match &row[h.to_lowercase()] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+        other => other.to_string(),
+    };
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| headers.iter().map(|h| cell(r, h)).collect())
+        .collect();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].len())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(headers.map(String::from).to_vec()).chain(cells) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}

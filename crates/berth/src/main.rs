@@ -1,0 +1,22 @@
+//! The `berth` command line: validate, render, params and crd.
+//!
+//! Exit codes: 0 success, 1 invalid input or failed operation, 2 usage error (clap's own).
+
+mod args;
+mod commands;
+mod input;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::from(1)
+        }
+    }
+}
