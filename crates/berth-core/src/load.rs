@@ -26,6 +26,8 @@ pub struct Inputs {
     pub values: Vec<(String, String)>,
     /// `--set key=value` arguments, applied last.
     pub sets: Vec<String>,
+    /// Overrides `metadata.namespace` (`berth render -n`).
+    pub namespace: Option<String>,
 }
 
 /// An app that passed every check, with its delivery parameters applied.
@@ -147,6 +149,9 @@ pub fn load(inputs: &Inputs) -> Result<ValidatedApp, Diagnostics> {
     let values = params::resolve(&definitions, &given, &doc.value).map_err(|d| doc.locate(d))?;
     let applied = params::apply(&definitions, &values, &mut doc.value);
     doc.locate(applied).into_result(())?;
+    if let Some(namespace) = &inputs.namespace {
+        doc.value["metadata"]["namespace"] = Value::String(namespace.clone());
+    }
     let app: StatefulApp = deserialize(&doc, "")?;
     validate::validate(&app).map_err(|d| doc.locate(d))?;
     validate::check_templates(&app, &values).map_err(|d| doc.locate(d))?;

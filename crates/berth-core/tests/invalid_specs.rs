@@ -412,6 +412,7 @@ fn run(case: &Case) -> Result<(), String> {
         app_text: text,
         values,
         sets: case.sets.iter().map(|s| s.to_string()).collect(),
+        namespace: None,
     };
     match load(&inputs) {
         Ok(_) => Err(format!(

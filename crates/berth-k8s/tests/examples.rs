@@ -27,6 +27,7 @@ fn load_example(name: &str, sets: &[&str]) -> ValidatedApp {
         app_text: std::fs::read_to_string(path).unwrap(),
         values,
         sets: sets.iter().map(|s| s.to_string()).collect(),
+        namespace: None,
     };
     load(&inputs).unwrap_or_else(|e| panic!("{name} is invalid:\n{e}"))
 }

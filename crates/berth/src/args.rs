@@ -50,6 +50,9 @@ pub struct AppArgs {
     /// A parameter value, `key=value`; applied after values files.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Use this namespace instead of the manifest's `metadata.namespace`.
+    #[arg(short = 'n', long = "namespace")]
+    pub namespace: Option<String>,
 }
 
 /// How a listing is printed.

@@ -34,5 +34,6 @@ pub fn read_inputs(args: &AppArgs) -> Result<Inputs, Diagnostics> {
         app_text,
         values,
         sets: args.set.clone(),
+        namespace: args.namespace.clone(),
     })
 }

@@ -4,6 +4,10 @@
 //! [`crate::validate`]; defaults that depend on other fields are resolved there and in
 //! [`crate::topology`], never by mutating the spec.
 
+// The kube derive takes one `printcolumn(...)` per column; clippy reads the repeated keys inside
+// them as duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 mod part;
 mod policy;
 mod state;
