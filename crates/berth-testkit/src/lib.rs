@@ -1,0 +1,180 @@
+//! # berth-testkit
+//!
+//! Support for tests that need a real Kubernetes control plane (see `docs/testing.md`).
+//!
+//! - [`cluster`]: the cluster of this test run: the one named by `BERTH_TEST_KUBECONFIG`, or one
+//!   started with `scripts/testenv build && scripts/testenv up`. Outside CI, `BERTH_SKIP_E2E=1`
+//!   skips these tests with a notice; in CI they never skip and fail loudly when no cluster starts.
+//! - [`TestNamespace`]: a namespace of its own for every test, deleted when the test ends.
+//! - [`wait_until`]: await a condition with a timeout instead of sleeping.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// A running control plane and the kubectl built for it.
+#[derive(Debug)]
+pub struct Cluster {
+    /// The admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The kubectl binary matching the server's version.
+    pub kubectl: PathBuf,
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root exists")
+}
+
+/// The cluster of this test run, or `None` when e2e tests are skipped (outside CI only).
+///
+/// # Panics
+/// When the cluster cannot be found or started: the message names the step and its output.
+pub fn cluster() -> Option<&'static Cluster> {
+    static CLUSTER: OnceLock<Option<Cluster>> = OnceLock::new();
+    CLUSTER.get_or_init(find_or_start).as_ref()
+}
+
+fn find_or_start() -> Option<Cluster> {
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    if !in_ci && std::env::var("BERTH_SKIP_E2E").as_deref() == Ok("1") {
+        eprintln!("NOTICE: BERTH_SKIP_E2E=1: skipping tests that need a Kubernetes control plane");
+        return None;
+    }
+    if let Ok(kubeconfig) = std::env::var("BERTH_TEST_KUBECONFIG") {
+        let kubectl = std::env::var("BERTH_TEST_KUBECTL").map(PathBuf::from).unwrap_or_else(|_| testenv_kubectl());
+        return Some(Cluster { kubeconfig: kubeconfig.into(), kubectl });
+    }
+    testenv(&["build"]);
+    testenv(&["up"]);
+    eprintln!("NOTICE: started a control plane for this test run; stop it with `scripts/testenv down`");
+    let env = testenv(&["env"]);
+    let kubeconfig = exported(&env, "KUBECONFIG").expect("scripts/testenv env prints KUBECONFIG");
+    let bin = exported(&env, "BERTH_TESTENV_BIN").expect("scripts/testenv env prints BERTH_TESTENV_BIN");
+    Some(Cluster { kubeconfig: kubeconfig.into(), kubectl: Path::new(&bin).join("kubectl") })
+}
+
+fn testenv_kubectl() -> PathBuf {
+    let env = testenv(&["env"]);
+    Path::new(&exported(&env, "BERTH_TESTENV_BIN").expect("scripts/testenv env prints BERTH_TESTENV_BIN")).join("kubectl")
+}
+
+/// Runs `scripts/testenv ARGS`, panicking with its output when it fails.
+fn testenv(args: &[&str]) -> String {
+    let script = repo_root().join("scripts/testenv");
+    let output = Command::new(&script).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(output.status.success(), "`scripts/testenv {}` failed:\n{}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The value of `export NAME=VALUE` in shell output (values without spaces or quotes).
+fn exported(env: &str, name: &str) -> Option<String> {
+    env.lines().find_map(|l| l.strip_prefix(&format!("export {name}=")).map(|v| v.trim_matches('\'').to_string()))
+}
+
+impl Cluster {
+    /// A kubectl command for this cluster.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    /// Runs kubectl with `args` and `stdin`, returning its output whatever its exit status.
+    pub fn run(&self, args: &[&str], stdin: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .kubectl()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl starts");
+        child.stdin.take().expect("stdin is piped").write_all(stdin.as_bytes()).expect("kubectl reads stdin");
+        child.wait_with_output().expect("kubectl finishes")
+    }
+
+    /// Runs kubectl and returns its stdout.
+    ///
+    /// # Panics
+    /// When kubectl fails; the message has its stderr.
+    pub fn ok(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.run(args, stdin);
+        assert!(out.status.success(), "kubectl {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl get ... -o json`, parsed.
+    pub fn get_json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["get"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["-o", "json"]);
+        serde_json::from_str(&self.ok(&all, "")).expect("kubectl prints JSON")
+    }
+}
+
+/// A namespace of its own for one test; deleted (without waiting) when dropped.
+pub struct TestNamespace {
+    cluster: &'static Cluster,
+    /// The namespace's name.
+    pub name: String,
+}
+
+impl TestNamespace {
+    /// Creates a fresh namespace named after `prefix`.
+    pub fn new(cluster: &'static Cluster, prefix: &str) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let name = format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        cluster.ok(&["create", "namespace", &name], "");
+        Self { cluster, name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let _ = self.cluster.run(&["delete", "namespace", &self.name, "--wait=false"], "");
+    }
+}
+
+/// Polls `check` until it returns `Some`, or panics after `timeout` naming `what` was awaited.
+pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_exported_values() {
+        let env = "export KUBECONFIG=/tmp/k\nexport BERTH_TESTENV_BIN='/a/bin'\n";
+        assert_eq!(exported(env, "KUBECONFIG").as_deref(), Some("/tmp/k"));
+        assert_eq!(exported(env, "BERTH_TESTENV_BIN").as_deref(), Some("/a/bin"));
+        assert_eq!(exported(env, "PATH"), None);
+    }
+
+    #[test]
+    fn wait_until_returns_the_first_value() {
+        let mut n = 0;
+        assert_eq!(wait_until("n to reach 3", Duration::from_secs(5), || { n += 1; (n >= 3).then_some(n) }), 3);
+    }
+
+    #[test]
+    fn wait_until_fails_naming_what_it_awaited() {
+        let result = std::panic::catch_unwind(|| wait_until("the never condition", Duration::from_millis(300), || None::<()>));
+        let message = *result.unwrap_err().downcast::<String>().unwrap();
+        assert!(message.contains("waiting for the never condition"), "{message}");
+    }
+}
