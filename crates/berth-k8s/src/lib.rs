@@ -9,8 +9,14 @@
 //! - `pod`: the pod template berth builds from the user's one (env, mounts, volumes, affinity).
 //! - `services`: the headless and client Services.
 //! - [`crd`]: the `StatefulApp` CustomResourceDefinition.
+//! - [`status`]: the app's status from observed workloads and pods (pure).
+//! - [`prune`]: which owned objects are no longer wanted (pure).
+//! - [`lease`]: leader-election decisions (pure).
 
 pub mod crd;
+pub mod lease;
 mod pod;
+pub mod prune;
 pub mod render;
 mod services;
+pub mod status;

@@ -27,7 +27,10 @@ pub struct Cluster {
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("the repository root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
 }
 
 /// The cluster of this test run, or `None` when e2e tests are skipped (outside CI only).
@@ -46,34 +49,59 @@ fn find_or_start() -> Option<Cluster> {
         return None;
     }
     if let Ok(kubeconfig) = std::env::var("BERTH_TEST_KUBECONFIG") {
-        let kubectl = std::env::var("BERTH_TEST_KUBECTL").map(PathBuf::from).unwrap_or_else(|_| testenv_kubectl());
-        return Some(Cluster { kubeconfig: kubeconfig.into(), kubectl });
+        let kubectl = std::env::var("BERTH_TEST_KUBECTL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| testenv_kubectl());
+        return Some(Cluster {
+            kubeconfig: kubeconfig.into(),
+            kubectl,
+        });
     }
     testenv(&["build"]);
     testenv(&["up"]);
-    eprintln!("NOTICE: started a control plane for this test run; stop it with `scripts/testenv down`");
+    eprintln!(
+        "NOTICE: started a control plane for this test run; stop it with `scripts/testenv down`"
+    );
     let env = testenv(&["env"]);
     let kubeconfig = exported(&env, "KUBECONFIG").expect("scripts/testenv env prints KUBECONFIG");
-    let bin = exported(&env, "BERTH_TESTENV_BIN").expect("scripts/testenv env prints BERTH_TESTENV_BIN");
-    Some(Cluster { kubeconfig: kubeconfig.into(), kubectl: Path::new(&bin).join("kubectl") })
+    let bin =
+        exported(&env, "BERTH_TESTENV_BIN").expect("scripts/testenv env prints BERTH_TESTENV_BIN");
+    Some(Cluster {
+        kubeconfig: kubeconfig.into(),
+        kubectl: Path::new(&bin).join("kubectl"),
+    })
 }
 
 fn testenv_kubectl() -> PathBuf {
     let env = testenv(&["env"]);
-    Path::new(&exported(&env, "BERTH_TESTENV_BIN").expect("scripts/testenv env prints BERTH_TESTENV_BIN")).join("kubectl")
+    Path::new(
+        &exported(&env, "BERTH_TESTENV_BIN").expect("scripts/testenv env prints BERTH_TESTENV_BIN"),
+    )
+    .join("kubectl")
 }
 
 /// Runs `scripts/testenv ARGS`, panicking with its output when it fails.
 fn testenv(args: &[&str]) -> String {
     let script = repo_root().join("scripts/testenv");
-    let output = Command::new(&script).args(args).output().unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(output.status.success(), "`scripts/testenv {}` failed:\n{}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+    let output = Command::new(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "`scripts/testenv {}` failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 /// The value of `export NAME=VALUE` in shell output (values without spaces or quotes).
 fn exported(env: &str, name: &str) -> Option<String> {
-    env.lines().find_map(|l| l.strip_prefix(&format!("export {name}=")).map(|v| v.trim_matches('\'').to_string()))
+    env.lines().find_map(|l| {
+        l.strip_prefix(&format!("export {name}="))
+            .map(|v| v.trim_matches('\'').to_string())
+    })
 }
 
 impl Cluster {
@@ -95,7 +123,12 @@ impl Cluster {
             .stderr(Stdio::piped())
             .spawn()
             .expect("kubectl starts");
-        child.stdin.take().expect("stdin is piped").write_all(stdin.as_bytes()).expect("kubectl reads stdin");
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(stdin.as_bytes())
+            .expect("kubectl reads stdin");
         child.wait_with_output().expect("kubectl finishes")
     }
 
@@ -105,7 +138,12 @@ impl Cluster {
     /// When kubectl fails; the message has its stderr.
     pub fn ok(&self, args: &[&str], stdin: &str) -> String {
         let out = self.run(args, stdin);
-        assert!(out.status.success(), "kubectl {} failed:\n{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "kubectl {} failed:\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -116,6 +154,50 @@ impl Cluster {
         all.extend_from_slice(&["-o", "json"]);
         serde_json::from_str(&self.ok(&all, "")).expect("kubectl prints JSON")
     }
+}
+
+/// A kubeconfig for the cluster that authenticates as the operator's ServiceAccount from
+/// `deploy/rbac.yaml` (applied first), so tests prove the operator needs no more than that RBAC.
+pub fn operator_kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
+    let rbac = std::fs::read_to_string(repo_root().join("deploy/rbac.yaml"))
+        .expect("deploy/rbac.yaml exists");
+    cluster.ok(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &rbac,
+    );
+    let token = cluster.ok(
+        &[
+            "create",
+            "token",
+            "berth-operator",
+            "-n",
+            "berth-system",
+            "--duration=2h",
+        ],
+        "",
+    );
+    let view = |path: &str| {
+        cluster.ok(
+            &[
+                "config",
+                "view",
+                "--raw",
+                "--minify",
+                "-o",
+                &format!("jsonpath={{{path}}}"),
+            ],
+            "",
+        )
+    };
+    let server = view(".clusters[0].cluster.server");
+    let ca = view(".clusters[0].cluster.certificate-authority-data");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: berth-operator\n  user:\n    token: {}\ncontexts:\n- name: operator\n  context: {{cluster: test, user: berth-operator}}\ncurrent-context: operator\n",
+        token.trim()
+    );
+    let path = dir.join("operator.kubeconfig");
+    std::fs::write(&path, config).expect("the kubeconfig is written");
+    path
 }
 
 /// A namespace of its own for one test; deleted (without waiting) when dropped.
@@ -129,7 +211,11 @@ impl TestNamespace {
     /// Creates a fresh namespace named after `prefix`.
     pub fn new(cluster: &'static Cluster, prefix: &str) -> Self {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let name = format!("{prefix}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst));
+        let name = format!(
+            "{prefix}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
         cluster.ok(&["create", "namespace", &name], "");
         Self { cluster, name }
     }
@@ -137,7 +223,9 @@ impl TestNamespace {
 
 impl Drop for TestNamespace {
     fn drop(&mut self) {
-        let _ = self.cluster.run(&["delete", "namespace", &self.name, "--wait=false"], "");
+        let _ = self
+            .cluster
+            .run(&["delete", "namespace", &self.name, "--wait=false"], "");
     }
 }
 
@@ -148,7 +236,10 @@ pub fn wait_until<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> O
         if let Some(value) = check() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -161,20 +252,36 @@ mod tests {
     fn reads_exported_values() {
         let env = "export KUBECONFIG=/tmp/k\nexport BERTH_TESTENV_BIN='/a/bin'\n";
         assert_eq!(exported(env, "KUBECONFIG").as_deref(), Some("/tmp/k"));
-        assert_eq!(exported(env, "BERTH_TESTENV_BIN").as_deref(), Some("/a/bin"));
+        assert_eq!(
+            exported(env, "BERTH_TESTENV_BIN").as_deref(),
+            Some("/a/bin")
+        );
         assert_eq!(exported(env, "PATH"), None);
     }
 
     #[test]
     fn wait_until_returns_the_first_value() {
         let mut n = 0;
-        assert_eq!(wait_until("n to reach 3", Duration::from_secs(5), || { n += 1; (n >= 3).then_some(n) }), 3);
+        assert_eq!(
+            wait_until("n to reach 3", Duration::from_secs(5), || {
+                n += 1;
+                (n >= 3).then_some(n)
+            }),
+            3
+        );
     }
 
     #[test]
     fn wait_until_fails_naming_what_it_awaited() {
-        let result = std::panic::catch_unwind(|| wait_until("the never condition", Duration::from_millis(300), || None::<()>));
+        let result = std::panic::catch_unwind(|| {
+            wait_until("the never condition", Duration::from_millis(300), || {
+                None::<()>
+            })
+        });
         let message = *result.unwrap_err().downcast::<String>().unwrap();
-        assert!(message.contains("waiting for the never condition"), "{message}");
+        assert!(
+            message.contains("waiting for the never condition"),
+            "{message}"
+        );
     }
 }

@@ -76,9 +76,8 @@ pub struct StatefulAppSpec {
     pub params: Vec<ParamSpec>,
     /// The app's workloads, each with its own members and state.
     #[schemars(length(min = 1, max = 16))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {"rule": "self.all(p, self.exists_one(q, q.name == p.name))", "message": "part names must be unique"}
-    ]))]
+    // A map-keyed list: the API server rejects duplicate part names and merges parts by name.
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub parts: Vec<PartSpec>,
     /// Arbitrary objects created or updated in order after the parts' own objects.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -31,9 +31,13 @@ pub enum PodManagement {
 /// One workload of the app.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!(has(self.kind) && self.kind == 'DaemonSet' && has(self.replicas))", "message": "a DaemonSet runs one member per node: remove replicas"}
+]))]
 pub struct PartSpec {
     /// The part's name; members are named `<app>-<part>-<ordinal>` (`<app>-<ordinal>` when the
     /// part is named like the app).
+    #[schemars(length(min = 1, max = 40))]
     pub name: String,
     /// The workload kind.
     #[serde(default)]

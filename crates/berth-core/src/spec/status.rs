@@ -22,6 +22,23 @@ pub struct StatefulAppStatus {
     /// Per part.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<PartStatus>,
+    /// The extra objects last applied, so ones that leave the spec can be deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_objects: Vec<AppliedObject>,
+}
+
+/// An object the operator applied, by identity.
+#[derive(
+    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Default, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AppliedObject {
+    /// Its `apiVersion`.
+    pub api_version: String,
+    /// Its `kind`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
 }
 
 /// Short texts shown by `kubectl get sapp`.

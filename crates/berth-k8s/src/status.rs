@@ -1,0 +1,348 @@
+//! The app's status as a pure function of what the operator observed: workloads, pods and the
+//! clock. The operator only fetches and writes; every judgement (ready, progressing, stuck) is here.
+
+use std::collections::BTreeMap;
+
+use berth_core::load::ValidatedApp;
+use berth_core::names;
+use berth_core::spec::{
+    Condition, MemberStatus, PartSpec, PartStatus, StatefulAppStatus, StatusSummary, WorkloadKind,
+};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+
+/// How long a member may stay unready before the app is `Degraded`, unless the part says otherwise.
+pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i64 = 600;
+
+/// The phases shown in `kubectl get sapp`.
+pub mod phase {
+    /// Nothing is running yet.
+    pub const PENDING: &str = "Pending";
+    /// Members are being created or updated.
+    pub const PROGRESSING: &str = "Progressing";
+    /// Every member is ready on the current revision.
+    pub const READY: &str = "Ready";
+    /// A member has been unready past its progress deadline.
+    pub const DEGRADED: &str = "Degraded";
+    /// The spec does not validate; nothing was applied.
+    pub const INVALID: &str = "Invalid";
+}
+
+/// What the operator saw of one app in the cluster.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    /// StatefulSets by name.
+    pub stateful_sets: BTreeMap<String, StatefulSet>,
+    /// Deployments by name.
+    pub deployments: BTreeMap<String, Deployment>,
+    /// DaemonSets by name.
+    pub daemon_sets: BTreeMap<String, DaemonSet>,
+    /// The app's pods.
+    pub pods: Vec<Pod>,
+}
+
+/// The status of a valid app.
+pub fn compute(
+    app: &ValidatedApp,
+    generation: Option<i64>,
+    observed: &Observed,
+    now: Timestamp,
+) -> StatefulAppStatus {
+    let app_name = app.name();
+    let parts: Vec<PartStatus> = app
+        .parts()
+        .iter()
+        .map(|p| part_status(&app_name, p, observed))
+        .collect();
+    let desired: Vec<i32> = app
+        .parts()
+        .iter()
+        .map(|p| desired_members(p, observed, &app_name))
+        .collect();
+    let all_ready = parts
+        .iter()
+        .zip(&desired)
+        .all(|(s, d)| s.ready == *d && s.updated == *d && s.replicas == *d);
+    let stuck = stuck_members(app, observed, now);
+    let pending = parts.iter().all(|p| p.replicas == 0) && desired.iter().any(|d| *d > 0);
+    let not_ready: Vec<String> = parts
+        .iter()
+        .zip(&desired)
+        .filter(|(s, d)| s.ready != **d || s.updated != **d)
+        .map(|(s, d)| format!("{}: {}/{} ready, {} updated", s.name, s.ready, d, s.updated))
+        .collect();
+    let phase = match (all_ready, stuck.is_empty(), pending) {
+        (true, _, _) => phase::READY,
+        (false, false, _) => phase::DEGRADED,
+        (false, true, true) => phase::PENDING,
+        (false, true, false) => phase::PROGRESSING,
+    };
+    let conditions = vec![
+        condition(
+            "Ready",
+            all_ready,
+            if all_ready {
+                "AllMembersReady"
+            } else {
+                "MembersNotReady"
+            },
+            &not_ready.join("; "),
+            generation,
+        ),
+        condition(
+            "Progressing",
+            !all_ready && stuck.is_empty(),
+            if all_ready { "Stable" } else { "RollingOut" },
+            &not_ready.join("; "),
+            generation,
+        ),
+        condition(
+            "Degraded",
+            !stuck.is_empty(),
+            if stuck.is_empty() {
+                "AsExpected"
+            } else {
+                "MemberStuck"
+            },
+            &stuck_message(&stuck),
+            generation,
+        ),
+    ];
+    StatefulAppStatus {
+        observed_generation: generation,
+        phase: Some(phase.to_string()),
+        conditions,
+        summary: Some(summary(app, &parts, &desired)),
+        parts,
+        extra_objects: Vec::new(),
+    }
+}
+
+/// The status of an app that does not validate: `Ready=False` with the validation messages.
+pub fn invalid(generation: Option<i64>, messages: &str) -> StatefulAppStatus {
+    StatefulAppStatus {
+        observed_generation: generation,
+        phase: Some(phase::INVALID.to_string()),
+        conditions: vec![
+            condition("Ready", false, "Invalid", messages, generation),
+            condition(
+                "Progressing",
+                false,
+                "Invalid",
+                "nothing is applied until the spec is fixed",
+                generation,
+            ),
+            condition("Degraded", false, "Invalid", "", generation),
+        ],
+        summary: Some(StatusSummary {
+            parts: String::new(),
+            ready: "-".to_string(),
+        }),
+        parts: Vec::new(),
+        extra_objects: Vec::new(),
+    }
+}
+
+/// Keeps each condition's previous transition time when its status did not change.
+pub fn carry_transition_times(
+    new: &mut StatefulAppStatus,
+    old: Option<&StatefulAppStatus>,
+    now: Timestamp,
+) {
+    for c in &mut new.conditions {
+        let previous = old.and_then(|o| o.conditions.iter().find(|p| p.type_ == c.type_));
+        c.last_transition_time = match previous {
+            Some(p) if p.status == c.status && p.last_transition_time.is_some() => {
+                p.last_transition_time.clone()
+            }
+            _ => Some(now.to_string()),
+        };
+    }
+}
+
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+) -> Condition {
+    Condition {
+        type_: type_.to_string(),
+        status: if status { "True" } else { "False" }.to_string(),
+        reason: reason.to_string(),
+        message: message.chars().take(1024).collect(),
+        last_transition_time: None,
+        observed_generation: generation,
+    }
+}
+
+fn summary(app: &ValidatedApp, parts: &[PartStatus], desired: &[i32]) -> StatusSummary {
+    let names: Vec<&str> = app.parts().iter().map(|p| p.name.as_str()).collect();
+    let ready: i32 = parts.iter().map(|p| p.ready).sum();
+    StatusSummary {
+        parts: names.join(","),
+        ready: format!("{ready}/{}", desired.iter().sum::<i32>()),
+    }
+}
+
+/// Members wanted: the spec's replicas, or for a DaemonSet what its controller schedules.
+fn desired_members(part: &PartSpec, observed: &Observed, app: &str) -> i32 {
+    match part.kind {
+        WorkloadKind::DaemonSet => {
+            let name = names::workload_name(app, &part.name);
+            observed
+                .daemon_sets
+                .get(&name)
+                .and_then(|d| d.status.as_ref())
+                .map_or(0, |s| s.desired_number_scheduled)
+        }
+        _ => part.desired_replicas(),
+    }
+}
+
+fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
+    let name = names::workload_name(app, &part.name);
+    let mut status = PartStatus {
+        name: part.name.clone(),
+        ..Default::default()
+    };
+    match part.kind {
+        WorkloadKind::StatefulSet => {
+            if let Some(s) = observed
+                .stateful_sets
+                .get(&name)
+                .and_then(|s| s.status.as_ref())
+            {
+                status.replicas = s.replicas;
+                status.ready = s.ready_replicas.unwrap_or(0);
+                status.updated = s.updated_replicas.unwrap_or(0);
+                status.current_revision = s.current_revision.clone();
+                status.update_revision = s.update_revision.clone();
+            }
+        }
+        WorkloadKind::Deployment => {
+            if let Some(s) = observed
+                .deployments
+                .get(&name)
+                .and_then(|d| d.status.as_ref())
+            {
+                status.replicas = s.replicas.unwrap_or(0);
+                status.ready = s.ready_replicas.unwrap_or(0);
+                status.updated = s.updated_replicas.unwrap_or(0);
+            }
+        }
+        WorkloadKind::DaemonSet => {
+            if let Some(s) = observed
+                .daemon_sets
+                .get(&name)
+                .and_then(|d| d.status.as_ref())
+            {
+                status.replicas = s.current_number_scheduled;
+                status.ready = s.number_ready;
+                status.updated = s.updated_number_scheduled.unwrap_or(0);
+            }
+        }
+    }
+    status.members = members_of(app, part, observed);
+    status
+}
+
+fn pods_of<'a>(
+    app: &'a str,
+    part: &'a PartSpec,
+    observed: &'a Observed,
+) -> impl Iterator<Item = &'a Pod> + 'a {
+    let selector = names::selector_labels(app, &part.name);
+    observed.pods.iter().filter(move |p| {
+        let labels = p.metadata.labels.as_ref();
+        selector
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    })
+}
+
+fn members_of(app: &str, part: &PartSpec, observed: &Observed) -> Vec<MemberStatus> {
+    let mut members: Vec<MemberStatus> = pods_of(app, part, observed)
+        .map(|pod| {
+            let label = |k: &str| pod.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
+            MemberStatus {
+                name: pod.metadata.name.clone().unwrap_or_default(),
+                ready: ready_since(pod).is_some(),
+                node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+                revision: label("controller-revision-hash").or_else(|| label("pod-template-hash")),
+                role: label(names::LABEL_ROLE),
+                updated_in_place: false,
+            }
+        })
+        .collect();
+    members.sort_by_key(|m| natural_key(&m.name));
+    members
+}
+
+/// Sorts `web-10` after `web-9`.
+fn natural_key(name: &str) -> (String, u64) {
+    match name.rsplit_once('-') {
+        Some((prefix, n)) if n.chars().all(|c| c.is_ascii_digit()) => {
+            (prefix.to_string(), n.parse().unwrap_or(0))
+        }
+        _ => (name.to_string(), 0),
+    }
+}
+
+/// When the pod last became ready, or `None` while it is not ready.
+fn ready_since(pod: &Pod) -> Option<Timestamp> {
+    ready_condition(pod)
+        .filter(|c| c.status == "True")
+        .map(|c| {
+            c.last_transition_time
+                .as_ref()
+                .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
+        })
+}
+
+fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")
+}
+
+/// Pods unready for longer than their part's progress deadline.
+fn stuck_members(app: &ValidatedApp, observed: &Observed, now: Timestamp) -> Vec<String> {
+    let app_name = app.name();
+    let mut stuck = Vec::new();
+    for part in app.parts() {
+        let deadline = part
+            .update
+            .progress_deadline_seconds
+            .map_or(DEFAULT_PROGRESS_DEADLINE_SECONDS, i64::from);
+        for pod in pods_of(&app_name, part, observed) {
+            let since = ready_condition(pod)
+                .filter(|c| c.status != "True")
+                .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                .or_else(|| {
+                    pod.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .map(|t| t.0)
+                        .filter(|_| ready_condition(pod).is_none())
+                });
+            if since.is_some_and(|t| now.as_second() - t.as_second() > deadline) {
+                stuck.push(pod.metadata.name.clone().unwrap_or_default());
+            }
+        }
+    }
+    stuck
+}
+
+fn stuck_message(stuck: &[String]) -> String {
+    if stuck.is_empty() {
+        String::new()
+    } else {
+        format!("unready past the progress deadline: {}", stuck.join(", "))
+    }
+}

@@ -1,0 +1,119 @@
+//! Server-side apply of rendered objects under the field manager `berth`, so only fields berth
+//! renders are berth's: a user's annotation or an autoscaler's replicas survive. Kinds are
+//! resolved once through discovery (extra objects may be of any kind) and cached.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use berth_k8s::prune::ObjectKey;
+use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{Scope, pinned_kind};
+use kube::{Api, Client};
+use serde_json::Value;
+
+use crate::{Error, MANAGER, Result};
+
+/// Applies and deletes objects of any kind.
+pub struct Applier {
+    client: Client,
+    kinds: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
+}
+
+/// `apps/v1` -> (`apps`, `v1`); `v1` -> (``, `v1`).
+fn split_api_version(api_version: &str) -> (&str, &str) {
+    api_version.split_once('/').unwrap_or(("", api_version))
+}
+
+impl Applier {
+    /// An applier using `client`.
+    pub fn new(client: Client) -> Self {
+        Self {
+            client,
+            kinds: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The API resource of a kind and whether it is namespaced.
+    pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<(ApiResource, bool)> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(found) = self.kinds.lock().expect("kind cache lock").get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = split_api_version(api_version);
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, caps) = pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(Error::kube(format!("discover {api_version} {kind}")))?;
+        let found = (resource, caps.scope == Scope::Namespaced);
+        self.kinds
+            .lock()
+            .expect("kind cache lock")
+            .insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn api(&self, resource: &ApiResource, namespaced: bool, namespace: &str) -> Api<DynamicObject> {
+        if namespaced {
+            Api::namespaced_with(self.client.clone(), namespace, resource)
+        } else {
+            Api::all_with(self.client.clone(), resource)
+        }
+    }
+
+    /// Applies `object` (a rendered object, owner reference already set when namespaced).
+    pub async fn apply(&self, object: &Value, namespace: &str) -> Result<DynamicObject> {
+        let key = key_of(object).ok_or_else(|| {
+            Error::Render(format!("object without apiVersion, kind or name: {object}"))
+        })?;
+        let (resource, namespaced) = self.resolve(&key.api_version, &key.kind).await?;
+        let api = self.api(&resource, namespaced, namespace);
+        let params = PatchParams::apply(MANAGER).force();
+        api.patch(&key.name, &params, &Patch::Apply(object))
+            .await
+            .map_err(Error::kube(format!("apply {} {}", key.kind, key.name)))
+    }
+
+    /// Deletes an object; one that is already gone is not an error.
+    pub async fn delete(&self, key: &ObjectKey, namespace: &str) -> Result<()> {
+        let (resource, namespaced) = self.resolve(&key.api_version, &key.kind).await?;
+        let params = DeleteParams {
+            propagation_policy: Some(PropagationPolicy::Background),
+            ..Default::default()
+        };
+        match self
+            .api(&resource, namespaced, namespace)
+            .delete(&key.name, &params)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(e) => Err(Error::kube(format!("delete {} {}", key.kind, key.name))(e)),
+        }
+    }
+
+    /// Whether a kind is namespaced.
+    pub async fn is_namespaced(&self, api_version: &str, kind: &str) -> Result<bool> {
+        Ok(self.resolve(api_version, kind).await?.1)
+    }
+}
+
+/// The identity of a rendered object.
+pub fn key_of(object: &Value) -> Option<ObjectKey> {
+    Some(ObjectKey {
+        api_version: object.get("apiVersion")?.as_str()?.to_string(),
+        kind: object.get("kind")?.as_str()?.to_string(),
+        name: object.pointer("/metadata/name")?.as_str()?.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_versions_split_into_group_and_version() {
+        assert_eq!(split_api_version("apps/v1"), ("apps", "v1"));
+        assert_eq!(split_api_version("v1"), ("", "v1"));
+    }
+}

@@ -1,0 +1,72 @@
+//! # berth-operator
+//!
+//! `berth operator`: a kube-rs controller that reconciles every `StatefulApp` with the same
+//! renderer as `berth render`, writes its status, and prunes what left the spec.
+//!
+//! ## Layout
+//! - [`run`]: wiring: client, leader election, one controller per watched namespace, telemetry.
+//! - `watch`: reflector stores of the objects berth owns (workloads, Services, ConfigMaps, PDBs, pods).
+//! - `reconcile`: validate → render → apply → prune → status, and cleanup on deletion.
+//! - `apply`: server-side apply of rendered objects (field manager `berth`).
+//! - `leader`: leader election on a `coordination.k8s.io` Lease.
+//! - `telemetry`: Prometheus metrics, health endpoints, logs.
+//!
+//! Every decision is made in `berth-core` / `berth-k8s` (pure); this crate performs them.
+
+mod apply;
+mod leader;
+mod reconcile;
+mod run;
+mod telemetry;
+mod watch;
+
+pub use run::{Options, run};
+
+/// Field manager (and event reporter) name of the operator.
+pub const MANAGER: &str = "berth";
+/// Finalizer that makes deletion run berth's ordered cleanup.
+pub const FINALIZER: &str = "berth.io/cleanup";
+
+/// Everything that can fail while reconciling.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the Kubernetes API failed.
+    #[error("failed to {action}: {source}")]
+    Kube {
+        /// What was attempted.
+        action: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// The finalizer machinery failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A rendered object could not be sent.
+    #[error("failed to render: {0}")]
+    Render(String),
+    /// Startup failed.
+    #[error("failed to start: {0}")]
+    Startup(String),
+}
+
+impl Error {
+    /// A short label for the errors metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube { .. } => "kube",
+            Error::Finalizer(_) => "finalizer",
+            Error::Render(_) => "render",
+            Error::Startup(_) => "startup",
+        }
+    }
+
+    /// Wraps a kube error with what was being done.
+    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+        let action = action.into();
+        move |source| Error::Kube { action, source }
+    }
+}
+
+/// Result with the operator's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

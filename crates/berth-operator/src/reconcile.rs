@@ -1,0 +1,429 @@
+//! One reconcile of one `StatefulApp`: validate → render → apply → prune → status, with a
+//! finalizer so deletion runs [`cleanup`] in order. Idempotent: running it twice changes nothing.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use berth_core::diag::Diagnostics;
+use berth_core::load::{Inputs, ValidatedApp, load};
+use berth_core::names;
+use berth_core::spec::{AppliedObject, StatefulApp, StatefulAppStatus};
+use berth_k8s::prune::{self, ObjectKey};
+use berth_k8s::render;
+use berth_k8s::status::{self, Observed};
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::apply::{Applier, key_of};
+use crate::telemetry::Metrics;
+use crate::watch::{self, Stores};
+use crate::{Error, FINALIZER, Result};
+
+/// What every reconcile of one scope shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Applies and deletes objects.
+    pub applier: Applier,
+    /// Caches of owned objects.
+    pub stores: Stores,
+    /// Publishes Kubernetes Events.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per app, for exponential backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Requeue interval of a converged app: a safety net; changes arrive through watches.
+const RESYNC: Duration = Duration::from_secs(300);
+/// Requeue interval while members are still converging (to notice stuck ones).
+const CONVERGING: Duration = Duration::from_secs(15);
+
+fn app_key(app: &StatefulApp) -> String {
+    format!("{}/{}", app.namespace().unwrap_or_default(), app.name_any())
+}
+
+/// Reconciles one app.
+///
+/// # Errors
+/// Any API failure; the controller retries with backoff.
+pub async fn reconcile(app: Arc<StatefulApp>, ctx: Arc<Context>) -> Result<Action> {
+    let started = ctx.metrics.reconcile_started();
+    let key = app_key(&app);
+    watch::ready(&ctx.stores)
+        .await
+        .map_err(|e| Error::Startup(format!("caches: {e}")))?;
+    let api: Api<StatefulApp> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, app, |event| async {
+        match event {
+            Finalizer::Apply(app) => apply_app(&app, &ctx).await,
+            Finalizer::Cleanup(app) => cleanup(&app, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .reconcile_finished(started, result.as_ref().err());
+    if result.is_ok() {
+        ctx.failures.lock().expect("failures lock").remove(&key);
+    }
+    result
+}
+
+/// Retries a failed reconcile after 1 s, doubling per consecutive failure, at most 5 minutes.
+pub fn error_policy(app: Arc<StatefulApp>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = app_key(&app);
+    let mut failures = ctx.failures.lock().expect("failures lock");
+    let n = failures.entry(key.clone()).or_insert(0);
+    *n += 1;
+    let delay = backoff(*n);
+    tracing::warn!(app = %key, error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+/// The CLI's validation, run on the resource as stored; messages without file and line.
+pub fn validate(app: &StatefulApp) -> Result<ValidatedApp, String> {
+    let mut clean = app.clone();
+    clean.status = None;
+    clean.metadata.managed_fields = None;
+    let text = serde_json::to_string(&clean).map_err(|e| e.to_string())?;
+    let inputs = Inputs {
+        app_file: "StatefulApp".into(),
+        app_text: text,
+        ..Default::default()
+    };
+    load(&inputs).map_err(|d| without_locations(d).to_string())
+}
+
+fn without_locations(mut d: Diagnostics) -> Diagnostics {
+    for x in &mut d.0 {
+        x.file = None;
+        x.line = None;
+    }
+    d
+}
+
+async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
+    let validated = match validate(app) {
+        Ok(v) => v,
+        Err(messages) => return reject(app, ctx, &messages).await,
+    };
+    let namespace = validated.namespace();
+    let objects = render::render(&validated).map_err(|e| Error::Render(e.to_string()))?;
+    let mut desired = BTreeSet::new();
+    let mut extras = Vec::new();
+    let first_extra = objects.len() - validated.app.spec.extra_objects.len();
+    for (i, mut object) in objects.into_iter().enumerate() {
+        let key =
+            key_of(&object).ok_or_else(|| Error::Render("an object without identity".into()))?;
+        if ctx
+            .applier
+            .is_namespaced(&key.api_version, &key.kind)
+            .await?
+        {
+            own(&mut object, app, &namespace);
+        }
+        let before = cached_version(&ctx.stores, &key, &namespace);
+        let applied = ctx.applier.apply(&object, &namespace).await?;
+        announce_change(ctx, app, &key, before, &applied).await;
+        if i >= first_extra {
+            extras.push(AppliedObject {
+                api_version: key.api_version.clone(),
+                kind: key.kind.clone(),
+                name: key.name.clone(),
+            });
+        }
+        desired.insert(key);
+    }
+    prune_leftovers(app, ctx, &desired, &namespace).await?;
+    let observed = observe(ctx, &validated);
+    let mut new = status::compute(
+        &validated,
+        app.metadata.generation,
+        &observed,
+        Timestamp::now(),
+    );
+    new.extra_objects = extras;
+    let converged = new.phase.as_deref() == Some(status::phase::READY);
+    write_status(app, ctx, new).await?;
+    Ok(Action::requeue(if converged { RESYNC } else { CONVERGING }))
+}
+
+/// What changes when an object's spec changes: its generation where it has one (workloads,
+/// budgets; status updates leave it alone), else its resource version.
+fn spec_version(
+    meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> Option<String> {
+    meta.generation
+        .map(|g| g.to_string())
+        .or_else(|| meta.resource_version.clone())
+}
+
+/// The spec version berth last saw of an owned object (`None`: not cached, or not a cached kind).
+fn cached_version(stores: &Stores, key: &ObjectKey, namespace: &str) -> Option<String> {
+    let s = stores;
+    let version = |meta: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
+        meta.as_ref().and_then(spec_version)
+    };
+    match key.kind.as_str() {
+        "ConfigMap" => {
+            version(watch::find(&s.config_maps, namespace, &key.name).map(|o| o.metadata))
+        }
+        "Service" => version(watch::find(&s.services, namespace, &key.name).map(|o| o.metadata)),
+        "StatefulSet" => {
+            version(watch::find(&s.stateful_sets, namespace, &key.name).map(|o| o.metadata))
+        }
+        "Deployment" => {
+            version(watch::find(&s.deployments, namespace, &key.name).map(|o| o.metadata))
+        }
+        "DaemonSet" => {
+            version(watch::find(&s.daemon_sets, namespace, &key.name).map(|o| o.metadata))
+        }
+        "PodDisruptionBudget" => {
+            version(watch::find(&s.budgets, namespace, &key.name).map(|o| o.metadata))
+        }
+        _ => None,
+    }
+}
+
+/// An Event when an apply created or changed an object. Objects berth does not cache (extra
+/// objects) count as created when their creation second is now.
+async fn announce_change(
+    ctx: &Context,
+    app: &StatefulApp,
+    key: &ObjectKey,
+    before: Option<String>,
+    applied: &DynamicObject,
+) {
+    let after = spec_version(&applied.metadata);
+    let created_now = applied
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .is_some_and(|t| t.0.as_second() >= Timestamp::now().as_second() - 1);
+    let reason = match before {
+        Some(v) if Some(&v) != after.as_ref() => "Updated",
+        Some(_) => return,
+        None if created_now => "Created",
+        None => return,
+    };
+    publish(
+        ctx,
+        app,
+        EventType::Normal,
+        reason,
+        &format!("{} {} {}", reason.to_lowercase(), key.kind, key.name),
+    )
+    .await;
+}
+
+/// An invalid app: the condition and an Event, and nothing applied.
+async fn reject(app: &StatefulApp, ctx: &Context, messages: &str) -> Result<Action> {
+    let already = app
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.reason == "Invalid" && c.message == messages);
+    if !already {
+        publish(ctx, app, EventType::Warning, "Invalid", messages).await;
+    }
+    write_status(app, ctx, status::invalid(app.metadata.generation, messages)).await?;
+    Ok(Action::await_change())
+}
+
+/// Sets the namespace and berth's controller owner reference on a namespaced object.
+fn own(object: &mut Value, app: &StatefulApp, namespace: &str) {
+    let owner = app
+        .controller_owner_ref(&())
+        .expect("a stored StatefulApp has a name and uid");
+    let metadata = object
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut)
+        .expect("rendered objects have metadata");
+    metadata
+        .entry("namespace")
+        .or_insert_with(|| Value::String(namespace.to_string()));
+    metadata.insert("ownerReferences".into(), json!([owner]));
+}
+
+fn owned_by<K: Resource>(object: &K, uid: &str) -> bool {
+    object
+        .meta()
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+/// Everything in the caches that this app owns.
+fn owned_keys(app: &StatefulApp, ctx: &Context, namespace: &str) -> Vec<ObjectKey> {
+    let uid = app.uid().unwrap_or_default();
+    let selector =
+        std::collections::BTreeMap::from([(names::LABEL_INSTANCE.to_string(), app.name_any())]);
+    let mut keys = Vec::new();
+    let mut add = |api_version: &str, kind: &str, names: Vec<String>| {
+        keys.extend(names.into_iter().map(|name| ObjectKey {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            name,
+        }));
+    };
+    let s = &ctx.stores;
+    macro_rules! owned_names {
+        ($store:expr) => {
+            watch::select(&$store, namespace, &selector)
+                .iter()
+                .filter(|o| owned_by(*o, &uid))
+                .map(|o| o.name_any())
+                .collect()
+        };
+    }
+    add("v1", "ConfigMap", owned_names!(s.config_maps));
+    add("v1", "Service", owned_names!(s.services));
+    add("apps/v1", "StatefulSet", owned_names!(s.stateful_sets));
+    add("apps/v1", "Deployment", owned_names!(s.deployments));
+    add("apps/v1", "DaemonSet", owned_names!(s.daemon_sets));
+    add("policy/v1", "PodDisruptionBudget", owned_names!(s.budgets));
+    keys
+}
+
+fn previous_extras(app: &StatefulApp) -> Vec<ObjectKey> {
+    let list = app
+        .status
+        .as_ref()
+        .map(|s| s.extra_objects.clone())
+        .unwrap_or_default();
+    list.into_iter()
+        .map(|o| ObjectKey {
+            api_version: o.api_version,
+            kind: o.kind,
+            name: o.name,
+        })
+        .collect()
+}
+
+async fn prune_leftovers(
+    app: &StatefulApp,
+    ctx: &Context,
+    desired: &BTreeSet<ObjectKey>,
+    namespace: &str,
+) -> Result<()> {
+    let mut candidates = owned_keys(app, ctx, namespace);
+    candidates.extend(previous_extras(app));
+    for key in prune::leftovers(desired, &candidates) {
+        ctx.applier.delete(&key, namespace).await?;
+        publish(
+            ctx,
+            app,
+            EventType::Normal,
+            "Pruned",
+            &format!("deleted {} {}: no longer in the spec", key.kind, key.name),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Deletion: workloads first, then budgets, Services, ConfigMaps and extra objects. Volume
+/// claims stay unless the part's retention says `whenDeleted: Delete` (then the StatefulSet
+/// controller removes them with their StatefulSet).
+async fn cleanup(app: &StatefulApp, ctx: &Context) -> Result<Action> {
+    let namespace = app.namespace().unwrap_or_default();
+    let mut keys = owned_keys(app, ctx, &namespace);
+    keys.extend(previous_extras(app));
+    for key in prune::leftovers(&BTreeSet::new(), &keys) {
+        ctx.applier.delete(&key, &namespace).await?;
+    }
+    publish(
+        ctx,
+        app,
+        EventType::Normal,
+        "Deleted",
+        "deleted the app's objects; volume claims follow the retention policy",
+    )
+    .await;
+    ctx.metrics.set_phase(&app_key(app), None);
+    Ok(Action::await_change())
+}
+
+fn observe(ctx: &Context, app: &ValidatedApp) -> Observed {
+    let namespace = app.namespace();
+    let s = &ctx.stores;
+    let mut observed = Observed::default();
+    for part in app.parts() {
+        let name = names::workload_name(&app.name(), &part.name);
+        if let Some(o) = watch::find(&s.stateful_sets, &namespace, &name) {
+            observed.stateful_sets.insert(name.clone(), o);
+        }
+        if let Some(o) = watch::find(&s.deployments, &namespace, &name) {
+            observed.deployments.insert(name.clone(), o);
+        }
+        if let Some(o) = watch::find(&s.daemon_sets, &namespace, &name) {
+            observed.daemon_sets.insert(name, o);
+        }
+    }
+    let selector =
+        std::collections::BTreeMap::from([(names::LABEL_INSTANCE.to_string(), app.name())]);
+    observed.pods = watch::select(&s.pods, &namespace, &selector);
+    observed
+}
+
+async fn write_status(app: &StatefulApp, ctx: &Context, mut new: StatefulAppStatus) -> Result<()> {
+    status::carry_transition_times(&mut new, app.status.as_ref(), Timestamp::now());
+    ctx.metrics.set_phase(&app_key(app), new.phase.as_deref());
+    if app.status.as_ref() == Some(&new) {
+        return Ok(());
+    }
+    let api: Api<StatefulApp> =
+        Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
+    let patch = json!({ "status": new });
+    api.patch_status(
+        &app.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::kube("write the status"))?;
+    Ok(())
+}
+
+/// Publishes an Event on the app. The note doubles as the action because the recorder folds
+/// events with the same reason and action into one series, keeping only the first note.
+async fn publish(ctx: &Context, app: &StatefulApp, type_: EventType, reason: &str, note: &str) {
+    let action: String = note.chars().take(128).collect();
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action,
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+        tracing::warn!(error = %e, "could not publish an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+}

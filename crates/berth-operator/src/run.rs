@@ -1,0 +1,163 @@
+//! Wiring: the client, telemetry, leader election, and one controller per watched namespace
+//! (or one for the whole cluster), each with its own caches.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use berth_core::names;
+use berth_core::spec::StatefulApp;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Client, ResourceExt};
+
+use crate::apply::Applier;
+use crate::leader::{self, LeaseConfig};
+use crate::reconcile::{Context, error_policy, reconcile};
+use crate::telemetry::{self, Metrics};
+use crate::watch::{self, Stores};
+use crate::{Error, MANAGER, Result};
+
+/// How the operator runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Namespaces to watch; all when empty.
+    pub namespaces: Vec<String>,
+    /// Where `/metrics` is served.
+    pub metrics_addr: SocketAddr,
+    /// Where `/healthz` and `/readyz` are served.
+    pub health_addr: SocketAddr,
+    /// JSON log lines.
+    pub json_logs: bool,
+    /// Compete for a Lease before reconciling (for more than one replica).
+    pub leader_election: bool,
+    /// Namespace of the Lease.
+    pub lease_namespace: String,
+    /// Name of the Lease.
+    pub lease_name: String,
+    /// This replica's identity in the Lease.
+    pub identity: String,
+}
+
+/// Runs the operator until a signal arrives or leadership is lost.
+///
+/// # Errors
+/// When the client cannot be built or the HTTP endpoints cannot listen.
+pub async fn run(options: Options) -> Result<()> {
+    telemetry::init_logs(options.json_logs);
+    let client = Client::try_default()
+        .await
+        .map_err(|e| Error::Startup(format!("no Kubernetes client configuration: {e}")))?;
+    let metrics = Arc::new(Metrics::default());
+    let server = tokio::spawn(telemetry::serve(
+        options.metrics_addr,
+        options.health_addr,
+        metrics.clone(),
+    ));
+    // A standby replica is ready too: it serves health and metrics, and waits for the lease.
+    metrics.ready.store(true, Ordering::Relaxed);
+    let mut lost = if options.leader_election {
+        let config = LeaseConfig {
+            namespace: options.lease_namespace.clone(),
+            name: options.lease_name.clone(),
+            identity: options.identity.clone(),
+            duration_seconds: 15,
+        };
+        Some(leader::lead(client.clone(), config).await?)
+    } else {
+        None
+    };
+    let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
+        vec![None]
+    } else {
+        options.namespaces.iter().cloned().map(Some).collect()
+    };
+    let controllers = futures::future::join_all(
+        scopes
+            .into_iter()
+            .map(|ns| run_scope(client.clone(), ns, metrics.clone(), &options)),
+    );
+    tracing::info!(namespaces = ?options.namespaces, "berth operator started");
+    tokio::select! {
+        _ = controllers => {}
+        r = server => return r.map_err(|e| Error::Startup(e.to_string()))?,
+        _ = leadership_lost(&mut lost) => return Err(Error::Startup("lost the leader lease".into())),
+    }
+    Ok(())
+}
+
+async fn leadership_lost(lost: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match lost {
+        Some(rx) => {
+            let _ = rx.wait_for(|leading| !leading).await;
+        }
+        None => futures::future::pending::<()>().await,
+    }
+}
+
+/// The app a pod belongs to, from its labels.
+fn app_of(pod: Pod) -> Option<ObjectRef<StatefulApp>> {
+    let app = pod.labels().get(names::LABEL_INSTANCE)?.clone();
+    Some(ObjectRef::new(&app).within(&pod.namespace()?))
+}
+
+async fn run_scope(
+    client: Client,
+    namespace: Option<String>,
+    metrics: Arc<Metrics>,
+    options: &Options,
+) {
+    let ns = namespace.as_deref();
+    let (stateful_sets, sts) = watch::reflect::<StatefulSet>(&client, ns);
+    let (deployments, deploy) = watch::reflect::<Deployment>(&client, ns);
+    let (daemon_sets, ds) = watch::reflect::<DaemonSet>(&client, ns);
+    let (services, svc) = watch::reflect::<Service>(&client, ns);
+    let (config_maps, cm) = watch::reflect::<ConfigMap>(&client, ns);
+    let (budgets, pdb) = watch::reflect::<PodDisruptionBudget>(&client, ns);
+    let (pods, pod) = watch::reflect::<Pod>(&client, ns);
+    let stores = Stores {
+        stateful_sets,
+        deployments,
+        daemon_sets,
+        services,
+        config_maps,
+        budgets,
+        pods,
+    };
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: Some(options.identity.clone()),
+    };
+    let context = Arc::new(Context {
+        client: client.clone(),
+        applier: Applier::new(client.clone()),
+        stores,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+        failures: Default::default(),
+    });
+    Controller::new(
+        watch::api::<StatefulApp>(&client, ns),
+        watcher::Config::default(),
+    )
+    .owns_stream(sts)
+    .owns_stream(deploy)
+    .owns_stream(ds)
+    .owns_stream(svc)
+    .owns_stream(cm)
+    .owns_stream(pdb)
+    .watches_stream(pod, app_of)
+    .shutdown_on_signal()
+    .run(reconcile, error_policy, context)
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "controller event");
+        }
+    })
+    .await;
+}
