@@ -50,10 +50,8 @@ pub struct Options {
 /// When the client cannot be built or the HTTP endpoints cannot listen.
 pub async fn run(options: Options) -> Result<()> {
     telemetry::init_logs(options.json_logs);
-    let client = Client::try_default()
-        .await
-        .map_err(|e| Error::Startup(format!("no Kubernetes client configuration: {e}")))?;
     let metrics = Arc::new(Metrics::default());
+    let client = counting_client(metrics.api_requests.clone()).await?;
     let server = tokio::spawn(telemetry::serve(
         options.metrics_addr,
         options.health_addr,
@@ -89,6 +87,21 @@ pub async fn run(options: Options) -> Result<()> {
         _ = leadership_lost(&mut lost) => return Err(Error::Startup("lost the leader lease".into())),
     }
     Ok(())
+}
+
+/// A client that counts every request it sends (the `berth_api_requests` metric).
+async fn counting_client(counter: prometheus_client::metrics::counter::Counter) -> Result<Client> {
+    let startup = |e: &dyn std::fmt::Display| {
+        Error::Startup(format!("no usable Kubernetes client configuration: {e}"))
+    };
+    let config = kube::Config::infer().await.map_err(|e| startup(&e))?;
+    let builder = kube::client::ClientBuilder::try_from(config).map_err(|e| startup(&e))?;
+    let count =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            counter.inc();
+            request
+        });
+    Ok(builder.with_layer(&count).build())
 }
 
 async fn leadership_lost(lost: &mut Option<tokio::sync::watch::Receiver<bool>>) {

@@ -37,6 +37,8 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
     phases: Family<PhaseLabels, Gauge>,
+    /// Requests sent to the Kubernetes API.
+    pub api_requests: Counter,
     phase_of_app: Mutex<HashMap<String, String>>,
     /// Whether the operator is ready to serve (caches synced, leadership settled).
     pub ready: AtomicBool,
@@ -61,12 +63,19 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register("apps", "StatefulApps by phase", phases.clone());
+        let api_requests = Counter::default();
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API",
+            api_requests.clone(),
+        );
         Self {
             registry,
             reconciles,
             errors,
             duration,
             phases,
+            api_requests,
             phase_of_app: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
         }

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# bench/scale.sh N [N...]: the operator scale benchmark (issue "The berth operator", item 6).
+#
+# For each N, on a fresh control plane of its own (scripts/testenv, separate ports and state):
+#   berth:  N StatefulApps of 3 members applied at once, with `berth operator` running; time until
+#           every app reports phase Ready; the operator's peak RSS (VmHWM) and its API requests/app.
+#   native: the same N StatefulSets (as `berth render` prints them) applied at once with no
+#           operator; time until every one has 3 ready replicas.
+# Prints one Markdown table row per N. Needs: scripts/testenv build, cargo.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export BERTH_TESTENV_DIR=${BERTH_BENCH_DIR:-/tmp/berth-bench}
+export BERTH_TESTENV_ETCD_PORT=25790 BERTH_TESTENV_ETCD_PEER_PORT=25800 BERTH_TESTENV_APISERVER_PORT=18443
+export BERTH_TESTENV_KCM_PORT=18257 BERTH_TESTENV_SCHEDULER_PORT=18259 BERTH_TESTENV_KWOK_PORT=18247
+METRICS=127.0.0.1:18090
+TIMEOUT=${BERTH_BENCH_TIMEOUT:-1800}
+
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+cargo build --release --quiet --bin berth
+BERTH=$PWD/target/release/berth
+[[ -n ${CARGO_TARGET_DIR:-} ]] && BERTH=$CARGO_TARGET_DIR/release/berth
+
+# app_manifest I: a 3-member StatefulApp without volumes (so only controllers are measured).
+app_manifest() {
+  cat <<YAML
+---
+apiVersion: berth.io/v1alpha1
+kind: StatefulApp
+metadata: {name: app-$1, namespace: $2}
+spec:
+  parts:
+  - name: db
+    replicas: 3
+    template: {spec: {containers: [{name: db, image: "registry.k8s.io/pause:3.10"}]}}
+    state: {topology: {ports: [{name: db, port: 5432}]}}
+YAML
+}
+
+# wait_count WHAT COMMAND TARGET: polls COMMAND (prints a number) until it reaches TARGET.
+wait_count() {
+  local what=$1 cmd=$2 target=$3 start=$SECONDS n
+  while :; do
+    n=$(eval "$cmd" 2>/dev/null || echo 0)
+    ((n >= target)) && return 0
+    ((SECONDS - start > TIMEOUT)) && { log "timed out waiting for $what ($n/$target)"; return 1; }
+    sleep 1
+  done
+}
+
+now_ms() { date +%s%3N; }
+
+run_one() {
+  local n=$1 i apps=/tmp/berth-bench-apps.yaml sts=/tmp/berth-bench-sts.yaml
+  scripts/testenv down >/dev/null 2>&1 || true
+  scripts/testenv up >/dev/null 2>&1
+  eval "$(scripts/testenv env)"
+  kubectl apply --server-side -f deploy/crd.yaml >/dev/null
+  kubectl wait --for=condition=Established crd/statefulapps.berth.io --timeout=60s >/dev/null
+  kubectl create namespace bench-berth >/dev/null
+  kubectl create namespace bench-native >/dev/null
+
+  : >"$apps"; : >"$sts"
+  for ((i = 0; i < n; i++)); do
+    app_manifest "$i" bench-berth >>"$apps"
+    app_manifest "$i" bench-native | "$BERTH" render /dev/stdin 2>/dev/null \
+      | awk 'BEGIN{RS="---\n"; ORS=""} /kind: StatefulSet/ {print "---\n" $0}' >>"$sts"
+  done
+
+  # native baseline first, on the idle cluster
+  log "N=$n native: applying $n StatefulSets"
+  local t0 t1 native berth
+  t0=$(now_ms)
+  kubectl apply --server-side -f "$sts" >/dev/null
+  wait_count "native ready" "kubectl get sts -n bench-native -o jsonpath='{range .items[*]}{.status.readyReplicas}{\"\\n\"}{end}' | grep -c '^3$'" "$n"
+  t1=$(now_ms); native=$((t1 - t0))
+  log "N=$n native: ${native} ms"
+  kubectl delete namespace bench-native --wait=false >/dev/null
+
+  "$BERTH" operator --namespace bench-berth --metrics-addr "$METRICS" --health-addr 127.0.0.1:18091 >/tmp/berth-bench-operator.log 2>&1 &
+  local op=$!
+  trap 'kill $op 2>/dev/null || true' RETURN
+  wait_count "operator metrics" "curl -sf http://$METRICS/metrics >/dev/null && echo 1" 1
+  local before
+  before=$(curl -s "http://$METRICS/metrics" | awk '/^berth_api_requests_total/ {print $2}')
+  log "N=$n berth: applying $n StatefulApps"
+  t0=$(now_ms)
+  kubectl apply --server-side -f "$apps" >/dev/null
+  wait_count "berth ready" "kubectl get sapp -n bench-berth -o jsonpath='{range .items[*]}{.status.phase}{\"\\n\"}{end}' | grep -c '^Ready$'" "$n"
+  t1=$(now_ms); berth=$((t1 - t0))
+  local requests rss
+  requests=$(curl -s "http://$METRICS/metrics" | awk '/^berth_api_requests_total/ {print $2}')
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$op/status")
+  log "N=$n berth: ${berth} ms, peak RSS ${rss} kB, $((requests - before)) API requests"
+  printf '| %d | %.1f | %.1f | %.2f | %.1f | %.1f |\n' "$n" "$(bc -l <<<"$native/1000")" "$(bc -l <<<"$berth/1000")" \
+    "$(bc -l <<<"$berth/$native")" "$(bc -l <<<"$rss/1024")" "$(bc -l <<<"($requests-$before)/$n")"
+  kill "$op" 2>/dev/null || true
+  wait "$op" 2>/dev/null || true
+  scripts/testenv down >/dev/null 2>&1 || true
+}
+
+echo "| apps (×3 members) | native StatefulSets: all ready (s) | berth: all Ready (s) | ratio | operator peak RSS (MiB) | API requests per app |"
+echo "|---|---|---|---|---|---|"
+for n in "${@:-100}"; do run_one "$n"; done
