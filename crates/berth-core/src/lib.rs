@@ -15,6 +15,7 @@
 //! - [`topology`]: members, their identities and addresses, per engine.
 //! - [`template`]: the template variable set and rendering of config files, env and commands.
 //! - [`load`]: the pipeline from files to a [`load::ValidatedApp`].
+//! - [`rollout`]: the rollout planner: which member to update next, when to switch over.
 
 pub mod diag;
 pub mod load;
@@ -22,6 +23,7 @@ pub mod names;
 pub mod params;
 pub mod path;
 pub mod quantity;
+pub mod rollout;
 pub mod source;
 pub mod spec;
 pub mod template;
