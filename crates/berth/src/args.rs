@@ -37,6 +37,25 @@ pub enum Command {
     },
     /// Print the StatefulApp CustomResourceDefinition.
     Crd,
+    /// Reconcile StatefulApps on a Kubernetes cluster.
+    Operator(crate::operator::OperatorArgs),
+    /// Run an app on this machine (members as processes under a background supervisor);
+    /// returns once every member is ready.
+    Up(crate::local::UpArgs),
+    /// Apply a changed app to its local run: members whose command, env or config changed
+    /// restart one at a time, highest ordinal first.
+    Apply(crate::local::ApplyArgs),
+    /// Change the number of members of a part of a local app.
+    Scale(crate::local::ScaleArgs),
+    /// Show the members of apps run on this machine.
+    Status(crate::local::StatusArgs),
+    /// Print a local member's output (stdout and stderr).
+    Logs(crate::local::LogsArgs),
+    /// Stop an app run on this machine.
+    Down(crate::local::DownArgs),
+    /// Run the supervisor of a local app (started by `up`).
+    #[command(name = "__local-supervisor", hide = true)]
+    LocalSupervisor(crate::local::SupervisorArgs),
 }
 
 /// An app manifest with its delivery-parameter values.

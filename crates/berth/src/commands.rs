@@ -24,6 +24,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Validate(app) => validate(&app),
         Command::Render { app, output_dir } => render_app(&app, output_dir.as_deref()),
         Command::Params { app, output } => list_params(&app, output),
+        Command::Operator(args) => crate::operator::run(&args),
+        Command::Up(args) => crate::local::up(&args),
+        Command::Apply(args) => crate::local::apply(&args),
+        Command::Scale(args) => crate::local::scale(&args),
+        Command::Status(args) => crate::local::status(&args),
+        Command::Logs(args) => crate::local::logs(&args),
+        Command::Down(args) => crate::local::down(&args),
+        Command::LocalSupervisor(args) => crate::local::supervise(&args),
         Command::Crd => {
             print!(
                 "{}",
@@ -42,7 +50,7 @@ fn explain(problems: &Diagnostics) -> Failure {
     )
 }
 
-fn load_app(args: &AppArgs) -> Result<ValidatedApp, Failure> {
+pub(crate) fn load_app(args: &AppArgs) -> Result<ValidatedApp, Failure> {
     let inputs = read_inputs(args).map_err(|d| explain(&d))?;
     load::load(&inputs).map_err(|d| explain(&d))
 }

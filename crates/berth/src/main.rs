@@ -1,10 +1,12 @@
-//! The `berth` command line: validate, render, params and crd.
+//! The `berth` command line: validate, render, params, crd, the operator and the local engine.
 //!
 //! Exit codes: 0 success, 1 invalid input or failed operation, 2 usage error (clap's own).
 
 mod args;
 mod commands;
 mod input;
+mod local;
+mod operator;
 
 use std::process::ExitCode;
 

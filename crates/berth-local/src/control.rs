@@ -1,0 +1,383 @@
+//! What the command line does with the local engine: `up` (check, save the inputs, start the
+//! supervisor, wait for readiness while printing progress), `status`, `logs` and `down`. The
+//! CLI only reads `state.json`; it controls the supervisor with signals.
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use berth_core::load::{Inputs, ValidatedApp};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::home::{AppState, Home, Phase, SavedInputs, tail, write_atomic};
+use crate::os;
+use crate::plan::MemberPlan;
+use crate::supervisor;
+
+/// How often the CLI looks at the published state.
+const POLL: Duration = Duration::from_millis(200);
+/// Log lines shown when a member fails to become ready.
+const TAIL_LINES: usize = 30;
+
+/// How `up` starts the supervisor.
+#[derive(Clone, Debug)]
+pub struct UpOptions {
+    /// The `berth` executable and the arguments that make it run the supervisor of an app
+    /// (the app's name is appended).
+    pub supervisor_command: Vec<String>,
+    /// The address slot to use (`None`: keep or pick one).
+    pub slot: Option<u8>,
+    /// How long members may take to become ready.
+    pub timeout: Duration,
+}
+
+/// Runs `app` in `home` and returns once every member is ready.
+///
+/// # Errors
+/// A missing binary or package, a taken address, or a member not ready in time (with its log).
+pub fn up(
+    home: &Home,
+    inputs: &Inputs,
+    app: &ValidatedApp,
+    options: &UpOptions,
+) -> Result<(), String> {
+    let name = app.name();
+    let plans = supervisor::plan_members(home, app, options.slot)?;
+    preflight(&plans)?;
+    save_inputs(home, &name, inputs)?;
+    let pid = if home.supervisor_running(&name) {
+        println!(
+            "{name}: supervisor already running (run `berth down {name}` first to apply changes)"
+        );
+        None
+    } else {
+        Some(start_supervisor(home, &name, &options.supervisor_command)?)
+    };
+    wait_ready(home, &name, pid, options.timeout)
+}
+
+fn save_inputs(home: &Home, app: &str, inputs: &Inputs) -> Result<(), String> {
+    let json = serde_json::to_vec_pretty(&SavedInputs::from(inputs)).map_err(|e| e.to_string())?;
+    write_atomic(&home.file(app, "inputs.json"), &json)?;
+    home.clear_scale(app);
+    Ok(())
+}
+
+/// Hands a changed manifest to the running supervisor, which restarts the members whose
+/// revision changed (highest ordinal first), and waits until every member is ready.
+///
+/// # Errors
+/// No supervisor runs, a program is missing, or the change fails or is not ready in time.
+pub fn apply(
+    home: &Home,
+    inputs: &Inputs,
+    app: &ValidatedApp,
+    timeout: Duration,
+) -> Result<(), String> {
+    let name = app.name();
+    preflight(&supervisor::plan_members(home, app, None)?)?;
+    save_inputs(home, &name, inputs)?;
+    reload(home, &name, timeout)
+}
+
+/// Sets the replicas of part `part` of the running `app` and waits until every member is ready.
+///
+/// # Errors
+/// No supervisor runs, the part is unknown, or the change fails or is not ready in time.
+pub fn scale(
+    home: &Home,
+    app: &str,
+    part: &str,
+    replicas: i32,
+    timeout: Duration,
+) -> Result<(), String> {
+    let path = home.file(app, "inputs.json");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| format!("no app `{app}` in {}", home.root.display()))?;
+    let saved: SavedInputs = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+    let validated = berth_core::load::load(&saved.into()).map_err(|d| d.to_string())?;
+    let known = validated.parts().iter().any(|p| p.name == part);
+    if !known {
+        return Err(format!("{app} has no part `{part}`"));
+    }
+    home.set_scale(app, part, replicas)?;
+    reload(home, app, timeout)
+}
+
+/// Signals the supervisor to reload (SIGHUP) and waits for the outcome.
+fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
+    let state = home
+        .state(app)
+        .filter(|_| home.supervisor_running(app))
+        .ok_or_else(|| format!("{app} is not running; use `berth up`"))?;
+    let before = state.reloads;
+    signal_supervisor(&state, Signal::SIGHUP)?;
+    let deadline = Instant::now() + timeout;
+    let mut shown = BTreeMap::new();
+    loop {
+        if let Some(state) = home.state(app).filter(|s| s.reloads > before) {
+            show_progress(&state, &mut shown);
+            if let Some(error) = &state.error {
+                return Err(format!("{app}: {error}"));
+            }
+            if state.phase == Phase::Ready {
+                println!("{app}: {} members ready", state.members.len());
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(not_ready_in_time(app, home.state(app).as_ref(), timeout));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+fn signal_supervisor(state: &AppState, signal: Signal) -> Result<(), String> {
+    let pid = i32::try_from(state.supervisor_pid).map_err(|e| e.to_string())?;
+    kill(Pid::from_raw(pid), signal).map_err(|e| format!("cannot signal the supervisor: {e}"))
+}
+
+/// Fails, naming the Debian packages to install, when a member's program or package is missing.
+fn preflight(plans: &[MemberPlan]) -> Result<(), String> {
+    let mut problems = Vec::new();
+    for plan in plans {
+        let program = &plan.argv[0];
+        let packages = plan.packages.join(" ");
+        let hint = if packages.is_empty() {
+            String::new()
+        } else {
+            format!("; install it with `apt-get install {packages}`")
+        };
+        if os::find_program(program).is_none() {
+            problems.push(format!(
+                "{}: program `{program}` not found on this host{hint}",
+                plan.name
+            ));
+        }
+        let missing = os::missing_packages(&plan.packages);
+        if !missing.is_empty() {
+            problems.push(format!(
+                "{}: Debian package(s) not installed: {}; install with `apt-get install {}`",
+                plan.name,
+                missing.join(", "),
+                missing.join(" ")
+            ));
+        }
+    }
+    problems.dedup_by(|a, b| a.split_once(':').map(|x| x.1) == b.split_once(':').map(|x| x.1));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+fn start_supervisor(home: &Home, app: &str, command: &[String]) -> Result<u32, String> {
+    let (program, args) = command.split_first().ok_or("no supervisor command")?;
+    let log_path = home.file(app, "supervisor.log");
+    let log = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+    let child = std::process::Command::new(program)
+        .args(args)
+        .arg(app)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot start the supervisor: {e}"))?;
+    Ok(child.id())
+}
+
+/// Polls the published state until every member is ready, printing what each one awaits.
+fn wait_ready(home: &Home, app: &str, pid: Option<u32>, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    let mut shown: BTreeMap<String, String> = BTreeMap::new();
+    loop {
+        let state = home.state(app).filter(|s| current(home, s, pid));
+        if let Some(state) = &state {
+            show_progress(state, &mut shown);
+            match state.phase {
+                Phase::Ready => {
+                    println!("{app}: {} members ready", state.members.len());
+                    return Ok(());
+                }
+                Phase::Failed => {
+                    return Err(format!(
+                        "{app}: {}",
+                        state.error.clone().unwrap_or_default()
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let started = pid.is_none_or(os::alive) || home.supervisor_running(app);
+        if !started {
+            let log = tail(&home.file(app, "supervisor.log"), TAIL_LINES);
+            return Err(format!("{app}: the supervisor exited:\n{log}"));
+        }
+        if Instant::now() > deadline {
+            return Err(not_ready_in_time(app, state.as_ref(), timeout));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Whether `state` comes from the running supervisor: the one `up` started (`pid`), or the one
+/// that won the lock when two `up`s raced, never a dead one's leftover.
+fn current(home: &Home, state: &AppState, pid: Option<u32>) -> bool {
+    let live = os::alive(state.supervisor_pid);
+    match pid {
+        Some(p) if state.supervisor_pid == p => true,
+        Some(p) => live && !os::alive(p) && home.supervisor_running(&state.app),
+        None => live,
+    }
+}
+
+fn show_progress(state: &AppState, shown: &mut BTreeMap<String, String>) {
+    for m in &state.members {
+        let line = if m.ready {
+            format!("ready on {}", m.address)
+        } else {
+            format!("waiting for {}", m.waiting)
+        };
+        if shown.get(&m.name) != Some(&line) {
+            println!("  {}: {line}", m.name);
+            shown.insert(m.name.clone(), line);
+        }
+    }
+}
+
+fn not_ready_in_time(app: &str, state: Option<&AppState>, timeout: Duration) -> String {
+    let secs = timeout.as_secs();
+    let Some(member) = state.and_then(|s| s.members.iter().find(|m| !m.ready)) else {
+        return format!("{app}: not ready after {secs}s");
+    };
+    format!(
+        "{app}: {} not ready after {secs}s (waiting for {}); last lines of {}:\n{}\n\
+         (the supervisor keeps trying; `berth down {app}` stops it)",
+        member.name,
+        member.waiting,
+        member.log.display(),
+        tail(&member.log, TAIL_LINES)
+    )
+}
+
+/// The state of `app` (or of every app in the home), corrected when the supervisor is gone.
+pub fn status(home: &Home, app: Option<&str>) -> Result<Vec<AppState>, String> {
+    let apps = match app {
+        Some(a) if home.app_dir(a).is_dir() => vec![a.to_string()],
+        Some(a) => return Err(format!("no app `{a}` in {}", home.root.display())),
+        None => home.apps(),
+    };
+    Ok(apps
+        .iter()
+        .filter_map(|a| home.state(a).map(|s| checked(home, s)))
+        .collect())
+}
+
+/// A state whose supervisor is not running: nothing is ready, only live orphans keep a pid.
+fn checked(home: &Home, mut state: AppState) -> AppState {
+    if home.supervisor_running(&state.app) {
+        return state;
+    }
+    if !matches!(state.phase, Phase::Stopped | Phase::Failed) {
+        state.phase = Phase::Failed;
+        state.error = Some("the supervisor is not running".to_string());
+    }
+    for m in &mut state.members {
+        m.ready = false;
+        m.pid = m.pid.filter(|p| os::is_same_process(*p, m.started));
+    }
+    state
+}
+
+/// The log file of `member` (searched in every app of the home).
+///
+/// # Errors
+/// No app in the home has this member.
+pub fn log_path(home: &Home, member: &str) -> Result<PathBuf, String> {
+    home.apps()
+        .into_iter()
+        .map(|a| home.app_dir(&a).join(member).join("log"))
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("no member `{member}` in {}", home.root.display()))
+}
+
+/// Copies a log to stdout; with `follow`, keeps copying what is appended until interrupted.
+///
+/// # Errors
+/// The log cannot be read.
+pub fn print_log(path: &Path, follow: bool) -> Result<(), String> {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut out = std::io::stdout();
+    let mut buffer = Vec::new();
+    loop {
+        buffer.clear();
+        file.read_to_end(&mut buffer).map_err(|e| e.to_string())?;
+        out.write_all(&buffer)
+            .and_then(|()| out.flush())
+            .map_err(|e| e.to_string())?;
+        if !follow {
+            return Ok(());
+        }
+        if file
+            .metadata()
+            .is_ok_and(|m| m.len() < file.stream_position().unwrap_or(0))
+        {
+            file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Stops `app` (members in reverse order) and with `purge` deletes its directory and data.
+///
+/// # Errors
+/// The app is unknown or its supervisor does not stop in time.
+pub fn down(home: &Home, app: &str, purge: bool) -> Result<(), String> {
+    if !home.app_dir(app).is_dir() {
+        return Err(format!("no app `{app}` in {}", home.root.display()));
+    }
+    let state = home.state(app);
+    if home.supervisor_running(app) {
+        let state = state
+            .as_ref()
+            .ok_or("the supervisor has published no state")?;
+        stop_supervisor(home, state)?;
+    } else if let Some(state) = &state {
+        os::stop_orphans(&state.members);
+    }
+    println!("{app}: stopped");
+    if purge {
+        let dir = home.app_dir(app);
+        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        println!("{app}: purged {}", dir.display());
+    }
+    Ok(())
+}
+
+fn stop_supervisor(home: &Home, state: &AppState) -> Result<(), String> {
+    let pid = i32::try_from(state.supervisor_pid).map_err(|e| e.to_string())?;
+    kill(Pid::from_raw(pid), Signal::SIGTERM)
+        .map_err(|e| format!("cannot signal the supervisor: {e}"))?;
+    let grace: u64 = state.members.iter().map(|m| m.grace_seconds).sum();
+    let deadline = Instant::now() + Duration::from_secs(grace + 10);
+    while home.supervisor_running(&state.app) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{}: the supervisor did not stop in time",
+                state.app
+            ));
+        }
+        std::thread::sleep(POLL);
+    }
+    Ok(())
+}

@@ -1,0 +1,167 @@
+//! The supervisor's decisions as pure functions: in which order members start and stop, how
+//! long to wait before restarting a crashed member, and a member's revision.
+
+use std::time::Duration;
+
+use berth_core::spec::PodManagement;
+use sha2::{Digest, Sha256};
+
+/// First restart delay.
+pub const BACKOFF_START: Duration = Duration::from_secs(1);
+/// Longest restart delay.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// A member that ran this long without crashing starts over with the shortest delay.
+pub const BACKOFF_RESET_AFTER: Duration = Duration::from_secs(60);
+
+/// The delay before restart number `restarts` (1 for the first restart): 1s doubling to 30s.
+pub fn backoff(restarts: u32) -> Duration {
+    let doublings = restarts.saturating_sub(1).min(16);
+    (BACKOFF_START * 2u32.pow(doublings)).min(BACKOFF_CAP)
+}
+
+/// How many recent crashes count for the next delay: none after a long healthy run.
+pub fn crash_streak(previous: u32, ran_for: Duration) -> u32 {
+    if ran_for >= BACKOFF_RESET_AFTER {
+        1
+    } else {
+        previous + 1
+    }
+}
+
+/// Whether member `index` of a part may start, given the readiness of the members before it.
+pub fn may_start(policy: PodManagement, ready_before: &[bool]) -> bool {
+    match policy {
+        PodManagement::Parallel => true,
+        PodManagement::OrderedReady => ready_before.iter().all(|r| *r),
+    }
+}
+
+/// Stop order: the reverse of start order (last part first, highest ordinal first).
+pub fn stop_order<T: Clone>(start_order: &[T]) -> Vec<T> {
+    start_order.iter().rev().cloned().collect()
+}
+
+/// A short hash of what a member runs: its argv, env and rendered files.
+pub fn revision(argv: &[String], env: &[(String, String)], files: &[(String, String)]) -> String {
+    let mut hasher = Sha256::new();
+    let mut add = |s: &str| {
+        hasher.update((s.len() as u64).to_le_bytes());
+        hasher.update(s.as_bytes());
+    };
+    argv.iter().for_each(|a| add(a));
+    add("\0env");
+    env.iter().for_each(|(k, v)| {
+        add(k);
+        add(v);
+    });
+    add("\0files");
+    files.iter().for_each(|(k, v)| {
+        add(k);
+        add(v);
+    });
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// What to do when the desired members change (`apply`, `scale`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reconcile {
+    /// Members no longer wanted, in stop order (reverse start order).
+    pub remove: Vec<String>,
+    /// Members whose revision changed, in restart order (reverse start order: highest
+    /// ordinal first), each restarted after the previous one is ready again.
+    pub replace: Vec<String>,
+    /// New members, in start order.
+    pub add: Vec<String>,
+}
+
+/// Compares running members with desired ones, both `(name, revision)` in start order.
+pub fn reconcile(running: &[(String, String)], desired: &[(String, String)]) -> Reconcile {
+    let find = |list: &[(String, String)], name: &str| {
+        list.iter().find(|(n, _)| n == name).map(|(_, r)| r.clone())
+    };
+    let remove = running
+        .iter()
+        .rev()
+        .filter(|(n, _)| find(desired, n).is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    let replace = running
+        .iter()
+        .rev()
+        .filter(|(n, r)| find(desired, n).is_some_and(|new| &new != r))
+        .map(|(n, _)| n.clone())
+        .collect();
+    let add = desired
+        .iter()
+        .filter(|(n, _)| find(running, n).is_none())
+        .map(|(n, _)| n.clone())
+        .collect();
+    Reconcile {
+        remove,
+        replace,
+        add,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn members(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(n, r)| (n.to_string(), r.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn reconcile_restarts_changed_members_highest_ordinal_first() {
+        let running = members(&[("a-0", "x"), ("a-1", "x"), ("a-2", "x")]);
+        let desired = members(&[("a-0", "y"), ("a-1", "x"), ("a-2", "y")]);
+        let r = reconcile(&running, &desired);
+        assert_eq!(r.replace, ["a-2", "a-0"]);
+        assert!(r.remove.is_empty() && r.add.is_empty());
+    }
+
+    #[test]
+    fn reconcile_scales_down_from_the_top_and_up_in_order() {
+        let running = members(&[("a-0", "x"), ("a-1", "x"), ("a-2", "x")]);
+        let r = reconcile(&running, &members(&[("a-0", "x")]));
+        assert_eq!(r.remove, ["a-2", "a-1"]);
+        let r = reconcile(&members(&[("a-0", "x")]), &running);
+        assert_eq!(r.add, ["a-1", "a-2"]);
+    }
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_thirty() {
+        let secs: Vec<u64> = (1..=7).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
+        assert_eq!(backoff(1000), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn a_long_run_resets_the_streak() {
+        assert_eq!(crash_streak(5, Duration::from_secs(2)), 6);
+        assert_eq!(crash_streak(5, Duration::from_secs(120)), 1);
+    }
+
+    #[test]
+    fn ordered_start_waits_for_every_earlier_member() {
+        assert!(may_start(PodManagement::OrderedReady, &[]));
+        assert!(!may_start(PodManagement::OrderedReady, &[true, false]));
+        assert!(may_start(PodManagement::Parallel, &[false]));
+        assert_eq!(stop_order(&[0, 1, 2]), [2, 1, 0]);
+    }
+
+    #[test]
+    fn revision_changes_with_any_input() {
+        let a = revision(&["x".into()], &[], &[]);
+        assert_ne!(a, revision(&["x".into()], &[("A".into(), "1".into())], &[]));
+        assert_ne!(a, revision(&["x".into(), "".into()], &[], &[]));
+        assert_eq!(a.len(), 12);
+    }
+}

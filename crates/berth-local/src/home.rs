@@ -1,0 +1,312 @@
+//! The berth home directory: where each app keeps its inputs, address slot, supervisor lock,
+//! published state and member directories; plus reading and writing those files.
+//!
+//! ```text
+//! <home>/<app>/inputs.json      the manifest, values and --set arguments of the last `up`
+//! <home>/<app>/scale.json     replicas set by `berth scale`, by part
+//! <home>/<app>/slot             the app's address slot (second octet of its addresses)
+//! <home>/<app>/supervisor.lock  flock'ed by the running supervisor
+//! <home>/<app>/supervisor.log   the supervisor's own output
+//! <home>/<app>/state.json       what the supervisor publishes (see [`AppState`])
+//! <home>/<app>/<member>/        the member's config, volumes, secrets and `log`
+//! ```
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use berth_core::load::Inputs;
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+/// The lowest slot given automatically (127.10.*.* upwards stay clear of 127.0.0.1).
+pub const FIRST_SLOT: u8 = 10;
+
+/// The home directory.
+#[derive(Clone, Debug)]
+pub struct Home {
+    /// Its path.
+    pub root: PathBuf,
+}
+
+impl Home {
+    /// The home at `root`.
+    pub fn new(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The directory of app `app`.
+    pub fn app_dir(&self, app: &str) -> PathBuf {
+        self.root.join(app)
+    }
+
+    /// A file of app `app`.
+    pub fn file(&self, app: &str, name: &str) -> PathBuf {
+        self.app_dir(app).join(name)
+    }
+
+    /// The apps that have a directory here.
+    pub fn apps(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut apps: Vec<String> = entries
+            .flatten()
+            .filter(|e| e.path().join("slot").is_file())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .collect();
+        apps.sort();
+        apps
+    }
+
+    /// The app's slot: `wanted`, else the one it already has, else the lowest one free here.
+    ///
+    /// # Errors
+    /// The slot file cannot be written, or `wanted` belongs to another app.
+    pub fn slot(&self, app: &str, wanted: Option<u8>) -> Result<u8, String> {
+        let taken: Vec<(String, u8)> = self
+            .apps()
+            .into_iter()
+            .filter_map(|a| self.read_slot(&a).map(|s| (a, s)))
+            .collect();
+        let own = taken.iter().find(|(a, _)| a == app).map(|(_, s)| *s);
+        let others: Vec<u8> = taken
+            .iter()
+            .filter(|(a, _)| a != app)
+            .map(|(_, s)| *s)
+            .collect();
+        let slot = match (wanted, own) {
+            (Some(s), _) if others.contains(&s) => {
+                return Err(format!(
+                    "address slot {s} is used by another app in this home"
+                ));
+            }
+            (Some(s), Some(own)) if s != own && self.supervisor_running(app) => {
+                return Err(format!(
+                    "{app} runs on slot {own}; `berth down {app}` first"
+                ));
+            }
+            (Some(s), _) => s,
+            (None, Some(s)) => s,
+            (None, None) => (FIRST_SLOT..=250)
+                .find(|s| !others.contains(s))
+                .ok_or("no free address slot left")?,
+        };
+        let path = self.file(app, "slot");
+        write_atomic(&path, slot.to_string().as_bytes())?;
+        Ok(slot)
+    }
+
+    fn read_slot(&self, app: &str) -> Option<u8> {
+        std::fs::read_to_string(self.file(app, "slot"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// Replicas set by `berth scale`, by part name.
+    pub fn scale_overrides(&self, app: &str) -> BTreeMap<String, i32> {
+        std::fs::read_to_string(self.file(app, "scale.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Records that part `part` of `app` runs `replicas` members.
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn set_scale(&self, app: &str, part: &str, replicas: i32) -> Result<(), String> {
+        let mut overrides = self.scale_overrides(app);
+        overrides.insert(part.to_string(), replicas);
+        let json = serde_json::to_vec_pretty(&overrides).map_err(|e| e.to_string())?;
+        write_atomic(&self.file(app, "scale.json"), &json)
+    }
+
+    /// Forgets `berth scale` overrides (the manifest's replicas apply again).
+    pub fn clear_scale(&self, app: &str) {
+        let _ = std::fs::remove_file(self.file(app, "scale.json"));
+    }
+
+    /// The published state of `app`, if any.
+    pub fn state(&self, app: &str) -> Option<AppState> {
+        let text = std::fs::read_to_string(self.file(app, "state.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Tries to take the supervisor lock of `app`; `None` while a supervisor holds it.
+    ///
+    /// # Errors
+    /// The lock file cannot be opened.
+    pub fn try_lock(&self, app: &str) -> Result<Option<Flock<File>>, String> {
+        let path = self.file(app, "supervisor.lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(Flock::lock(file, FlockArg::LockExclusiveNonblock).ok())
+    }
+
+    /// Whether a supervisor of `app` is running (holds its lock).
+    pub fn supervisor_running(&self, app: &str) -> bool {
+        self.app_dir(app).is_dir() && matches!(self.try_lock(app), Ok(None))
+    }
+}
+
+/// The inputs of `berth up`, saved for the supervisor.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct SavedInputs {
+    /// The manifest's file name.
+    pub app_file: String,
+    /// The manifest's text.
+    pub app_text: String,
+    /// Values files (name, text).
+    pub values: Vec<(String, String)>,
+    /// `--set` arguments.
+    pub sets: Vec<String>,
+}
+
+impl From<&Inputs> for SavedInputs {
+    fn from(i: &Inputs) -> Self {
+        Self {
+            app_file: i.app_file.clone(),
+            app_text: i.app_text.clone(),
+            values: i.values.clone(),
+            sets: i.sets.clone(),
+        }
+    }
+}
+
+impl From<SavedInputs> for Inputs {
+    fn from(s: SavedInputs) -> Self {
+        Self {
+            app_file: s.app_file,
+            app_text: s.app_text,
+            values: s.values,
+            sets: s.sets,
+            namespace: None,
+        }
+    }
+}
+
+/// Where the app as a whole is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Members are starting.
+    #[default]
+    Starting,
+    /// Every member is ready.
+    Ready,
+    /// Some member is not ready (after having been).
+    Degraded,
+    /// The supervisor gave up; see the error.
+    Failed,
+    /// Members are being stopped.
+    Stopping,
+    /// Every member is stopped.
+    Stopped,
+}
+
+/// What the supervisor publishes in `state.json`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AppState {
+    /// The app's name.
+    pub app: String,
+    /// The supervisor's process id.
+    pub supervisor_pid: u32,
+    /// The app's phase.
+    pub phase: Phase,
+    /// Why the supervisor gave up, or why the last `apply` or `scale` failed.
+    pub error: Option<String>,
+    /// How many `apply`/`scale` requests the supervisor has handled.
+    #[serde(default)]
+    pub reloads: u64,
+    /// The members in start order.
+    pub members: Vec<MemberState>,
+}
+
+/// One member as the supervisor sees it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MemberState {
+    /// `<app>-<part>-<ordinal>`.
+    pub name: String,
+    /// The process id (also its process group id) while running.
+    pub pid: Option<u32>,
+    /// Its loopback address.
+    pub address: String,
+    /// When its process started (`/proc` clock ticks), to recognise it after a supervisor crash.
+    #[serde(default)]
+    pub started: Option<u64>,
+    /// Whether its readiness probe passes.
+    pub ready: bool,
+    /// Its role (not probed yet: empty).
+    pub role: String,
+    /// How often it was restarted after exiting.
+    pub restarts: u32,
+    /// Hash of what it runs.
+    pub revision: String,
+    /// What it waits for, when not ready.
+    pub waiting: String,
+    /// Its stop grace in seconds.
+    pub grace_seconds: u64,
+    /// Its log file.
+    pub log: PathBuf,
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half.
+///
+/// # Errors
+/// The message naming the path.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The last `lines` lines of a file (empty when it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read(path).unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_distinct_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        assert_eq!(home.slot("a", None).unwrap(), FIRST_SLOT);
+        assert_eq!(home.slot("b", None).unwrap(), FIRST_SLOT + 1);
+        assert_eq!(home.slot("a", None).unwrap(), FIRST_SLOT);
+        assert!(home.slot("c", Some(FIRST_SLOT)).is_err());
+        assert_eq!(home.slot("c", Some(99)).unwrap(), 99);
+    }
+
+    #[test]
+    fn the_lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        std::fs::create_dir_all(home.app_dir("a")).unwrap();
+        let held = home.try_lock("a").unwrap();
+        assert!(held.is_some());
+        assert!(home.supervisor_running("a"));
+        drop(held);
+        assert!(!home.supervisor_running("a"));
+    }
+}

@@ -1,0 +1,29 @@
+//! # berth-local
+//!
+//! The local engine: runs the members of a `StatefulApp` as real processes on this machine,
+//! each on its own loopback address, under a background supervisor.
+//!
+//! ## Layout
+//! - [`addressing`]: loopback addresses and member directories (pure).
+//! - [`expand`]: Kubernetes-style `$(VAR)` expansion (pure).
+//! - [`decide`]: start order, restart backoff and revisions (pure).
+//! - [`plan`]: what each member runs: argv, env, files, probe (pure).
+//! - [`home`]: the home directory layout, slots, lock and published state.
+//! - [`os`]: process liveness, signals, programs, packages and ports.
+//! - [`probe`]: readiness checks.
+//! - [`shared`]: the supervisor's published state.
+//! - [`member`]: one member under supervision.
+//! - [`supervisor`]: the background supervisor of one app.
+//! - [`control`]: `up`, `status`, `logs` and `down` as the CLI runs them.
+
+pub mod addressing;
+pub mod control;
+pub mod decide;
+pub mod expand;
+pub mod home;
+pub mod member;
+pub mod os;
+pub mod plan;
+pub mod probe;
+pub mod shared;
+pub mod supervisor;

@@ -1,0 +1,263 @@
+//! One member under supervision: waits for its turn to start, writes its files, runs its
+//! process in its own process group, probes readiness and role, restarts it with backoff when
+//! it exits, and stops it gracefully (SIGTERM to the group, SIGKILL after the grace period).
+
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+use tokio::time::sleep;
+
+use crate::decide;
+use crate::home::write_atomic;
+use crate::os;
+use crate::plan::{MemberPlan, ProbeAction};
+use crate::probe;
+use crate::shared::Shared;
+
+/// `PATH` for members when the supervisor has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Waits for the member's turn to start, then runs it until told to stop.
+pub async fn member_task(
+    plan: Arc<MemberPlan>,
+    earlier: Vec<String>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut changed = shared.subscribe();
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let before: Vec<bool> = earlier.iter().map(|n| shared.is_ready(n)).collect();
+        if decide::may_start(plan.pod_management, &before) {
+            break;
+        }
+        if let Some(name) = earlier.iter().find(|n| !shared.is_ready(n)) {
+            let waiting = format!("start order: {name} to be ready");
+            shared.member(&plan.name, |m| m.waiting = waiting);
+        }
+        tokio::select! {
+            _ = changed.changed() => {},
+            _ = stop.changed() => {},
+        }
+    }
+    run_member(&plan, &shared, &mut stop).await;
+}
+
+/// Runs a member, restarting it with backoff whenever it exits, until `stop` turns true.
+async fn run_member(plan: &MemberPlan, shared: &Shared, stop: &mut watch::Receiver<bool>) {
+    let mut streak = 0;
+    loop {
+        let started = Instant::now();
+        let outcome = match write_member_files(plan).and_then(|()| spawn(plan)) {
+            Ok(child) => run_once(plan, shared, child, stop).await,
+            Err(e) => Some(e),
+        };
+        let Some(why) = outcome else {
+            return;
+        };
+        streak = decide::crash_streak(streak, started.elapsed());
+        let delay = decide::backoff(streak);
+        note(plan, &format!("{why}; restarting in {}s", delay.as_secs()));
+        shared.member(&plan.name, |m| {
+            m.pid = None;
+            m.ready = false;
+            m.role.clear();
+            m.restarts += 1;
+            m.waiting = format!("restart in {}s ({why})", delay.as_secs());
+        });
+        tokio::select! {
+            () = sleep(delay) => {},
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Runs one process of a member; `None` when it was stopped, else why it exited.
+async fn run_once(
+    plan: &MemberPlan,
+    shared: &Shared,
+    mut child: Child,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    let pid = child.id().unwrap_or_default();
+    note(plan, &format!("started pid {pid}: {}", plan.argv.join(" ")));
+    shared.member(&plan.name, |m| {
+        m.pid = Some(pid);
+        m.started = os::start_ticks(pid);
+        m.revision.clone_from(&plan.revision);
+        m.grace_seconds = plan.grace.as_secs();
+        m.waiting = awaited(plan);
+    });
+    let status = tokio::select! {
+        status = child.wait() => Some(status),
+        () = probe_loop(plan, shared) => None,
+        () = role_loop(plan, shared) => None,
+        _ = stop.changed() => None,
+    };
+    match status {
+        Some(status) => {
+            os::signal_group(pid, Signal::SIGKILL);
+            Some(describe_exit(status))
+        }
+        None => {
+            stop_process(plan, pid, &mut child).await;
+            shared.member(&plan.name, |m| {
+                m.pid = None;
+                m.ready = false;
+                m.role.clear();
+                m.waiting = "stopped".to_string();
+            });
+            None
+        }
+    }
+}
+
+fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(s) => format!("exited ({s})"),
+        Err(e) => format!("lost ({e})"),
+    }
+}
+
+/// SIGTERM to the member's process group, SIGKILL after its grace period.
+async fn stop_process(plan: &MemberPlan, pid: u32, child: &mut Child) {
+    note(plan, "stopping (SIGTERM)");
+    os::signal_group(pid, Signal::SIGTERM);
+    if tokio::time::timeout(plan.grace, child.wait())
+        .await
+        .is_err()
+    {
+        note(plan, "grace period over (SIGKILL)");
+    }
+    os::signal_group(pid, Signal::SIGKILL);
+    let _ = child.wait().await;
+}
+
+/// What a started member waits for.
+fn awaited(plan: &MemberPlan) -> String {
+    match plan.probe.as_ref().map(|p| &p.action) {
+        None => "process start".to_string(),
+        Some(ProbeAction::Exec(argv)) => format!("readiness probe: {}", argv.join(" ")),
+        Some(ProbeAction::Tcp(port)) => format!("readiness probe: tcp {}:{port}", plan.ip),
+        Some(ProbeAction::Http { port, path }) => {
+            format!("readiness probe: http://{}:{port}{path}", plan.ip)
+        }
+    }
+}
+
+/// Probes readiness forever, publishing every change.
+async fn probe_loop(plan: &MemberPlan, shared: &Shared) {
+    let Some(probe) = &plan.probe else {
+        shared.member(&plan.name, |m| {
+            m.ready = true;
+            m.waiting.clear();
+        });
+        return std::future::pending().await;
+    };
+    sleep(probe.initial_delay).await;
+    let mut was_ready = false;
+    loop {
+        let ready = probe::check(probe, plan).await;
+        if ready != was_ready {
+            let waiting = if ready { String::new() } else { awaited(plan) };
+            shared.member(&plan.name, |m| {
+                m.ready = ready;
+                m.waiting = waiting;
+            });
+            was_ready = ready;
+        }
+        // Probe quickly until first ready so that `up` returns promptly.
+        let period = if ready {
+            probe.period
+        } else {
+            probe.period.min(Duration::from_millis(500))
+        };
+        sleep(period).await;
+    }
+}
+
+/// Runs the role probe forever, publishing every change of role.
+async fn role_loop(plan: &MemberPlan, shared: &Shared) {
+    let Some((argv, period)) = &plan.role_probe else {
+        return std::future::pending().await;
+    };
+    let mut last = String::new();
+    loop {
+        let role = probe::role(argv, plan, *period.max(&Duration::from_secs(2))).await;
+        if role != last {
+            shared.member(&plan.name, |m| m.role = role.clone());
+            last = role;
+        }
+        sleep(*period).await;
+    }
+}
+
+/// Starts a member's process in its own process group, output appended to its log.
+fn spawn(plan: &MemberPlan) -> Result<Child, String> {
+    let start = || -> std::io::Result<Child> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(plan.dir.join("log"))?;
+        Command::new(&plan.argv[0])
+            .args(&plan.argv[1..])
+            .env_clear()
+            .envs(process_env(plan))
+            .current_dir(&plan.dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+    };
+    start().map_err(|e| format!("cannot start {}: {e}", plan.argv[0]))
+}
+
+/// The environment a member's processes get: its env plus `PATH` and `HOME`.
+pub fn process_env(plan: &MemberPlan) -> Vec<(String, String)> {
+    let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_string());
+    let mut env = vec![
+        ("PATH".to_string(), path),
+        ("HOME".to_string(), plan.dir.display().to_string()),
+    ];
+    env.extend(plan.env.iter().cloned());
+    env
+}
+
+/// Creates a member's directories and writes its config files with their modes.
+///
+/// # Errors
+/// The message naming the path.
+pub fn write_member_files(plan: &MemberPlan) -> Result<(), String> {
+    let err = |p: &Path, e: std::io::Error| format!("{}: {}: {e}", plan.name, p.display());
+    for dir in &plan.dirs {
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
+    }
+    for file in &plan.files {
+        write_atomic(&file.path, file.content.as_bytes())?;
+        let mode = std::fs::Permissions::from_mode(file.mode);
+        std::fs::set_permissions(&file.path, mode).map_err(|e| err(&file.path, e))?;
+    }
+    Ok(())
+}
+
+/// Appends a supervisor note to the member's log.
+fn note(plan: &MemberPlan, text: &str) {
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(plan.dir.join("log"));
+    if let Ok(mut log) = log {
+        let _ = writeln!(log, "[berth] {}: {text}", plan.name);
+    }
+}

@@ -1,0 +1,403 @@
+//! What each member runs locally, computed without I/O from a validated app: its argv (from
+//! `local.command` or the container's command and args), its env (the `BERTH_*` variables with
+//! local values, then the container's env, templates rendered and `$(VAR)` expanded like
+//! Kubernetes does), its rendered config files, directories, readiness probe and stop grace.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_core::load::ValidatedApp;
+use berth_core::names;
+use berth_core::spec::{PartSpec, PodManagement};
+use berth_core::template;
+use berth_core::topology::{self, EnvSource, MemberRef};
+use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use crate::addressing::{self, LocalAddressing};
+use crate::decide;
+use crate::expand::{expand, expand_env, lookup_in};
+
+/// Default `terminationGracePeriodSeconds`, as on Kubernetes.
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+
+/// A config file written into a member's directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlannedFile {
+    /// Where it goes on this host.
+    pub path: PathBuf,
+    /// Its content.
+    pub content: String,
+    /// Its mode bits.
+    pub mode: u32,
+}
+
+/// How readiness is checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeAction {
+    /// A command run with the member's env; exit status 0 means ready.
+    Exec(Vec<String>),
+    /// A TCP connection to the member's address.
+    Tcp(u16),
+    /// An HTTP GET to the member's address; a 2xx or 3xx status means ready.
+    Http {
+        /// The port.
+        port: u16,
+        /// The request path.
+        path: String,
+    },
+}
+
+/// A readiness probe with its timing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbePlan {
+    /// What is checked.
+    pub action: ProbeAction,
+    /// Delay before the first check.
+    pub initial_delay: Duration,
+    /// Time between checks.
+    pub period: Duration,
+    /// Time one check may take.
+    pub timeout: Duration,
+}
+
+/// Everything needed to run one member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberPlan {
+    /// The member's identity.
+    pub member: MemberRef,
+    /// `<app>-<part>-<ordinal>`.
+    pub name: String,
+    /// Its loopback address.
+    pub ip: Ipv4Addr,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Directories created before start (volumes, secrets, config).
+    pub dirs: Vec<PathBuf>,
+    /// Rendered config files.
+    pub files: Vec<PlannedFile>,
+    /// The command line.
+    pub argv: Vec<String>,
+    /// The environment (the process gets only this plus `PATH`).
+    pub env: Vec<(String, String)>,
+    /// The readiness probe, if the container has one.
+    pub probe: Option<ProbePlan>,
+    /// The role probe: a command whose output is the member's role, and its period.
+    pub role_probe: Option<(Vec<String>, Duration)>,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// TCP ports the member binds on its address.
+    pub ports: Vec<u16>,
+    /// Start policy of its part.
+    pub pod_management: PodManagement,
+    /// Debian packages that provide its binaries.
+    pub packages: Vec<String>,
+    /// Hash of argv, env and files.
+    pub revision: String,
+}
+
+/// Plans every member of every part, in start order.
+///
+/// # Errors
+/// A message naming the member and what cannot be rendered.
+pub fn plan_app(
+    app: &ValidatedApp,
+    addressing: &LocalAddressing,
+) -> Result<Vec<MemberPlan>, String> {
+    let mut plans = Vec::new();
+    for (index, part) in app.parts().iter().enumerate() {
+        for member in topology::members(&app.app, part, part.desired_replicas()) {
+            plans.push(plan_member(app, index, part, &member, addressing)?);
+        }
+    }
+    Ok(plans)
+}
+
+fn plan_member(
+    app: &ValidatedApp,
+    index: usize,
+    part: &PartSpec,
+    member: &MemberRef,
+    addressing: &LocalAddressing,
+) -> Result<MemberPlan, String> {
+    let name = member.name();
+    let at = |what: &str, e: &dyn std::fmt::Display| format!("{name}: {what}: {e}");
+    let container = local_container(part).ok_or_else(|| format!("{name}: no container to run"))?;
+    let context = app.context(index, addressing, Some(member));
+    let render = |s: &str| template::render(s, &context).map_err(|e| at("template", &e));
+    let ip = addressing.ip(member);
+    let env = member_env(app, part, member, ip, container, &render)?;
+    let lookup = |n: &str| lookup_in(&env, n);
+    let words = local_words(part, container);
+    let argv: Vec<String> = words
+        .iter()
+        .map(|w| render(w).map(|r| expand(&r, &lookup)))
+        .collect::<Result<_, _>>()?;
+    if argv.is_empty() {
+        return Err(format!(
+            "{name}: no command: the image's entrypoint cannot run locally; give the container a \
+             command or the part a `local.command`"
+        ));
+    }
+    let files = app
+        .config_files(index, addressing, Some(member))
+        .map_err(|e| at("config file", &e))?
+        .into_iter()
+        .map(|f| PlannedFile {
+            path: PathBuf::from(f.path),
+            content: f.content,
+            mode: u32::try_from(f.mode).unwrap_or(0o644),
+        })
+        .collect::<Vec<_>>();
+    let probe = container
+        .readiness_probe
+        .as_ref()
+        .map(|p| probe_plan(p, container, part, &render, &lookup))
+        .transpose()?
+        .flatten();
+    let role_probe = role_probe(part, &render, &lookup)?;
+    let file_pairs: Vec<(String, String)> = files
+        .iter()
+        .map(|f| (f.path.display().to_string(), f.content.clone()))
+        .collect();
+    Ok(MemberPlan {
+        revision: decide::revision(&argv, &env, &file_pairs),
+        name,
+        ip,
+        dir: addressing.member_dir(member),
+        dirs: addressing::member_dirs(addressing, part, member),
+        files,
+        argv,
+        env,
+        probe,
+        role_probe,
+        grace: grace(part),
+        ports: tcp_ports(part),
+        pod_management: part.pod_management,
+        packages: part
+            .local
+            .as_ref()
+            .map(|l| l.packages.clone())
+            .unwrap_or_default(),
+        member: member.clone(),
+    })
+}
+
+/// The container that runs locally: `local.container`, else the first.
+fn local_container(part: &PartSpec) -> Option<&Container> {
+    let containers = &part.template.spec.as_ref()?.containers;
+    let wanted = part.local.as_ref().and_then(|l| l.container.as_deref());
+    match wanted {
+        Some(name) => containers.iter().find(|c| c.name == name),
+        None => containers.first(),
+    }
+}
+
+/// The unrendered command line: `local.command`, else the container's command and args.
+fn local_words(part: &PartSpec, container: &Container) -> Vec<String> {
+    match part.local.as_ref().filter(|l| !l.command.is_empty()) {
+        Some(local) => local.command.clone(),
+        None => container
+            .command
+            .iter()
+            .flatten()
+            .chain(container.args.iter().flatten())
+            .cloned()
+            .collect(),
+    }
+}
+
+fn member_env(
+    app: &ValidatedApp,
+    part: &PartSpec,
+    member: &MemberRef,
+    ip: Ipv4Addr,
+    container: &Container,
+    render: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Vec<(String, String)>, String> {
+    let workload = names::workload_name(&app.name(), &part.name);
+    let headless = names::headless_service_name(&workload, part);
+    let mut env: Vec<(String, String)> = topology::member_env(&app.name(), part, &headless)
+        .into_iter()
+        .map(|(k, source)| (k.to_string(), local_value(source, app, member, ip)))
+        .collect();
+    for var in container.env.iter().flatten() {
+        if let Some(value) = &var.value {
+            env.push((var.name.clone(), render(value)?));
+        }
+    }
+    Ok(expand_env(&env))
+}
+
+/// The local value of a standard variable: the member's IP stands for every address.
+fn local_value(source: EnvSource, app: &ValidatedApp, member: &MemberRef, ip: Ipv4Addr) -> String {
+    match source {
+        EnvSource::Literal(v) => v,
+        EnvSource::MemberName => member.name(),
+        EnvSource::Ordinal => member.ordinal.to_string(),
+        EnvSource::Namespace => app.namespace(),
+        EnvSource::PodIp | EnvSource::StableAddress { .. } => ip.to_string(),
+    }
+}
+
+fn probe_plan(
+    probe: &Probe,
+    container: &Container,
+    part: &PartSpec,
+    render: &dyn Fn(&str) -> Result<String, String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<ProbePlan>, String> {
+    let port = |p: &IntOrString| resolve_port(p, container, part);
+    let action = if let Some(exec) = &probe.exec {
+        let words = exec.command.iter().flatten();
+        let argv = words
+            .map(|w| render(w).map(|r| expand(&r, lookup)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(ProbeAction::Exec(argv))
+    } else if let Some(tcp) = &probe.tcp_socket {
+        port(&tcp.port).map(ProbeAction::Tcp)
+    } else if let Some(http) = &probe.http_get {
+        port(&http.port).map(|port| ProbeAction::Http {
+            port,
+            path: http.path.clone().unwrap_or_else(|| "/".to_string()),
+        })
+    } else {
+        None
+    };
+    let secs =
+        |v: Option<i32>, default: i32| Duration::from_secs(v.unwrap_or(default).max(0) as u64);
+    Ok(action.map(|action| ProbePlan {
+        action,
+        initial_delay: secs(probe.initial_delay_seconds, 0),
+        period: secs(probe.period_seconds, 10).max(Duration::from_millis(500)),
+        timeout: secs(probe.timeout_seconds, 1).max(Duration::from_secs(1)),
+    }))
+}
+
+fn role_probe(
+    part: &PartSpec,
+    render: &dyn Fn(&str) -> Result<String, String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<(Vec<String>, Duration)>, String> {
+    let Some(probe) = &part.state.topology.role_probe else {
+        return Ok(None);
+    };
+    let argv = probe
+        .exec
+        .iter()
+        .map(|w| render(w).map(|r| expand(&r, lookup)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let period = Duration::from_secs(u64::try_from(probe.period_seconds).unwrap_or(2).max(1));
+    Ok(Some((argv, period)))
+}
+
+/// A probe port: a number, or a name among the container's and the part's ports.
+fn resolve_port(port: &IntOrString, container: &Container, part: &PartSpec) -> Option<u16> {
+    match port {
+        IntOrString::Int(n) => u16::try_from(*n).ok(),
+        IntOrString::String(name) => container
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(name))
+            .map(|p| p.container_port)
+            .or_else(|| {
+                let ports = &part.state.topology.ports;
+                ports.iter().find(|p| &p.name == name).map(|p| p.port)
+            })
+            .and_then(|n| u16::try_from(n).ok()),
+    }
+}
+
+fn grace(part: &PartSpec) -> Duration {
+    let seconds = part
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.termination_grace_period_seconds)
+        .unwrap_or(DEFAULT_GRACE_SECONDS);
+    Duration::from_secs(seconds.max(0) as u64)
+}
+
+fn tcp_ports(part: &PartSpec) -> Vec<u16> {
+    let ports = &part.state.topology.ports;
+    ports
+        .iter()
+        .filter(|p| p.protocol == berth_core::spec::Protocol::TCP)
+        .filter_map(|p| u16::try_from(p.port).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::load::{Inputs, load};
+    use std::path::Path;
+
+    const APP: &str = r#"
+apiVersion: berth.io/v1alpha1
+kind: StatefulApp
+metadata: {name: kv}
+spec:
+  parts:
+    - name: kv
+      replicas: 2
+      template:
+        spec:
+          containers:
+            - name: kv
+              image: kv:1
+              command: ["kv", "--name=$(BERTH_MEMBER)", "--peer={{ members[0].address }}", "--data={{ volumes.data }}"]
+              env:
+                - name: GREETING
+                  value: "hi-$(BERTH_ORDINAL)"
+              readinessProbe:
+                tcpSocket: {port: client}
+      state:
+        persistent:
+          - {name: data, size: 1Gi, mountPath: /data}
+        topology:
+          ports:
+            - {name: client, port: 7000}
+"#;
+
+    fn plans() -> Vec<MemberPlan> {
+        let inputs = Inputs {
+            app_file: "kv.yaml".into(),
+            app_text: APP.into(),
+            ..Default::default()
+        };
+        let app = load(&inputs).unwrap();
+        let addressing = LocalAddressing::new(&app.app, Path::new("/h/kv"), 20);
+        plan_app(&app, &addressing).unwrap()
+    }
+
+    #[test]
+    fn command_env_and_probe_use_local_values() {
+        let plans = plans();
+        let m1 = &plans[1];
+        assert_eq!(m1.name, "kv-1");
+        assert_eq!(
+            m1.argv,
+            [
+                "kv",
+                "--name=kv-1",
+                "--peer=127.20.1.1",
+                "--data=/h/kv/kv-1/volumes/data"
+            ]
+        );
+        assert_eq!(lookup_in(&m1.env, "GREETING").as_deref(), Some("hi-1"));
+        assert_eq!(
+            lookup_in(&m1.env, "BERTH_ADDRESS").as_deref(),
+            Some("127.20.1.2")
+        );
+        assert_eq!(
+            lookup_in(&m1.env, "BERTH_NAMESPACE").as_deref(),
+            Some("default")
+        );
+        assert_eq!(m1.probe.as_ref().unwrap().action, ProbeAction::Tcp(7000));
+        assert_eq!(m1.grace, Duration::from_secs(30));
+        assert_ne!(plans[0].revision, m1.revision);
+    }
+}

@@ -1,0 +1,236 @@
+//! The local-engine subcommands (`up`, `status`, `logs`, `down` and the hidden supervisor):
+//! arguments and output; the work is done by [`berth_local::control`].
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_local::control::{self, UpOptions};
+use berth_local::home::{AppState, Home};
+use clap::Args;
+
+use crate::args::{AppArgs, Format};
+use crate::commands::{Failure, load_app};
+use crate::input::read_inputs;
+
+/// Where local apps keep their state.
+#[derive(Args, Debug)]
+pub struct HomeArgs {
+    /// The berth home: state, logs and data of local apps.
+    #[arg(long, value_name = "DIR", default_value = ".berth")]
+    pub home: PathBuf,
+}
+
+/// `berth up`.
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// The app and its values.
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Address slot N: members get 127.N.<part>.<ordinal+1> (default: kept, or the lowest free).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=254))]
+    pub slot: Option<u8>,
+    /// Seconds members may take to become ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub timeout: u64,
+}
+
+/// `berth apply`.
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// The app and its values.
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Seconds members may take to become ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub timeout: u64,
+}
+
+/// `berth scale`.
+#[derive(Args, Debug)]
+pub struct ScaleArgs {
+    /// The app.
+    pub app: String,
+    /// The part.
+    pub part: String,
+    /// Its number of members.
+    #[arg(value_parser = clap::value_parser!(i32).range(0..=253))]
+    pub replicas: i32,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Seconds members may take to become ready.
+    #[arg(long, value_name = "SECONDS", default_value_t = 180)]
+    pub timeout: u64,
+}
+
+/// `berth status`.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The app (default: every app in the home).
+    pub app: Option<String>,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// `berth logs`.
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// The member, e.g. `redis-1`.
+    pub member: String,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Keep printing what the member writes.
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+}
+
+/// `berth down`.
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// The app.
+    pub app: String,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Also delete the app's directory: data, config and logs.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+/// The hidden supervisor subcommand.
+#[derive(Args, Debug)]
+pub struct SupervisorArgs {
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// The app.
+    pub app: String,
+}
+
+/// The home as an absolute path (the supervisor outlives the current directory's meaning).
+fn home(args: &HomeArgs) -> Result<Home, Failure> {
+    std::fs::create_dir_all(&args.home)
+        .and_then(|()| std::path::absolute(&args.home))
+        .map(|root| Home::new(&root))
+        .map_err(|e| format!("{}: {e}", args.home.display()))
+}
+
+pub fn up(args: &UpArgs) -> Result<(), Failure> {
+    let app = load_app(&args.app)?;
+    let inputs = read_inputs(&args.app).map_err(|d| d.to_string())?;
+    let home = home(&args.home)?;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find berth itself: {e}"))?;
+    let options = UpOptions {
+        supervisor_command: vec![
+            exe.display().to_string(),
+            "__local-supervisor".to_string(),
+            "--home".to_string(),
+            home.root.display().to_string(),
+        ],
+        slot: args.slot,
+        timeout: Duration::from_secs(args.timeout),
+    };
+    control::up(&home, &inputs, &app, &options)
+}
+
+pub fn apply(args: &ApplyArgs) -> Result<(), Failure> {
+    let app = load_app(&args.app)?;
+    let inputs = read_inputs(&args.app).map_err(|d| d.to_string())?;
+    let timeout = Duration::from_secs(args.timeout);
+    control::apply(&home(&args.home)?, &inputs, &app, timeout)
+}
+
+pub fn scale(args: &ScaleArgs) -> Result<(), Failure> {
+    let timeout = Duration::from_secs(args.timeout);
+    control::scale(
+        &home(&args.home)?,
+        &args.app,
+        &args.part,
+        args.replicas,
+        timeout,
+    )
+}
+
+pub fn status(args: &StatusArgs) -> Result<(), Failure> {
+    let states = control::status(&home(&args.home)?, args.app.as_deref())?;
+    match args.output {
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&states).map_err(|e| e.to_string())?
+        ),
+        Format::Table => print!("{}", status_table(&states)),
+    }
+    Ok(())
+}
+
+fn status_table(states: &[AppState]) -> String {
+    let headers = [
+        "APP", "PHASE", "MEMBER", "PID", "ADDRESS", "READY", "ROLE", "RESTARTS", "REVISION",
+    ];
+    let rows: Vec<[String; 9]> = states
+        .iter()
+        .flat_map(|s| {
+            s.members.iter().map(|m| {
+                [
+                    s.app.clone(),
+                    format!("{:?}", s.phase).to_lowercase(),
+                    m.name.clone(),
+                    m.pid.map_or("-".to_string(), |p| p.to_string()),
+                    m.address.clone(),
+                    if m.ready { "yes" } else { "no" }.to_string(),
+                    if m.role.is_empty() {
+                        "-".to_string()
+                    } else {
+                        m.role.clone()
+                    },
+                    m.restarts.to_string(),
+                    m.revision.clone(),
+                ]
+            })
+        })
+        .collect();
+    let widths: Vec<usize> = (0..headers.len())
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in std::iter::once(headers.map(String::from)).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
+    }
+    out
+}
+
+pub fn logs(args: &LogsArgs) -> Result<(), Failure> {
+    let path = control::log_path(&home(&args.home)?, &args.member)?;
+    control::print_log(&path, args.follow)
+}
+
+pub fn down(args: &DownArgs) -> Result<(), Failure> {
+    control::down(&home(&args.home)?, &args.app, args.purge)
+}
+
+pub fn supervise(args: &SupervisorArgs) -> Result<(), Failure> {
+    berth_local::supervisor::supervise(&home(&args.home)?.root, &args.app)
+}

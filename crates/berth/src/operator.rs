@@ -1,0 +1,71 @@
+//! `berth operator`: reconcile StatefulApps on a Kubernetes cluster (see `berth-operator`).
+
+use std::net::SocketAddr;
+
+use clap::{Args, ValueEnum};
+
+use crate::commands::Failure;
+
+/// Log line format.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `berth operator`.
+#[derive(Args, Debug)]
+pub struct OperatorArgs {
+    /// Namespace to watch (repeat for several); all namespaces when none is given.
+    #[arg(long = "namespace", value_name = "NAMESPACE")]
+    pub namespaces: Vec<String>,
+    /// Address of the Prometheus `/metrics` endpoint.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// Address of the `/healthz` and `/readyz` endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    pub health_addr: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Compete for a Lease so that only one of several replicas reconciles.
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "berth-system")]
+    pub lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "berth-operator")]
+    pub lease_name: String,
+    /// This replica's identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
+/// Runs the operator until it is signalled to stop.
+///
+/// # Errors
+/// The reason it could not start or had to stop.
+pub fn run(args: &OperatorArgs) -> Result<(), Failure> {
+    let identity = args
+        .identity
+        .clone()
+        .unwrap_or_else(|| format!("berth-{}", std::process::id()));
+    let options = berth_operator::Options {
+        namespaces: args.namespaces.clone(),
+        metrics_addr: args.metrics_addr,
+        health_addr: args.health_addr,
+        json_logs: args.log_format == LogFormat::Json,
+        leader_election: args.leader_elect,
+        lease_namespace: args.lease_namespace.clone(),
+        lease_name: args.lease_name.clone(),
+        identity,
+    };
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime
+        .block_on(berth_operator::run(options))
+        .map_err(|e| format!("operator: {e}"))
+}

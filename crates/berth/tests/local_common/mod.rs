@@ -1,0 +1,131 @@
+//! Helpers shared by the local-engine end-to-end tests: a temporary berth home whose app is
+//! always brought down and purged (even when the test fails), binary requirements that fail
+//! in CI and skip elsewhere, and polling with a timeout instead of sleeping.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+/// The repository's `examples/` directory.
+pub fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
+}
+
+/// Whether every program is installed. Missing ones fail the test when `CI=true`; elsewhere
+/// the test is skipped with a notice.
+pub fn require(programs: &[(&str, &str)]) -> bool {
+    let missing: Vec<String> = programs
+        .iter()
+        .filter(|(p, _)| !installed(p))
+        .map(|(p, package)| format!("{p} (Debian package {package})"))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let message = format!("missing: {}", missing.join(", "));
+    assert!(std::env::var("CI").as_deref() != Ok("true"), "{message}");
+    eprintln!("SKIPPED: {message}");
+    false
+}
+
+fn installed(program: &str) -> bool {
+    if program.contains('/') {
+        return Path::new(program).exists();
+    }
+    Process::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A local app in a temporary home; dropping it runs `berth down --purge`.
+pub struct LocalApp {
+    pub home: tempfile::TempDir,
+    pub name: String,
+}
+
+impl LocalApp {
+    /// A fresh home for app `name`.
+    pub fn new(name: &str) -> Self {
+        Self {
+            home: tempfile::tempdir().expect("temp dir"),
+            name: name.to_string(),
+        }
+    }
+
+    /// `berth ARGS --home HOME`.
+    pub fn berth(&self, args: &[&str]) -> Command {
+        let mut command = Command::cargo_bin("berth").expect("the berth binary");
+        command.args(args).arg("--home").arg(self.home.path());
+        command.timeout(Duration::from_secs(300));
+        command
+    }
+
+    /// `berth up MANIFEST --slot SLOT`, asserting success.
+    pub fn up(&self, manifest: &Path, slot: u8) {
+        let slot = slot.to_string();
+        let manifest = manifest.to_str().expect("utf-8 path");
+        self.berth(&["up", manifest, "--slot", &slot])
+            .assert()
+            .success();
+    }
+
+    /// `berth down APP`, asserting success.
+    pub fn down(&self) {
+        self.berth(&["down", &self.name]).assert().success();
+    }
+
+    /// The app's members from `berth status -o json`.
+    pub fn members(&self) -> Vec<Value> {
+        let out = self
+            .berth(&["status", &self.name, "-o", "json"])
+            .output()
+            .expect("status");
+        let states: Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+        states[0]["members"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The pid of `member`.
+    pub fn pid(&self, member: &str) -> u32 {
+        let members = self.members();
+        let m = members
+            .iter()
+            .find(|m| m["name"] == member)
+            .expect("member");
+        m["pid"].as_u64().expect("running") as u32
+    }
+}
+
+impl Drop for LocalApp {
+    fn drop(&mut self) {
+        let _ = self.berth(&["down", &self.name, "--purge"]).output();
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a program and returns its trimmed stdout (empty on failure).
+pub fn output(program: &str, args: &[&str]) -> String {
+    Process::new(program)
+        .args(args)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
