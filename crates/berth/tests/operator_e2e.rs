@@ -1,0 +1,531 @@
+//! End-to-end tests of `berth operator` on the real control plane (kwok nodes). Every test runs
+//! its own operator process, scoped to its own namespace and authenticated with the
+//! ServiceAccount token of `deploy/rbac.yaml`, so the RBAC we ship is the RBAC we test.
+
+use std::collections::BTreeSet;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use berth_testkit::{Cluster, TestNamespace, cluster, operator_kubeconfig, repo_root, wait_until};
+use serde_json::Value;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A running `berth operator`, killed when dropped.
+struct Operator {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Operator {
+    fn start(cluster: &Cluster, namespace: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = operator_kubeconfig(cluster, dir.path());
+        let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .args([
+                "operator",
+                "--namespace",
+                namespace,
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--health-addr",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("KUBECONFIG", &kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Self { child, _dir: dir }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("operator.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn install_crd(cluster: &Cluster) {
+    let crd = std::fs::read_to_string(repo_root().join("deploy/crd.yaml")).unwrap();
+    cluster.ok(
+        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+        &crd,
+    );
+    cluster.ok(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/statefulapps.berth.io",
+        ],
+        "",
+    );
+}
+
+/// An example as a resource in `ns`; ZooKeeper's storage class becomes the cluster default.
+fn example(name: &str, ns: &str) -> String {
+    let text =
+        std::fs::read_to_string(repo_root().join("examples").join(format!("{name}.yaml"))).unwrap();
+    text.replacen("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"), 1)
+        .replace("            storageClass: zk-storage\n", "")
+}
+
+fn apply(cluster: &Cluster, manifest: &str) {
+    cluster.ok(
+        &["apply", "--server-side", "--field-manager=e2e", "-f", "-"],
+        manifest,
+    );
+}
+
+fn app(cluster: &Cluster, ns: &str, name: &str) -> Value {
+    cluster.get_json(&["sapp", name, "-n", ns])
+}
+
+fn phase(cluster: &Cluster, ns: &str, name: &str) -> String {
+    app(cluster, ns, name)["status"]["phase"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn wait_ready(cluster: &Cluster, ns: &str, name: &str) -> Value {
+    wait_until(&format!("{ns}/{name} to be Ready"), TIMEOUT, || {
+        let a = app(cluster, ns, name);
+        let generation = a["metadata"]["generation"].clone();
+        (a["status"]["phase"] == "Ready" && a["status"]["observedGeneration"] == generation)
+            .then_some(a)
+    })
+}
+
+fn names_of(cluster: &Cluster, ns: &str, kind: &str) -> BTreeSet<String> {
+    let list = cluster.get_json(&[kind, "-n", ns, "-l", "app.kubernetes.io/managed-by=berth"]);
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn count(cluster: &Cluster, ns: &str, kind: &str) -> usize {
+    cluster.get_json(&[kind, "-n", ns])["items"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+fn events(cluster: &Cluster, ns: &str) -> String {
+    cluster.ok(
+        &[
+            "get",
+            "events",
+            "-n",
+            ns,
+            "-o",
+            "custom-columns=TYPE:.type,REASON:.reason,NOTE:.note,MSG:.message",
+        ],
+        "",
+    )
+}
+
+fn setup(prefix: &str) -> Option<(&'static Cluster, TestNamespace)> {
+    let cluster = cluster()?;
+    install_crd(cluster);
+    let ns = TestNamespace::new(cluster, prefix);
+    Some((cluster, ns))
+}
+
+#[test]
+fn each_example_becomes_ready_with_its_objects() {
+    let Some((cluster, ns)) = setup("op-examples") else {
+        return;
+    };
+    let operator = Operator::start(cluster, &ns.name, &[]);
+    for name in ["zookeeper", "redis", "web", "etcd"] {
+        apply(cluster, &example(name, &ns.name));
+    }
+    for name in ["zookeeper", "redis", "web", "etcd"] {
+        let a = wait_ready(cluster, &ns.name, name);
+        assert_eq!(
+            a["status"]["summary"]["ready"],
+            "3/3",
+            "{name}: {}\n{}",
+            a["status"],
+            operator.log()
+        );
+    }
+    let sets = names_of(cluster, &ns.name, "statefulsets");
+    assert_eq!(
+        sets,
+        BTreeSet::from(["etcd", "redis", "web", "zookeeper-server"].map(String::from))
+    );
+    let services = names_of(cluster, &ns.name, "services");
+    for s in [
+        "zookeeper-server-headless",
+        "zookeeper-server-client",
+        "redis-write",
+        "nginx",
+        "web-http",
+        "etcd-client",
+    ] {
+        assert!(services.contains(s), "missing Service {s}: {services:?}");
+    }
+    let table = cluster.ok(&["get", "sapp", "-n", &ns.name], "");
+    assert!(
+        table.contains("PARTS") && table.contains("PHASE") && table.contains("3/3"),
+        "{table}"
+    );
+    let created = events(cluster, &ns.name);
+    assert!(
+        created.contains("Created") && created.contains("created StatefulSet web"),
+        "{created}"
+    );
+}
+
+#[test]
+fn an_image_change_rolls_out_and_status_tracks_revisions() {
+    let Some((cluster, ns)) = setup("op-image") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("web", &ns.name);
+    apply(cluster, &manifest);
+    let before = wait_ready(cluster, &ns.name, "web");
+    let old_revision = before["status"]["parts"][0]["updateRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    apply(
+        cluster,
+        &manifest.replace("nginx-slim:0.8", "nginx-slim:0.9"),
+    );
+    let after = wait_until("the new revision everywhere", TIMEOUT, || {
+        let a = wait_ready(cluster, &ns.name, "web");
+        let part = &a["status"]["parts"][0];
+        let new = part["updateRevision"].as_str().unwrap().to_string();
+        let members_new = part["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["revision"] == part["updateRevision"]);
+        (new != old_revision && part["currentRevision"] == part["updateRevision"] && members_new)
+            .then_some(a)
+    });
+    assert_eq!(after["status"]["parts"][0]["updated"], 3);
+    let image = cluster.ok(
+        &[
+            "get",
+            "statefulset",
+            "web",
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+        "",
+    );
+    assert_eq!(image, "registry.k8s.io/nginx-slim:0.9");
+}
+
+#[test]
+fn scaling_rewrites_the_peer_list_and_keeps_claims() {
+    let Some((cluster, ns)) = setup("op-scale") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("zookeeper", &ns.name);
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "zookeeper");
+    let servers = || {
+        let cfg = cluster.ok(
+            &[
+                "get",
+                "configmap",
+                "zookeeper-server-config",
+                "-n",
+                &ns.name,
+                "-o",
+                "jsonpath={.data.zoo\\.cfg}",
+            ],
+            "",
+        );
+        cfg.lines().filter(|l| l.starts_with("server.")).count()
+    };
+    assert_eq!(servers(), 3);
+    apply(
+        cluster,
+        &manifest.replace("      replicas: 3\n", "      replicas: 5\n"),
+    );
+    let a = wait_ready(cluster, &ns.name, "zookeeper");
+    assert_eq!(a["status"]["summary"]["ready"], "5/5");
+    assert_eq!(servers(), 5);
+    let members = cluster.ok(
+        &[
+            "get",
+            "configmap",
+            "zookeeper-server-topology",
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.data.members}",
+        ],
+        "",
+    );
+    assert_eq!(members.lines().count(), 5);
+    apply(cluster, &manifest);
+    wait_until("3 members again", TIMEOUT, || {
+        (phase(cluster, &ns.name, "zookeeper") == "Ready" && count(cluster, &ns.name, "pods") == 3)
+            .then_some(())
+    });
+    assert_eq!(servers(), 3);
+    assert_eq!(
+        count(cluster, &ns.name, "pvc"),
+        5,
+        "claims of removed members are retained by default"
+    );
+}
+
+#[test]
+fn deleting_the_app_removes_its_objects_and_keeps_claims() {
+    let Some((cluster, ns)) = setup("op-delete") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    apply(cluster, &example("web", &ns.name));
+    wait_ready(cluster, &ns.name, "web");
+    assert!(
+        app(cluster, &ns.name, "web")["metadata"]["finalizers"]
+            .to_string()
+            .contains("berth.io/cleanup")
+    );
+    cluster.ok(
+        &["delete", "sapp", "web", "-n", &ns.name, "--wait=false"],
+        "",
+    );
+    wait_until("the app and its objects to be gone", TIMEOUT, || {
+        let gone = [
+            "statefulsets",
+            "services",
+            "configmaps",
+            "poddisruptionbudgets",
+        ]
+        .iter()
+        .all(|k| names_of(cluster, &ns.name, k).is_empty());
+        (gone && count(cluster, &ns.name, "statefulapps") == 0).then_some(())
+    });
+    assert_eq!(
+        count(cluster, &ns.name, "pvc"),
+        3,
+        "claims are retained by default"
+    );
+}
+
+#[test]
+fn a_restarted_operator_converges_without_duplicate_or_lost_objects() {
+    let Some((cluster, ns)) = setup("op-restart") else {
+        return;
+    };
+    let mut first = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("web", &ns.name);
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    apply(
+        cluster,
+        &manifest
+            .replace("nginx-slim:0.8", "nginx-slim:0.9")
+            .replace("      replicas: 3\n", "      replicas: 4\n"),
+    );
+    wait_until("the rollout to start", TIMEOUT, || {
+        let image = cluster.ok(
+            &[
+                "get",
+                "statefulset",
+                "web",
+                "-n",
+                &ns.name,
+                "-o",
+                "jsonpath={.spec.template.spec.containers[0].image}",
+            ],
+            "",
+        );
+        image.ends_with("0.9").then_some(())
+    });
+    first.kill();
+    let _second = Operator::start(cluster, &ns.name, &[]);
+    let a = wait_ready(cluster, &ns.name, "web");
+    assert_eq!(a["status"]["summary"]["ready"], "4/4");
+    assert_eq!(
+        names_of(cluster, &ns.name, "statefulsets"),
+        BTreeSet::from(["web".to_string()])
+    );
+    assert_eq!(
+        names_of(cluster, &ns.name, "services"),
+        BTreeSet::from(["nginx".to_string(), "web-http".to_string()])
+    );
+    assert_eq!(
+        names_of(cluster, &ns.name, "configmaps"),
+        BTreeSet::from(["web-topology".to_string()])
+    );
+    assert_eq!(
+        names_of(cluster, &ns.name, "poddisruptionbudgets"),
+        BTreeSet::from(["web".to_string()])
+    );
+}
+
+#[test]
+fn an_invalid_spec_gets_the_condition_and_an_event_and_nothing_is_applied() {
+    let Some((cluster, ns)) = setup("op-invalid") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    apply(
+        cluster,
+        &example("web", &ns.name).replace("ports: [web]", "ports: [admin]"),
+    );
+    let a = wait_until("the Invalid phase", TIMEOUT, || {
+        let a = app(cluster, &ns.name, "web");
+        (a["status"]["phase"] == "Invalid").then_some(a)
+    });
+    let ready = a["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    assert_eq!(ready["status"], "False");
+    assert_eq!(
+        ready["message"],
+        "spec.parts[0].services[0].ports[0]: unknown port `admin`; declared ports: web"
+    );
+    wait_until("the Invalid event", TIMEOUT, || {
+        let e = events(cluster, &ns.name);
+        (e.contains("Warning") && e.contains("Invalid") && e.contains("unknown port `admin`"))
+            .then_some(())
+    });
+    assert!(names_of(cluster, &ns.name, "statefulsets").is_empty());
+    assert!(names_of(cluster, &ns.name, "configmaps").is_empty());
+}
+
+#[test]
+fn user_fields_survive_and_removed_objects_are_pruned() {
+    let Some((cluster, ns)) = setup("op-prune") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("web", &ns.name);
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    cluster.ok(
+        &[
+            "annotate",
+            "statefulset",
+            "web",
+            "-n",
+            &ns.name,
+            "team.example.com/owner=storage",
+        ],
+        "",
+    );
+    let without_http = manifest.replace(
+        "      services:\n        - name: http\n          ports: [web]\n",
+        "",
+    );
+    assert_ne!(without_http, manifest);
+    apply(
+        cluster,
+        &without_http.replace("      replicas: 3\n", "      replicas: 2\n"),
+    );
+    wait_until("web-http to be pruned", TIMEOUT, || {
+        (!names_of(cluster, &ns.name, "services").contains("web-http")).then_some(())
+    });
+    let a = wait_ready(cluster, &ns.name, "web");
+    assert_eq!(a["status"]["summary"]["ready"], "2/2");
+    let annotation = cluster.ok(
+        &[
+            "get",
+            "statefulset",
+            "web",
+            "-n",
+            &ns.name,
+            "-o",
+            "jsonpath={.metadata.annotations.team\\.example\\.com/owner}",
+        ],
+        "",
+    );
+    assert_eq!(annotation, "storage");
+    assert!(events(cluster, &ns.name).contains("Pruned"));
+}
+
+#[test]
+fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
+    let Some((cluster, ns)) = setup("op-lease") else {
+        return;
+    };
+    let lease = format!("berth-{}", ns.name);
+    let args = [
+        "--leader-elect",
+        "--lease-namespace",
+        "berth-system",
+        "--lease-name",
+        lease.as_str(),
+    ];
+    let mut a = Operator::start(
+        cluster,
+        &ns.name,
+        &[&args[..], &["--identity", "replica-a"]].concat(),
+    );
+    let holder = || {
+        cluster.ok(
+            &[
+                "get",
+                "lease",
+                &lease,
+                "-n",
+                "berth-system",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ],
+            "",
+        )
+    };
+    wait_until("replica-a to lead", TIMEOUT, || {
+        (cluster
+            .run(&["get", "lease", &lease, "-n", "berth-system"], "")
+            .status
+            .success()
+            && holder() == "replica-a")
+            .then_some(())
+    });
+    let _b = Operator::start(
+        cluster,
+        &ns.name,
+        &[&args[..], &["--identity", "replica-b"]].concat(),
+    );
+    apply(cluster, &example("web", &ns.name));
+    wait_ready(cluster, &ns.name, "web");
+    assert_eq!(holder(), "replica-a");
+    a.kill();
+    wait_until("replica-b to take over", Duration::from_secs(60), || {
+        (holder() == "replica-b").then_some(())
+    });
+    apply(
+        cluster,
+        &example("web", &ns.name).replace("      replicas: 3\n", "      replicas: 4\n"),
+    );
+    let app = wait_ready(cluster, &ns.name, "web");
+    assert_eq!(app["status"]["summary"]["ready"], "4/4");
+}
