@@ -57,7 +57,7 @@ run_one() {
   scripts/testenv up >/dev/null 2>&1
   eval "$(scripts/testenv env)"
   kubectl apply --server-side -f deploy/crd.yaml >/dev/null
-  kubectl wait --for=condition=Established crd/statefulapps.berth.io --timeout=60s >/dev/null
+  wait_count "the CRD" "kubectl get crd statefulapps.berth.io -o jsonpath='{.status.conditions[?(@.type==\"Established\")].status}' | grep -c True" 1
   kubectl create namespace bench-berth >/dev/null
   kubectl create namespace bench-native >/dev/null
 

@@ -156,6 +156,32 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Installs (or updates) the StatefulApp CRD from `deploy/crd.yaml` with server-side apply and
+    /// waits until the API server serves it. (`kubectl wait` right after a create can fail on a
+    /// CRD whose status is not written yet, so this polls.)
+    pub fn install_crd(&self) {
+        let crd = std::fs::read_to_string(repo_root().join("deploy/crd.yaml"))
+            .expect("deploy/crd.yaml exists");
+        self.ok(
+            &["apply", "--server-side", "--force-conflicts", "-f", "-"],
+            &crd,
+        );
+        let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
+        wait_until(
+            "the StatefulApp CRD to be established",
+            Duration::from_secs(60),
+            || {
+                let out = self.run(
+                    &["get", "crd", "statefulapps.berth.io", "-o", established],
+                    "",
+                );
+                (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+            },
+        );
+    }
+}
+
 /// A kubeconfig for the cluster that authenticates as the operator's ServiceAccount from
 /// `deploy/rbac.yaml` (applied first), so tests prove the operator needs no more than that RBAC.
 pub fn operator_kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {

@@ -157,20 +157,6 @@ fn web_members_start_in_order_with_bound_volumes_spread_over_nodes_and_scale() {
     );
 }
 
-fn install_crd(cluster: &Cluster) {
-    let crd = std::fs::read_to_string(repo_root().join("deploy/crd.yaml")).unwrap();
-    apply(cluster, &crd, &["--force-conflicts"]);
-    cluster.ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/statefulapps.berth.io",
-        ],
-        "",
-    );
-}
-
 fn with_namespace(manifest: &str, ns: &str) -> String {
     manifest.replacen("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"), 1)
 }
@@ -178,7 +164,7 @@ fn with_namespace(manifest: &str, ns: &str) -> String {
 #[test]
 fn the_crd_installs_and_the_api_server_enforces_its_rules() {
     let Some(cluster) = cluster() else { return };
-    install_crd(cluster);
+    cluster.install_crd();
     let ns = TestNamespace::new(cluster, "crd");
     for example in ["zookeeper.yaml", "redis.yaml", "web.yaml", "etcd.yaml"] {
         apply(

@@ -58,23 +58,6 @@ impl Drop for Operator {
     }
 }
 
-fn install_crd(cluster: &Cluster) {
-    let crd = std::fs::read_to_string(repo_root().join("deploy/crd.yaml")).unwrap();
-    cluster.ok(
-        &["apply", "--server-side", "--force-conflicts", "-f", "-"],
-        &crd,
-    );
-    cluster.ok(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/statefulapps.berth.io",
-        ],
-        "",
-    );
-}
-
 /// An example as a resource in `ns`; ZooKeeper's storage class becomes the cluster default.
 fn example(name: &str, ns: &str) -> String {
     let text =
@@ -143,7 +126,7 @@ fn events(cluster: &Cluster, ns: &str) -> String {
 
 fn setup(prefix: &str) -> Option<(&'static Cluster, TestNamespace)> {
     let cluster = cluster()?;
-    install_crd(cluster);
+    cluster.install_crd();
     let ns = TestNamespace::new(cluster, prefix);
     Some((cluster, ns))
 }
