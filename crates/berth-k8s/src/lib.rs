@@ -12,11 +12,13 @@
 //! - [`status`]: the app's status from observed workloads and pods (pure).
 //! - [`prune`]: which owned objects are no longer wanted (pure).
 //! - [`lease`]: leader-election decisions (pure).
+//! - [`rollout`]: the rollout planner's view of a StatefulSet's members, from its pods (pure).
 
 pub mod crd;
 pub mod lease;
 mod pod;
 pub mod prune;
 pub mod render;
+pub mod rollout;
 mod services;
 pub mod status;

@@ -53,10 +53,30 @@ pub enum RenderError {
 /// # Errors
 /// [`RenderError`] when a template fails.
 pub fn render(app: &ValidatedApp) -> Result<Vec<Value>, RenderError> {
+    render_with(app, Mode::Standalone)
+}
+
+/// Who rolls the members of StatefulSet parts to a new revision.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// `berth render` for kubectl and GitOps: the StatefulSet controller rolls members
+    /// (native `RollingUpdate` with the part's partition and maxUnavailable).
+    #[default]
+    Standalone,
+    /// The operator rolls members itself in the planner's order (roles, quorum, partition):
+    /// StatefulSets use `OnDelete`.
+    Operator,
+}
+
+/// [`render`] for the given [`Mode`].
+///
+/// # Errors
+/// [`RenderError`] when a template fails.
+pub fn render_with(app: &ValidatedApp, mode: Mode) -> Result<Vec<Value>, RenderError> {
     let addressing = KubernetesAddressing::new(&app.namespace());
     let mut objects = Vec::new();
     for (index, part) in app.parts().iter().enumerate() {
-        objects.extend(render_part(app, index, part, &addressing)?);
+        objects.extend(render_part(app, index, part, &addressing, mode)?);
     }
     objects.extend(
         app.app
@@ -73,6 +93,7 @@ fn render_part(
     index: usize,
     part: &PartSpec,
     addressing: &KubernetesAddressing,
+    mode: Mode,
 ) -> Result<Vec<Value>, RenderError> {
     let (app_name, namespace) = (app.name(), app.namespace());
     let workload = names::workload_name(&app_name, &part.name);
@@ -121,7 +142,7 @@ fn render_part(
         out.push(to_value(&client_service(part, service, &n))?);
     }
     out.push(match part.kind {
-        WorkloadKind::StatefulSet => to_value(&stateful_set(part, &n, pod))?,
+        WorkloadKind::StatefulSet => to_value(&stateful_set(part, &n, pod, mode))?,
         WorkloadKind::Deployment => to_value(&deployment(part, &n, pod))?,
         WorkloadKind::DaemonSet => to_value(&daemon_set(part, &n, pod))?,
     });
@@ -217,6 +238,7 @@ fn stateful_set(
     part: &PartSpec,
     n: &PartNames,
     pod: k8s_openapi::api::core::v1::PodTemplateSpec,
+    mode: Mode,
 ) -> StatefulSet {
     let claims: Vec<PersistentVolumeClaim> = part
         .state
@@ -238,7 +260,7 @@ fn stateful_set(
             pod_management_policy: Some(format!("{:?}", part.pod_management)),
             selector: selector(part, n),
             template: pod,
-            update_strategy: Some(stateful_set_update(part)),
+            update_strategy: Some(stateful_set_update(part, mode)),
             volume_claim_templates: (!claims.is_empty()).then_some(claims),
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
@@ -287,8 +309,8 @@ fn claim_template(
 }
 
 /// Native update strategy for `berth render` (GitOps without the operator).
-fn stateful_set_update(part: &PartSpec) -> StatefulSetUpdateStrategy {
-    if part.update.strategy == UpdateStrategy::OnDelete {
+fn stateful_set_update(part: &PartSpec, mode: Mode) -> StatefulSetUpdateStrategy {
+    if part.update.strategy == UpdateStrategy::OnDelete || mode == Mode::Operator {
         return StatefulSetUpdateStrategy {
             type_: Some("OnDelete".to_string()),
             rolling_update: None,

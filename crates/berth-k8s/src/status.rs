@@ -60,17 +60,29 @@ pub fn compute(
         .iter()
         .map(|p| desired_members(p, observed, &app_name))
         .collect();
-    let all_ready = parts
+    // Members below a partition stay on the old revision on purpose (a canary).
+    let to_update: Vec<i32> = app
+        .parts()
         .iter()
         .zip(&desired)
-        .all(|(s, d)| s.ready == *d && s.updated == *d && s.replicas == *d);
+        .map(|(p, d)| d - p.update.partition.unwrap_or(0).clamp(0, *d))
+        .collect();
+    let settled = |i: usize, s: &PartStatus| {
+        s.ready == desired[i] && s.updated >= to_update[i] && s.replicas == desired[i]
+    };
+    let all_ready = parts.iter().enumerate().all(|(i, s)| settled(i, s));
     let stuck = stuck_members(app, observed, now);
     let pending = parts.iter().all(|p| p.replicas == 0) && desired.iter().any(|d| *d > 0);
     let not_ready: Vec<String> = parts
         .iter()
-        .zip(&desired)
-        .filter(|(s, d)| s.ready != **d || s.updated != **d)
-        .map(|(s, d)| format!("{}: {}/{} ready, {} updated", s.name, s.ready, d, s.updated))
+        .enumerate()
+        .filter(|(i, s)| !settled(*i, s))
+        .map(|(i, s)| {
+            format!(
+                "{}: {}/{} ready, {} updated",
+                s.name, s.ready, desired[i], s.updated
+            )
+        })
         .collect();
     let phase = match (all_ready, stuck.is_empty(), pending) {
         (true, _, _) => phase::READY,
@@ -246,6 +258,11 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
         }
     }
     status.members = members_of(app, part, observed);
+    if let Some(current) = prevailing_revision(&status.members) {
+        // Under the operator StatefulSets use OnDelete, whose controller never advances
+        // currentRevision; the revision most members run is the truth.
+        status.current_revision = Some(current);
+    }
     status
 }
 
@@ -279,6 +296,19 @@ fn members_of(app: &str, part: &PartSpec, observed: &Observed) -> Vec<MemberStat
         .collect();
     members.sort_by_key(|m| natural_key(&m.name));
     members
+}
+
+/// The revision most members run (ties: the lexically smallest, to stay deterministic).
+fn prevailing_revision(members: &[MemberStatus]) -> Option<String> {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in members.iter().filter_map(|m| m.revision.as_deref()) {
+        *counts.entry(r).or_default() += 1;
+    }
+    let most = counts.values().copied().max()?;
+    counts
+        .into_iter()
+        .find(|(_, n)| *n == most)
+        .map(|(r, _)| r.to_string())
 }
 
 /// Sorts `web-10` after `web-9`.

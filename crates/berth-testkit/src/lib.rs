@@ -248,7 +248,19 @@ impl TestNamespace {
 }
 
 impl Drop for TestNamespace {
+    /// Deletes the namespace without waiting. StatefulApps lose berth's finalizer first: the
+    /// test's operator is usually gone by now, and the namespace would otherwise never finish.
     fn drop(&mut self) {
+        let names = self
+            .cluster
+            .run(&["get", "statefulapps", "-n", &self.name, "-o", "name"], "");
+        for app in String::from_utf8_lossy(&names.stdout).lines() {
+            let patch = r#"{"metadata":{"finalizers":null}}"#;
+            let _ = self.cluster.run(
+                &["patch", app, "-n", &self.name, "--type=merge", "-p", patch],
+                "",
+            );
+        }
         let _ = self
             .cluster
             .run(&["delete", "namespace", &self.name, "--wait=false"], "");

@@ -512,3 +512,139 @@ fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     let app = wait_ready(cluster, &ns.name, "web");
     assert_eq!(app["status"]["summary"]["ready"], "4/4");
 }
+
+/// Pod UIDs of the web members, by ordinal.
+fn web_uids(cluster: &Cluster, ns: &str) -> Vec<(String, String)> {
+    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=web"]);
+    let mut out: Vec<(String, String)> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["name"].as_str().unwrap().to_string(),
+                p["metadata"]["uid"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The members the operator replaced, in the order its `RollingUpdate` events say (their
+/// `eventTime` has microseconds), once the app is Ready again with `expected` replacements.
+fn replacement_order(cluster: &Cluster, ns: &str, expected: usize) -> Vec<String> {
+    wait_until("the rollout to replace members", TIMEOUT, || {
+        let events = cluster.get_json(&["events.events.k8s.io", "-n", ns]);
+        let mut replaced: Vec<(String, String)> = events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["reason"] == "RollingUpdate")
+            .filter_map(|e| {
+                let member = e["note"]
+                    .as_str()?
+                    .strip_prefix("replacing member ")?
+                    .split_whitespace()
+                    .next()?
+                    .to_string();
+                Some((
+                    e["eventTime"].as_str().unwrap_or_default().to_string(),
+                    member,
+                ))
+            })
+            .collect();
+        replaced.sort();
+        let order: Vec<String> = replaced.into_iter().map(|(_, m)| m).collect();
+        (order.len() >= expected && phase(cluster, ns, "web") == "Ready").then_some(order)
+    })
+}
+
+fn with_roles(manifest: &str, update: &str) -> String {
+    manifest.replacen(
+        "          headlessService: nginx\n",
+        "          headlessService: nginx\n          roles:\n            - {name: leader, writable: true}\n            - {name: follower}\n",
+        1,
+    )
+    .replacen("      services:\n", &format!("      update: {update}\n      services:\n"), 1)
+}
+
+#[test]
+fn role_aware_rollout_replaces_followers_first_and_the_leader_last() {
+    let Some((cluster, ns)) = setup("op-roles") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = with_roles(&example("web", &ns.name), "{strategy: RoleAware}");
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    // kwok pods run no role probe: label the roles as a probe would.
+    cluster.ok(
+        &[
+            "label",
+            "pod",
+            "web-1",
+            "-n",
+            &ns.name,
+            "berth.io/role=leader",
+        ],
+        "",
+    );
+    for follower in ["web-0", "web-2"] {
+        cluster.ok(
+            &[
+                "label",
+                "pod",
+                follower,
+                "-n",
+                &ns.name,
+                "berth.io/role=follower",
+            ],
+            "",
+        );
+    }
+    apply(
+        cluster,
+        &manifest.replace("nginx-slim:0.8", "nginx-slim:0.9"),
+    );
+    let order = replacement_order(cluster, &ns.name, 3);
+    assert_eq!(
+        order,
+        ["web-2", "web-0", "web-1"],
+        "followers from the highest ordinal, the leader last"
+    );
+    let status = wait_ready(cluster, &ns.name, "web");
+    assert_eq!(status["status"]["parts"][0]["updated"], 3);
+}
+
+#[test]
+fn a_partition_keeps_the_lowest_members_on_the_old_revision() {
+    let Some((cluster, ns)) = setup("op-partition") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("web", &ns.name).replacen(
+        "      services:\n",
+        "      update: {partition: 2}\n      services:\n",
+        1,
+    );
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    let before = web_uids(cluster, &ns.name);
+    apply(
+        cluster,
+        &manifest.replace("nginx-slim:0.8", "nginx-slim:0.9"),
+    );
+    let order = replacement_order(cluster, &ns.name, 1);
+    assert_eq!(order, ["web-2"]);
+    assert_eq!(
+        web_uids(cluster, &ns.name)[..2],
+        before[..2],
+        "members below the partition keep their pods"
+    );
+    let part = wait_until("the partitioned rollout to settle", TIMEOUT, || {
+        let a = app(cluster, &ns.name, "web");
+        (a["status"]["parts"][0]["updated"] == 1).then(|| a["status"]["parts"][0].clone())
+    });
+    assert_ne!(part["currentRevision"], part["updateRevision"]);
+}
