@@ -41,6 +41,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per app, for exponential backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// What was last applied per app, to skip applies that would change nothing.
+    pub applied: Mutex<HashMap<String, AppliedRecord>>,
 }
 
 /// Requeue interval of a converged app: a safety net; changes arrive through watches.
@@ -78,6 +80,9 @@ pub async fn reconcile(app: Arc<StatefulApp>, ctx: Arc<Context>) -> Result<Actio
         .reconcile_finished(started, result.as_ref().err());
     if result.is_ok() {
         ctx.failures.lock().expect("failures lock").remove(&key);
+    } else {
+        // After a failure, apply everything again rather than trust what was recorded.
+        ctx.applied.lock().expect("applied lock").remove(&key);
     }
     result
 }
@@ -125,33 +130,11 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
         Err(messages) => return reject(app, ctx, &messages).await,
     };
     let namespace = validated.namespace();
-    let objects = render::render_with(&validated, render::Mode::Operator)
-        .map_err(|e| Error::Render(e.to_string()))?;
-    let mut desired = BTreeSet::new();
-    let mut extras = Vec::new();
-    let first_extra = objects.len() - validated.app.spec.extra_objects.len();
-    for (i, mut object) in objects.into_iter().enumerate() {
-        let key =
-            key_of(&object).ok_or_else(|| Error::Render("an object without identity".into()))?;
-        if ctx
-            .applier
-            .is_namespaced(&key.api_version, &key.kind)
-            .await?
-        {
-            own(&mut object, app, &namespace);
-        }
-        let before = cached_version(&ctx.stores, &key, &namespace);
-        let applied = ctx.applier.apply(&object, &namespace).await?;
-        announce_change(ctx, app, &key, before, &applied).await;
-        if i >= first_extra {
-            extras.push(AppliedObject {
-                api_version: key.api_version.clone(),
-                kind: key.kind.clone(),
-                name: key.name.clone(),
-            });
-        }
-        desired.insert(key);
+    let objects = owned_objects(app, ctx, &validated).await?;
+    if !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
+        apply_objects(app, ctx, &objects, &namespace).await?;
     }
+    let desired: BTreeSet<ObjectKey> = objects.iter().map(|(k, _)| k.clone()).collect();
     prune_leftovers(app, ctx, &desired, &namespace).await?;
     let rolling = roll_members(app, ctx, &validated).await?;
     let observed = observe(ctx, &validated);
@@ -161,7 +144,15 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
         &observed,
         Timestamp::now(),
     );
-    new.extra_objects = extras;
+    let first_extra = objects.len() - validated.app.spec.extra_objects.len();
+    new.extra_objects = objects[first_extra..]
+        .iter()
+        .map(|(k, _)| AppliedObject {
+            api_version: k.api_version.clone(),
+            kind: k.kind.clone(),
+            name: k.name.clone(),
+        })
+        .collect();
     let converged = new.phase.as_deref() == Some(status::phase::READY);
     write_status(app, ctx, new).await?;
     Ok(Action::requeue(match (converged, rolling) {
@@ -169,6 +160,120 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
         (true, false) => RESYNC,
         (false, false) => CONVERGING,
     }))
+}
+
+/// The rendered objects (operator mode), each namespaced one owned by the app.
+async fn owned_objects(
+    app: &StatefulApp,
+    ctx: &Context,
+    validated: &ValidatedApp,
+) -> Result<Vec<(ObjectKey, Value)>> {
+    let namespace = validated.namespace();
+    let rendered = render::render_with(validated, render::Mode::Operator)
+        .map_err(|e| Error::Render(e.to_string()))?;
+    let mut objects = Vec::with_capacity(rendered.len());
+    for mut object in rendered {
+        let key =
+            key_of(&object).ok_or_else(|| Error::Render("an object without identity".into()))?;
+        if ctx
+            .applier
+            .is_namespaced(&key.api_version, &key.kind)
+            .await?
+        {
+            own(&mut object, app, &namespace);
+        }
+        objects.push((key, object));
+    }
+    Ok(objects)
+}
+
+/// Server-side applies every object, records what was applied, and publishes one Event
+/// listing the objects that were created or changed.
+async fn apply_objects(
+    app: &StatefulApp,
+    ctx: &Context,
+    objects: &[(ObjectKey, Value)],
+    namespace: &str,
+) -> Result<()> {
+    let mut changes = Vec::new();
+    let mut versions = Vec::with_capacity(objects.len());
+    for (key, object) in objects {
+        let before = cached_version(&ctx.stores, key, namespace);
+        let applied = ctx.applier.apply(object, namespace).await?;
+        let after = spec_version(&applied.metadata);
+        if let Some(change) = change_of(before.as_deref(), after.as_deref(), &applied) {
+            changes.push(format!("{change} {} {}", key.kind, key.name));
+        }
+        versions.push((key.clone(), after));
+    }
+    ctx.record_apply(&app_key(app), objects, versions);
+    if !changes.is_empty() {
+        let reason = if changes.iter().all(|c| c.starts_with("created")) {
+            "Created"
+        } else {
+            "Applied"
+        };
+        publish(ctx, app, EventType::Normal, reason, &changes.join(", ")).await;
+    }
+    Ok(())
+}
+
+impl Context {
+    /// Whether the same objects were applied before and none of them has changed since (by the
+    /// caches' spec versions): then applying again would be a no-op worth skipping, which keeps
+    /// pod and status events from costing API writes.
+    fn unchanged_since_last_apply(
+        &self,
+        app: &str,
+        objects: &[(ObjectKey, Value)],
+        namespace: &str,
+    ) -> bool {
+        let applied = self.applied.lock().expect("applied lock");
+        let Some(last) = applied.get(app) else {
+            return false;
+        };
+        last.fingerprint == fingerprint(objects)
+            && last.versions.iter().all(|(key, version)| {
+                is_cached_kind(&key.kind)
+                    .then(|| cached_version(&self.stores, key, namespace))
+                    .is_none_or(|cached| &cached == version)
+            })
+    }
+
+    fn record_apply(
+        &self,
+        app: &str,
+        objects: &[(ObjectKey, Value)],
+        versions: Vec<(ObjectKey, Option<String>)>,
+    ) {
+        let record = AppliedRecord {
+            fingerprint: fingerprint(objects),
+            versions,
+        };
+        self.applied
+            .lock()
+            .expect("applied lock")
+            .insert(app.to_string(), record);
+    }
+}
+
+/// What was last applied for an app.
+pub struct AppliedRecord {
+    fingerprint: u64,
+    versions: Vec<(ObjectKey, Option<String>)>,
+}
+
+fn fingerprint(objects: &[(ObjectKey, Value)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (_, object) in objects {
+        object.to_string().hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+fn is_cached_kind(kind: &str) -> bool {
+    prune::OWNED_KINDS.iter().any(|(_, k)| *k == kind)
 }
 
 /// What changes when an object's spec changes: its generation where it has one (workloads,
@@ -286,35 +391,24 @@ fn cached_version(stores: &Stores, key: &ObjectKey, namespace: &str) -> Option<S
     }
 }
 
-/// An Event when an apply created or changed an object. Objects berth does not cache (extra
+/// "created" or "updated" when an apply changed an object. Objects berth does not cache (extra
 /// objects) count as created when their creation second is now.
-async fn announce_change(
-    ctx: &Context,
-    app: &StatefulApp,
-    key: &ObjectKey,
-    before: Option<String>,
+fn change_of(
+    before: Option<&str>,
+    after: Option<&str>,
     applied: &DynamicObject,
-) {
-    let after = spec_version(&applied.metadata);
+) -> Option<&'static str> {
     let created_now = applied
         .metadata
         .creation_timestamp
         .as_ref()
         .is_some_and(|t| t.0.as_second() >= Timestamp::now().as_second() - 1);
-    let reason = match before {
-        Some(v) if Some(&v) != after.as_ref() => "Updated",
-        Some(_) => return,
-        None if created_now => "Created",
-        None => return,
-    };
-    publish(
-        ctx,
-        app,
-        EventType::Normal,
-        reason,
-        &format!("{} {} {}", reason.to_lowercase(), key.kind, key.name),
-    )
-    .await;
+    match before {
+        Some(v) if Some(v) != after => Some("updated"),
+        Some(_) => None,
+        None if created_now => Some("created"),
+        None => None,
+    }
 }
 
 /// An invalid app: the condition and an Event, and nothing applied.
@@ -443,6 +537,10 @@ async fn cleanup(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     )
     .await;
     ctx.metrics.set_phase(&app_key(app), None);
+    ctx.applied
+        .lock()
+        .expect("applied lock")
+        .remove(&app_key(app));
     Ok(Action::await_change())
 }
 

@@ -153,6 +153,7 @@ async fn run_scope(
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         failures: Default::default(),
+        applied: Default::default(),
     });
     Controller::new(
         watch::api::<StatefulApp>(&client, ns),
