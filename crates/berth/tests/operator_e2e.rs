@@ -208,18 +208,7 @@ fn an_image_change_rolls_out_and_status_tracks_revisions() {
             .then_some(a)
     });
     assert_eq!(after["status"]["parts"][0]["updated"], 3);
-    let image = cluster.ok(
-        &[
-            "get",
-            "statefulset",
-            "web",
-            "-n",
-            &ns.name,
-            "-o",
-            "jsonpath={.spec.template.spec.containers[0].image}",
-        ],
-        "",
-    );
+    let image = web_image(cluster, &ns.name);
     assert_eq!(image, "registry.k8s.io/nginx-slim:0.9");
 }
 
@@ -332,18 +321,7 @@ fn a_restarted_operator_converges_without_duplicate_or_lost_objects() {
             .replace("      replicas: 3\n", "      replicas: 4\n"),
     );
     wait_until("the rollout to start", TIMEOUT, || {
-        let image = cluster.ok(
-            &[
-                "get",
-                "statefulset",
-                "web",
-                "-n",
-                &ns.name,
-                "-o",
-                "jsonpath={.spec.template.spec.containers[0].image}",
-            ],
-            "",
-        );
+        let image = web_image(cluster, &ns.name);
         image.ends_with("0.9").then_some(())
     });
     first.kill();
@@ -511,6 +489,12 @@ fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     );
     let app = wait_ready(cluster, &ns.name, "web");
     assert_eq!(app["status"]["summary"]["ready"], "4/4");
+}
+
+/// The image the web StatefulSet's template runs.
+fn web_image(cluster: &Cluster, ns: &str) -> String {
+    let jsonpath = "jsonpath={.spec.template.spec.containers[0].image}";
+    cluster.ok(&["get", "statefulset", "web", "-n", ns, "-o", jsonpath], "")
 }
 
 /// Pod UIDs of the web members, by ordinal.

@@ -247,6 +247,66 @@ pub struct TopologyState {
     /// How a member's role is detected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_probe: Option<RoleProbe>,
+    /// Commands berth runs in members to change the topology (switchover, membership).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actions: Option<TopologyActions>,
+}
+
+/// A command berth runs in a member.
+///
+/// The words are templates (rendered for the member the action runs in, like the role probe),
+/// and `$(VAR)` references expand from the member's env. The process gets the member's env
+/// (`BERTH_*`) plus `BERTH_TARGET` (the address of the member the action is about),
+/// `BERTH_TARGET_MEMBER` (its name) and `BERTH_TARGET_ORDINAL`. Exit status 0 means done.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ActionSpec {
+    /// The command line.
+    pub exec: Vec<String>,
+    /// Seconds the command may run before it is killed and the action counts as failed.
+    #[serde(default = "default_action_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub timeout_seconds: i32,
+}
+
+fn default_action_timeout() -> i32 {
+    30
+}
+
+/// Actions of a part's topology.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TopologyActions {
+    /// Moves the writable role away from the member it runs in (the current leader) to
+    /// `BERTH_TARGET`, a ready member already on the new revision. Role-aware rollouts run it
+    /// before updating the leader, then wait until the role probe shows the move.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover: Option<ActionSpec>,
+    /// Adds `BERTH_TARGET` to the group; runs in an existing member (reserved: not run yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_join: Option<ActionSpec>,
+    /// Removes `BERTH_TARGET` from the group; runs in another member (reserved: not run yet).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_leave: Option<ActionSpec>,
+}
+
+impl TopologyState {
+    /// The switchover action, if declared.
+    pub fn switchover(&self) -> Option<&ActionSpec> {
+        self.actions.as_ref().and_then(|a| a.switchover.as_ref())
+    }
+}
+
+impl TopologyState {
+    /// The declared port names.
+    pub fn port_names(&self) -> Vec<&str> {
+        self.ports.iter().map(|p| p.name.as_str()).collect()
+    }
+
+    /// The declared role names.
+    pub fn role_names(&self) -> Vec<&str> {
+        self.roles.iter().map(|r| r.name.as_str()).collect()
+    }
 }
 
 // ---------------------------------------------------------------- session

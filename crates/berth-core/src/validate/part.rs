@@ -57,20 +57,8 @@ fn check_replicas(part: &PartSpec, at: &str, c: &mut Checker) {
 }
 
 fn check_services(part: &PartSpec, at: &str, c: &mut Checker) {
-    let ports: Vec<&str> = part
-        .state
-        .topology
-        .ports
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    let roles: Vec<&str> = part
-        .state
-        .topology
-        .roles
-        .iter()
-        .map(|r| r.name.as_str())
-        .collect();
+    let ports = part.state.topology.port_names();
+    let roles = part.state.topology.role_names();
     c.unique(
         "service name",
         part.services

@@ -205,6 +205,42 @@ fn check_topology(part: &PartSpec, at: &str, c: &mut Checker) {
             "a role probe needs roles: declare them in roles",
         );
     }
+    if let Some(actions) = &t.actions {
+        let all = [
+            ("switchover", &actions.switchover),
+            ("memberJoin", &actions.member_join),
+            ("memberLeave", &actions.member_leave),
+        ];
+        for (name, action) in all {
+            let Some(action) = action else { continue };
+            let here = format!("{at}.actions.{name}");
+            c.require(
+                !action.exec.is_empty() && !action.exec[0].trim().is_empty(),
+                format!("{here}.exec"),
+                "an action needs a command",
+            );
+            c.require(
+                (1..=3600).contains(&action.timeout_seconds),
+                format!("{here}.timeoutSeconds"),
+                format!(
+                    "expected 1 to 3600 seconds, found {}",
+                    action.timeout_seconds
+                ),
+            );
+        }
+        if actions.switchover.is_some() {
+            c.require(
+                t.roles.iter().any(|r| r.writable),
+                format!("{at}.actions.switchover"),
+                "a switchover needs a writable role: declare it in roles",
+            );
+            c.require(
+                t.role_probe.is_some(),
+                format!("{at}.actions.switchover"),
+                "a switchover needs a role probe to find the leader: declare roleProbe",
+            );
+        }
+    }
 }
 
 pub(super) fn check_session(session: &SessionState, at: &str, c: &mut Checker) {
@@ -223,13 +259,7 @@ pub(super) fn check_session(session: &SessionState, at: &str, c: &mut Checker) {
 }
 
 fn check_connection(part: &PartSpec, at: &str, c: &mut Checker) {
-    let ports: Vec<&str> = part
-        .state
-        .topology
-        .ports
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
+    let ports = part.state.topology.port_names();
     let endpoints = &part.state.connection.endpoints;
     c.unique(
         "endpoint port",
@@ -281,4 +311,53 @@ fn check_mount_paths(part: &PartSpec, at: &str, c: &mut Checker) {
         "mount path",
         paths.iter().map(|(p, v)| (p.clone(), v.as_str())),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::load::{Inputs, load};
+
+    fn problems(topology: &str) -> String {
+        let text = format!(
+            r#"apiVersion: berth.io/v1alpha1
+kind: StatefulApp
+metadata: {{name: kv}}
+spec:
+  parts:
+    - name: kv
+      template:
+        spec:
+          containers: [{{name: kv, image: "kv:1", command: [kv]}}]
+      state:
+        topology:
+{topology}
+"#
+        );
+        let inputs = Inputs {
+            app_file: "kv.yaml".into(),
+            app_text: text,
+            ..Default::default()
+        };
+        match load(&inputs) {
+            Ok(_) => String::new(),
+            Err(d) => d.to_string(),
+        }
+    }
+
+    #[test]
+    fn actions_need_commands_and_a_switchover_needs_roles() {
+        let ok = "          roles: [{name: leader, writable: true}]\n          roleProbe: {exec: [role]}\n          actions:\n            switchover: {exec: [sh, -c, move]}\n";
+        assert_eq!(problems(ok), "");
+        let no_roles = "          actions:\n            switchover: {exec: [move]}\n";
+        let found = problems(no_roles);
+        assert!(
+            found.contains("a switchover needs a writable role"),
+            "{found}"
+        );
+        assert!(found.contains("needs a role probe"), "{found}");
+        let empty = "          actions:\n            memberJoin: {exec: []}\n";
+        assert!(problems(empty).contains("an action needs a command"));
+        let unknown = "          actions:\n            failover: {exec: [x]}\n";
+        assert!(problems(unknown).contains("failover"));
+    }
 }
