@@ -42,7 +42,9 @@ YAML
 wait_count() {
   local what=$1 cmd=$2 target=$3 start=$SECONDS n
   while :; do
-    n=$(eval "$cmd" 2>/dev/null || echo 0)
+    n=$(eval "$cmd" 2>/dev/null || true)   # grep -c prints 0 and fails when nothing matches
+    n=${n%%$'\n'*}
+    n=${n:-0}
     ((n >= target)) && return 0
     ((SECONDS - start > TIMEOUT)) && { log "timed out waiting for $what ($n/$target)"; return 1; }
     sleep 1
