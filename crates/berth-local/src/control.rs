@@ -67,8 +67,9 @@ fn save_inputs(home: &Home, app: &str, inputs: &Inputs) -> Result<(), String> {
     Ok(())
 }
 
-/// Hands a changed manifest to the running supervisor, which restarts the members whose
-/// revision changed (highest ordinal first), and waits until every member is ready.
+/// Hands a changed manifest to the running supervisor, which rolls the members whose revision
+/// changed out as the core planner says (role-aware: leader last, after a switchover), and
+/// waits until every member is ready.
 ///
 /// # Errors
 /// No supervisor runs, a program is missing, or the change fails or is not ready in time.
@@ -115,10 +116,26 @@ fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
         .filter(|_| home.supervisor_running(app))
         .ok_or_else(|| format!("{app} is not running; use `berth up`"))?;
     let before = state.reloads;
+    let before_applying = state.applying;
     signal_supervisor(&state, Signal::SIGHUP)?;
     let deadline = Instant::now() + timeout;
     let mut shown = BTreeMap::new();
     loop {
+        let stuck = home
+            .state(app)
+            .filter(|s| s.applying > before_applying && s.reloads == before)
+            .and_then(|s| s.rollout)
+            .filter(|r| !r.stuck.is_empty());
+        if let Some(rollout) = stuck {
+            return Err(format!(
+                "{app}: rollout of part {} is stuck: {} not ready on the new revision past the \
+                 progress deadline; fix the spec and `berth apply` again (see `berth status` \
+                 and {})",
+                rollout.part,
+                rollout.stuck.join(", "),
+                home.file(app, "events.log").display()
+            ));
+        }
         if let Some(state) = home.state(app).filter(|s| s.reloads > before) {
             show_progress(&state, &mut shown);
             if let Some(error) = &state.error {
@@ -283,6 +300,46 @@ pub fn status(home: &Home, app: Option<&str>) -> Result<Vec<AppState>, String> {
         .collect())
 }
 
+/// Lines shown under the status table: each app's rollout in progress (or stuck) and its
+/// role-selecting services with their current target.
+pub fn status_notes(states: &[AppState]) -> String {
+    let mut out = String::new();
+    for s in states {
+        if let Some(r) = &s.rollout {
+            let what = if r.stuck.is_empty() {
+                format!("waiting for {}", r.waiting_for)
+            } else {
+                format!(
+                    "STUCK: {} not ready on the new revision past the progress deadline; fix \
+                     the spec and `berth apply` again",
+                    r.stuck.join(", ")
+                )
+            };
+            let what = if r.waiting_for.is_empty() && r.stuck.is_empty() {
+                "in progress".to_string()
+            } else {
+                what
+            };
+            out.push_str(&format!(
+                "{}: rollout of part {} ({}): {what}\n",
+                s.app, r.part, r.strategy
+            ));
+        }
+        for svc in &s.services {
+            let target = if svc.target.is_empty() {
+                "(no member has the role)"
+            } else {
+                &svc.target
+            };
+            out.push_str(&format!(
+                "{}: service {} (role {}) on {} -> {target}\n",
+                s.app, svc.name, svc.role, svc.address
+            ));
+        }
+    }
+    out
+}
+
 /// A state whose supervisor is not running: nothing is ready, only live orphans keep a pid.
 fn checked(home: &Home, mut state: AppState) -> AppState {
     if home.supervisor_running(&state.app) {
@@ -292,6 +349,7 @@ fn checked(home: &Home, mut state: AppState) -> AppState {
         state.phase = Phase::Failed;
         state.error = Some("the supervisor is not running".to_string());
     }
+    state.services.clear();
     for m in &mut state.members {
         m.ready = false;
         m.pid = m.pid.filter(|p| os::is_same_process(*p, m.started));

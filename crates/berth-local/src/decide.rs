@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use berth_core::spec::PodManagement;
+use berth_core::rollout;
+use berth_core::spec::{PodManagement, RoleSpec};
 use sha2::{Digest, Sha256};
 
 /// First restart delay.
@@ -108,9 +109,113 @@ pub fn reconcile(running: &[(String, String)], desired: &[(String, String)]) -> 
     }
 }
 
+/// The planner's view of a member: `wanted` is the revision being rolled out, `seen` what the
+/// supervisor published of the member (absent: not started yet).
+pub fn planner_member(
+    ordinal: i32,
+    wanted: &str,
+    seen: Option<&crate::home::MemberState>,
+    unready_seconds: u64,
+) -> rollout::MemberState {
+    let ready = seen.is_some_and(|m| m.ready);
+    rollout::MemberState {
+        ordinal,
+        updated: seen.is_some_and(|m| m.revision == wanted),
+        ready,
+        role: seen.map(|m| m.role.clone()).filter(|r| !r.is_empty()),
+        unready_seconds: if ready { 0 } else { unready_seconds },
+    }
+}
+
+fn role_of<'a>(roles: &'a [RoleSpec], member: &rollout::MemberState) -> Option<&'a RoleSpec> {
+    let name = member.role.as_deref()?;
+    roles.iter().find(|r| r.name == name)
+}
+
+/// The member a switchover away from `from` should hand leadership to: a ready, voting member
+/// already on the new revision; the highest ordinal among them (the first one updated).
+pub fn switchover_target(
+    members: &[rollout::MemberState],
+    from: i32,
+    roles: &[RoleSpec],
+) -> Option<i32> {
+    members
+        .iter()
+        .filter(|m| m.ordinal != from && m.ready && m.updated)
+        .filter(|m| role_of(roles, m).is_none_or(|r| r.voting))
+        .map(|m| m.ordinal)
+        .max()
+}
+
+/// The member now holding a writable role, once `from` no longer does.
+pub fn new_leader(members: &[rollout::MemberState], from: i32, roles: &[RoleSpec]) -> Option<i32> {
+    let writable = |m: &rollout::MemberState| role_of(roles, m).is_some_and(|r| r.writable);
+    let old_still = members.iter().any(|m| m.ordinal == from && writable(m));
+    if old_still {
+        return None;
+    }
+    members
+        .iter()
+        .find(|m| m.ordinal != from && writable(m))
+        .map(|m| m.ordinal)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn roles() -> Vec<RoleSpec> {
+        serde_json::from_value(serde_json::json!([
+            {"name": "master", "writable": true}, {"name": "slave"}
+        ]))
+        .unwrap()
+    }
+
+    fn m(ordinal: i32, updated: bool, ready: bool, role: &str) -> rollout::MemberState {
+        rollout::MemberState {
+            ordinal,
+            updated,
+            ready,
+            role: Some(role.to_string()).filter(|r| !r.is_empty()),
+            unready_seconds: 0,
+        }
+    }
+
+    #[test]
+    fn switchover_picks_a_ready_updated_member() {
+        let members = [
+            m(0, false, true, "master"),
+            m(1, true, true, "slave"),
+            m(2, true, false, "slave"),
+        ];
+        assert_eq!(switchover_target(&members, 0, &roles()), Some(1));
+        assert_eq!(switchover_target(&members[..1], 0, &roles()), None);
+    }
+
+    #[test]
+    fn the_leader_moved_once_another_member_is_writable() {
+        let roles = roles();
+        let before = [m(0, false, true, "master"), m(1, true, true, "slave")];
+        assert_eq!(new_leader(&before, 0, &roles), None);
+        let both = [m(0, false, true, "master"), m(1, true, true, "master")];
+        assert_eq!(new_leader(&both, 0, &roles), None);
+        let after = [m(0, false, true, "slave"), m(1, true, true, "master")];
+        assert_eq!(new_leader(&after, 0, &roles), Some(1));
+    }
+
+    #[test]
+    fn planner_members_come_from_the_published_state() {
+        let seen = crate::home::MemberState {
+            revision: "new".into(),
+            ready: false,
+            role: String::new(),
+            ..Default::default()
+        };
+        let s = planner_member(2, "new", Some(&seen), 7);
+        assert!(s.updated && !s.ready && s.role.is_none());
+        assert_eq!(s.unready_seconds, 7);
+        assert!(!planner_member(2, "newer", Some(&seen), 0).updated);
+    }
 
     fn members(list: &[(&str, &str)]) -> Vec<(String, String)> {
         list.iter()

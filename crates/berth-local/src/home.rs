@@ -8,6 +8,7 @@
 //! <home>/<app>/supervisor.lock  flock'ed by the running supervisor
 //! <home>/<app>/supervisor.log   the supervisor's own output
 //! <home>/<app>/state.json       what the supervisor publishes (see [`AppState`])
+//! <home>/<app>/events.log       one line per rollout action (update, switchover, stuck)
 //! <home>/<app>/<member>/        the member's config, volumes, secrets and `log`
 //! ```
 
@@ -227,8 +228,44 @@ pub struct AppState {
     /// How many `apply`/`scale` requests the supervisor has handled.
     #[serde(default)]
     pub reloads: u64,
+    /// How many `apply`/`scale` requests the supervisor has started handling.
+    #[serde(default)]
+    pub applying: u64,
+    /// The rollout in progress (or the last one, when it got stuck).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<RolloutState>,
     /// The members in start order.
     pub members: Vec<MemberState>,
+    /// Role-selecting services and where they forward to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<ServiceState>,
+}
+
+/// A rollout the supervisor drives with the core planner.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutState {
+    /// The part being rolled out.
+    pub part: String,
+    /// The resolved update strategy.
+    pub strategy: String,
+    /// Why it does nothing right now (empty while acting).
+    pub waiting_for: String,
+    /// Members on the new revision unready past the progress deadline.
+    #[serde(default)]
+    pub stuck: Vec<String>,
+}
+
+/// A role-selecting service: a stable local address forwarding to the member with the role.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceState {
+    /// `<part>/<service>`.
+    pub name: String,
+    /// The role it selects.
+    pub role: String,
+    /// `ip:port` it listens on.
+    pub address: String,
+    /// The member it forwards new connections to (empty while no member has the role).
+    pub target: String,
 }
 
 /// One member as the supervisor sees it.
@@ -236,6 +273,9 @@ pub struct AppState {
 pub struct MemberState {
     /// `<app>-<part>-<ordinal>`.
     pub name: String,
+    /// Its part.
+    #[serde(default)]
+    pub part: String,
     /// The process id (also its process group id) while running.
     pub pid: Option<u32>,
     /// Its loopback address.
@@ -257,6 +297,46 @@ pub struct MemberState {
     pub grace_seconds: u64,
     /// Its log file.
     pub log: PathBuf,
+}
+
+/// Appends a timestamped line to `<home>/<app>/events.log` (actions the supervisor takes).
+pub fn append_event(path: &Path, text: &str) {
+    use std::io::Write as _;
+    let line = format!("{} {text}\n", utc_now());
+    if let Ok(mut f) = File::options().create(true).append(true).open(path) {
+        let _ = f.write_all(line.as_bytes());
+    }
+}
+
+/// The current UTC time as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn utc_now() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(0));
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        now.subsec_millis()
+    )
+}
+
+/// Year, month and day of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so readers never see half.
@@ -296,6 +376,13 @@ mod tests {
         assert_eq!(home.slot("a", None).unwrap(), FIRST_SLOT);
         assert!(home.slot("c", Some(FIRST_SLOT)).is_err());
         assert_eq!(home.slot("c", Some(99)).unwrap(), 99);
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(20_413), (2025, 11, 21));
+        assert_eq!(utc_now().len(), 24);
     }
 
     #[test]

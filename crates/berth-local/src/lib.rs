@@ -11,8 +11,10 @@
 //! - [`home`]: the home directory layout, slots, lock and published state.
 //! - [`os`]: process liveness, signals, programs, packages and ports.
 //! - [`probe`]: readiness checks.
+//! - [`proxy`]: role-selecting services (a stable address forwarding to the role's holder).
 //! - [`shared`]: the supervisor's published state.
 //! - [`member`]: one member under supervision.
+//! - `rolling`: rollouts on `apply`, driven by the core planner.
 //! - [`supervisor`]: the background supervisor of one app.
 //! - [`control`]: `up`, `status`, `logs` and `down` as the CLI runs them.
 
@@ -25,5 +27,7 @@ pub mod member;
 pub mod os;
 pub mod plan;
 pub mod probe;
+pub mod proxy;
+mod rolling;
 pub mod shared;
 pub mod supervisor;

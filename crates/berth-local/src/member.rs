@@ -192,13 +192,17 @@ async fn role_loop(plan: &MemberPlan, shared: &Shared) {
         return std::future::pending().await;
     };
     let mut last = String::new();
+    let mut reprobe = shared.reprobe_requests();
     loop {
         let role = probe::role(argv, plan, *period.max(&Duration::from_secs(2))).await;
         if role != last {
             shared.member(&plan.name, |m| m.role = role.clone());
             last = role;
         }
-        sleep(*period).await;
+        tokio::select! {
+            () = sleep(*period) => {},
+            _ = reprobe.changed() => {},
+        }
     }
 }
 

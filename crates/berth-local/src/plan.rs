@@ -62,6 +62,15 @@ pub struct ProbePlan {
     pub timeout: Duration,
 }
 
+/// A topology action rendered for one member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActionPlan {
+    /// The command line.
+    pub argv: Vec<String>,
+    /// How long it may run.
+    pub timeout: Duration,
+}
+
 /// Everything needed to run one member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberPlan {
@@ -85,6 +94,8 @@ pub struct MemberPlan {
     pub probe: Option<ProbePlan>,
     /// The role probe: a command whose output is the member's role, and its period.
     pub role_probe: Option<(Vec<String>, Duration)>,
+    /// The part's switchover action, rendered for this member (run when it is the leader).
+    pub switchover: Option<ActionPlan>,
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
     /// TCP ports the member binds on its address.
@@ -157,6 +168,23 @@ fn plan_member(
         .transpose()?
         .flatten();
     let role_probe = role_probe(part, &render, &lookup)?;
+    let switchover = part
+        .state
+        .topology
+        .switchover()
+        .map(|action| -> Result<ActionPlan, String> {
+            let argv = action
+                .exec
+                .iter()
+                .map(|w| render(w).map(|r| expand(&r, &lookup)))
+                .collect::<Result<Vec<_>, _>>()?;
+            let secs = u64::try_from(action.timeout_seconds).unwrap_or(30).max(1);
+            Ok(ActionPlan {
+                argv,
+                timeout: Duration::from_secs(secs),
+            })
+        })
+        .transpose()?;
     let file_pairs: Vec<(String, String)> = files
         .iter()
         .map(|f| (f.path.display().to_string(), f.content.clone()))
@@ -172,6 +200,7 @@ fn plan_member(
         env,
         probe,
         role_probe,
+        switchover,
         grace: grace(part),
         ports: tcp_ports(part),
         pod_management: part.pod_management,

@@ -14,6 +14,7 @@ pub struct Shared {
     state: Mutex<AppState>,
     path: PathBuf,
     changed: watch::Sender<()>,
+    reprobe: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -29,6 +30,7 @@ impl Shared {
             state: Mutex::new(state),
             path,
             changed: watch::channel(()).0,
+            reprobe: watch::channel(0).0,
         };
         shared.update(|_| {});
         shared
@@ -55,6 +57,11 @@ impl Shared {
         });
     }
 
+    /// A copy of the current state.
+    pub fn snapshot(&self) -> AppState {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Whether member `name` is ready.
     pub fn is_ready(&self, name: &str) -> bool {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -75,6 +82,16 @@ impl Shared {
         });
     }
 
+    /// Asks every role probe to run now (after a switchover), not at its next period.
+    pub fn reprobe_roles(&self) {
+        self.reprobe.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver woken by [`Shared::reprobe_roles`].
+    pub fn reprobe_requests(&self) -> watch::Receiver<u64> {
+        self.reprobe.subscribe()
+    }
+
     /// A receiver woken on every change.
     pub fn subscribe(&self) -> watch::Receiver<()> {
         self.changed.subscribe()
@@ -93,6 +110,7 @@ pub fn next_phase(phase: Phase, all_ready: bool) -> Phase {
 fn initial_member(plan: &MemberPlan) -> MemberState {
     MemberState {
         name: plan.name.clone(),
+        part: plan.member.part.clone(),
         address: plan.ip.to_string(),
         revision: plan.revision.clone(),
         waiting: "start".to_string(),

@@ -14,10 +14,12 @@ use tokio::task::JoinHandle;
 
 use crate::addressing::LocalAddressing;
 use crate::decide;
-use crate::home::{AppState, Home, Phase, SavedInputs, write_atomic};
+use crate::home::{AppState, Home, Phase, SavedInputs, append_event, write_atomic};
 use crate::member::member_task;
 use crate::os;
 use crate::plan::{self, MemberPlan};
+use crate::proxy;
+use crate::rolling::{self, Outcome};
 use crate::shared::Shared;
 
 pub use crate::member::{process_env, write_member_files};
@@ -71,21 +73,21 @@ pub fn supervise(home: &Path, app: &str) -> Result<(), String> {
 }
 
 /// A member's running task and the switch that stops it.
-struct Running {
+pub(crate) struct Running {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 /// The members the supervisor runs, in start order.
-struct Members {
-    shared: Arc<Shared>,
-    plans: Vec<Arc<MemberPlan>>,
-    running: BTreeMap<String, Running>,
+pub(crate) struct Members {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) plans: Vec<Arc<MemberPlan>>,
+    pub(crate) running: BTreeMap<String, Running>,
 }
 
 impl Members {
     /// Starts the task of member `name` of the current plans.
-    fn start(&mut self, name: &str) {
+    pub(crate) fn start(&mut self, name: &str) {
         let Some(plan) = self.plans.iter().find(|p| p.name == name).cloned() else {
             return;
         };
@@ -103,7 +105,7 @@ impl Members {
     }
 
     /// Stops member `name` and waits until it is stopped.
-    async fn stop(&mut self, name: &str) {
+    pub(crate) async fn stop(&mut self, name: &str) {
         if let Some(r) = self.running.remove(name) {
             let _ = r.stop.send(true);
             let _ = r.task.await;
@@ -120,7 +122,7 @@ impl Members {
 }
 
 /// The signals the supervisor reacts to.
-struct Signals {
+pub(crate) struct Signals {
     term: Signal,
     interrupt: Signal,
     hangup: Signal,
@@ -137,7 +139,7 @@ impl Signals {
     }
 
     /// Waits for the next signal: `true` to stop, `false` to reload.
-    async fn next(&mut self) -> bool {
+    pub(crate) async fn next(&mut self) -> bool {
         tokio::select! {
             _ = self.term.recv() => true,
             _ = self.interrupt.recv() => true,
@@ -151,8 +153,12 @@ async fn run(home: &Home, app: &str) -> Result<(), String> {
     if let Some(old) = home.state(app) {
         os::stop_orphans(&old.members);
     }
-    let plans = match load_saved(home, app) {
-        Ok((_, plans)) => plans,
+    let (validated, plans) = match load_saved(home, app) {
+        Ok(loaded) => loaded,
+        Err(e) => return fail(home, app, e),
+    };
+    let services = match home.slot(app, None) {
+        Ok(slot) => proxy::plan_services(&validated, slot),
         Err(e) => return fail(home, app, e),
     };
     let shared = Arc::new(Shared::new(app, home.file(app, "state.json"), &plans));
@@ -170,6 +176,7 @@ async fn run(home: &Home, app: &str) -> Result<(), String> {
     };
     let names: Vec<String> = members.plans.iter().map(|p| p.name.clone()).collect();
     names.iter().for_each(|n| members.start(n));
+    proxy::start(services, shared.clone());
     while !signals.next().await {
         if reload(home, app, &mut members, &mut signals).await {
             break;
@@ -181,17 +188,34 @@ async fn run(home: &Home, app: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Re-reads the saved inputs and reconciles: removed members stop (highest first), changed
-/// ones restart one at a time (highest ordinal first, each awaited until ready), new ones start.
-/// Returns whether a stop signal arrived meanwhile.
+/// Re-reads the saved inputs and reconciles: removed members stop (highest first), outdated ones
+/// are rolled out by the core planner (see [`crate::rolling`]), new ones start. A new `apply`
+/// during a rollout starts over with the newest inputs. Returns whether a stop signal arrived.
 async fn reload(home: &Home, app: &str, members: &mut Members, signals: &mut Signals) -> bool {
+    loop {
+        match reload_once(home, app, members, signals).await {
+            Outcome::Done => return false,
+            Outcome::Stop => return true,
+            Outcome::Reload => {}
+        }
+    }
+}
+
+async fn reload_once(
+    home: &Home,
+    app: &str,
+    members: &mut Members,
+    signals: &mut Signals,
+) -> Outcome {
     let shared = members.shared.clone();
     shared.update(|s| {
         s.phase = Phase::Starting;
         s.error = None;
+        s.rollout = None;
+        s.applying += 1;
     });
-    let plans = match load_saved(home, app) {
-        Ok((_, plans)) => plans,
+    let (validated, plans) = match load_saved(home, app) {
+        Ok(loaded) => loaded,
         Err(e) => return finish_reload(&shared, Some(e)),
     };
     let pairs = |ps: &[Arc<MemberPlan>]| -> Vec<(String, String)> {
@@ -209,41 +233,40 @@ async fn reload(home: &Home, app: &str, members: &mut Members, signals: &mut Sig
     if let Err(e) = check_ports(&added) {
         return finish_reload(&shared, Some(e));
     }
+    let events = home.file(app, "events.log");
+    append_event(
+        &events,
+        &format!(
+            "apply: {} to stop, {} with a new revision, {} to start",
+            todo.remove.len(),
+            todo.replace.len(),
+            todo.add.len()
+        ),
+    );
     for name in &todo.remove {
+        append_event(&events, &format!("stop {name}: no longer wanted"));
         members.stop(name).await;
     }
     members.plans = plans;
     let listed: Vec<MemberPlan> = members.plans.iter().map(|p| (**p).clone()).collect();
     shared.set_members(&listed);
-    for name in &todo.replace {
-        members.stop(name).await;
-        members.start(name);
-        if wait_ready(&shared, name, signals).await {
-            return true;
-        }
+    let outcome = rolling::roll_out(&events, validated.parts(), members, signals).await;
+    if outcome != Outcome::Done {
+        return outcome;
     }
-    todo.add.iter().for_each(|n| members.start(n));
+    for name in &todo.add {
+        append_event(&events, &format!("start {name}: new member"));
+        members.start(name);
+    }
     finish_reload(&shared, None)
 }
 
-fn finish_reload(shared: &Shared, error: Option<String>) -> bool {
+fn finish_reload(shared: &Shared, error: Option<String>) -> Outcome {
     shared.update(|s| {
         s.error = error.map(|e| format!("apply failed: {e}"));
         s.reloads += 1;
     });
-    false
-}
-
-/// Waits until member `name` is ready; `true` when a stop signal came first.
-async fn wait_ready(shared: &Shared, name: &str, signals: &mut Signals) -> bool {
-    let mut changed = shared.subscribe();
-    while !shared.is_ready(name) {
-        tokio::select! {
-            _ = changed.changed() => {},
-            stop = signals.next() => if stop { return true },
-        }
-    }
-    false
+    Outcome::Done
 }
 
 /// Publishes a failure that happened before any member started.

@@ -219,6 +219,7 @@ fn status_table(states: &[AppState]) -> String {
             .collect();
         let _ = writeln!(out, "{}", cells.join("  ").trim_end());
     }
+    out.push_str(&control::status_notes(states));
     out
 }
 

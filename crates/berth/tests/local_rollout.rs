@@ -1,0 +1,296 @@
+//! End to end: `berth apply` of a config change to examples/redis.yaml rolls the members out
+//! as the core planner says (RoleAware): replicas first, then a switchover (the example's
+//! action), then the old master, with no acknowledged write lost while a client writes
+//! throughout. Also: a broken revision gets stuck (Degraded, reported by `apply` and `status`)
+//! and a later `apply` of a fixed spec replaces the stuck member.
+
+mod local_common;
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use local_common::{LocalApp, example, require, wait_until};
+
+const SLOT: u8 = 68;
+const WAIT: Duration = Duration::from_secs(60);
+
+fn address(ordinal: u8) -> String {
+    format!("127.{SLOT}.1.{}:6379", ordinal + 1)
+}
+
+/// A minimal RESP client: one connection, one command at a time.
+struct Redis {
+    reader: BufReader<TcpStream>,
+}
+
+impl Redis {
+    fn connect(addr: &str) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Sends a command; the reply's first line (`+OK`, `-READONLY ...`, `$5`, `*3`...) and,
+    /// for a bulk string, its content.
+    fn call(&mut self, args: &[&str]) -> std::io::Result<(String, Option<String>)> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.reader.get_mut().write_all(out.as_bytes())?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end().to_string();
+        if let Some(n) = line.strip_prefix('$').and_then(|n| n.parse::<i64>().ok())
+            && n >= 0
+        {
+            let mut body = String::new();
+            self.reader.read_line(&mut body)?;
+            return Ok((line, Some(body.trim_end().to_string())));
+        }
+        if let Some(n) = line.strip_prefix('*').and_then(|n| n.parse::<usize>().ok()) {
+            // ROLE: the first element names the role; drain the rest line by line.
+            let mut first = None;
+            for i in 0..n {
+                let mut head = String::new();
+                self.reader.read_line(&mut head)?;
+                if head.starts_with('$') {
+                    let mut body = String::new();
+                    self.reader.read_line(&mut body)?;
+                    if i == 0 {
+                        first = Some(body.trim_end().to_string());
+                    }
+                } else if head.starts_with('*') {
+                    // Replica lists of a master: nested arrays of bulk strings.
+                    let m: usize = head.trim_end()[1..].parse().unwrap_or(0);
+                    for _ in 0..m {
+                        let mut inner = String::new();
+                        self.reader.read_line(&mut inner)?;
+                        if inner.starts_with('*') {
+                            let k: usize = inner.trim_end()[1..].parse().unwrap_or(0);
+                            for _ in 0..(2 * k) {
+                                self.reader.read_line(&mut String::new())?;
+                            }
+                        } else if inner.starts_with('$') {
+                            self.reader.read_line(&mut String::new())?;
+                        }
+                    }
+                }
+            }
+            return Ok((line, first));
+        }
+        Ok((line, None))
+    }
+}
+
+/// The member that says it is master, if exactly one does.
+fn find_master() -> Option<String> {
+    let masters: Vec<String> = (0..3)
+        .map(address)
+        .filter(|a| {
+            Redis::connect(a)
+                .and_then(|mut r| r.call(&["ROLE"]))
+                .is_ok_and(|(_, role)| role.as_deref() == Some("master"))
+        })
+        .collect();
+    (masters.len() == 1).then(|| masters[0].clone())
+}
+
+/// Writes `key:N` for N = 0, 1, ... until `stop`; returns the acknowledged N and the errors.
+fn write_until(stop: &AtomicBool) -> (Vec<u32>, u32) {
+    let mut acked = Vec::new();
+    let mut errors = 0;
+    let mut conn: Option<Redis> = None;
+    let mut n = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            conn = find_master().and_then(|m| Redis::connect(&m).ok());
+        }
+        let key = format!("key:{n}");
+        let reply = conn
+            .as_mut()
+            .map(|c| c.call(&["SET", &key, &n.to_string()]));
+        match reply {
+            Some(Ok((line, _))) if line == "+OK" => acked.push(n),
+            _ => {
+                errors += 1;
+                conn = None;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        n += 1;
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    (acked, errors)
+}
+
+/// The example with a config change, and optionally text inserted after `replicas: 3`.
+fn variant(dir: &Path, name: &str, conf_line: &str, part_extra: &str) -> String {
+    let text = std::fs::read_to_string(example("redis.yaml")).unwrap();
+    let text = text.replacen(
+        "repl-diskless-sync-delay 0\n",
+        &format!("repl-diskless-sync-delay 0\n                {conf_line}\n"),
+        1,
+    );
+    let text = text.replacen(
+        "      replicas: 3\n",
+        &format!("      replicas: 3\n{part_extra}"),
+        1,
+    );
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn events(app: &LocalApp) -> Vec<String> {
+    let text = std::fs::read_to_string(app.home.path().join("redis/events.log")).unwrap();
+    text.lines().map(str::to_string).collect()
+}
+
+fn position(lines: &[String], needle: &str) -> usize {
+    lines
+        .iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no event `{needle}` in:\n{}", lines.join("\n")))
+}
+
+#[test]
+fn role_aware_rollout_switches_over_and_loses_no_write() {
+    if !require(&[
+        ("redis-server", "redis-server"),
+        ("redis-cli", "redis-tools"),
+    ]) {
+        return;
+    }
+    let app = LocalApp::new("redis");
+    let files = tempfile::tempdir().unwrap();
+    app.up(&example("redis.yaml"), SLOT);
+    wait_until("redis-0 is the only master", WAIT, || {
+        find_master() == Some(address(0))
+    });
+    wait_until("roles in berth status", WAIT, || {
+        let roles: Vec<String> = app
+            .members()
+            .iter()
+            .map(|m| m["role"].to_string())
+            .collect();
+        roles == [r#""master""#, r#""slave""#, r#""slave""#]
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || write_until(&stop))
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let changed = variant(files.path(), "changed.yaml", "hz 11", "");
+    app.berth(&["apply", &changed]).assert().success();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let (acked, errors) = writer.join().unwrap();
+    assert!(acked.len() > 100, "the writer got too few writes through");
+
+    // Replicas first, then the switchover, then the old master.
+    let lines = events(&app);
+    let update_2 = position(&lines, "update redis-2:");
+    let update_1 = position(&lines, "update redis-1:");
+    let switchover = position(&lines, "switchover redis-0 -> ");
+    let switched = position(&lines, ": done, leader is ");
+    let update_0 = position(&lines, "update redis-0:");
+    assert!(
+        update_2 < switchover && update_1 < switchover && switched < update_0,
+        "order of events:\n{}",
+        lines.join("\n")
+    );
+    assert!(lines.last().unwrap().contains("rollout redis: complete"));
+
+    // One master, not redis-0, and every acknowledged write is there.
+    let master = find_master().expect("one master after the rollout");
+    assert_ne!(master, address(0), "the old master now replicates");
+    let mut conn = Redis::connect(&master).unwrap();
+    let lost: Vec<u32> = acked
+        .iter()
+        .copied()
+        .filter(|n| {
+            let (_, value) = conn.call(&["GET", &format!("key:{n}")]).unwrap();
+            value != Some(n.to_string())
+        })
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged writes lost ({errors} errors): {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(20)]
+    );
+    wait_until("berth status shows the new master", WAIT, || {
+        app.members().iter().any(|m| {
+            m["role"] == "master" && format!("{}:6379", m["address"].as_str().unwrap()) == master
+        })
+    });
+    // The role-selecting `write` service forwards to the new master.
+    let master_name = app
+        .members()
+        .iter()
+        .find(|m| format!("{}:6379", m["address"].as_str().unwrap()) == master)
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .unwrap();
+    let write = format!("127.{SLOT}.250.1:6379");
+    wait_until("the write service targets the new master", WAIT, || {
+        let out = app
+            .berth(&["status", "redis", "-o", "json"])
+            .output()
+            .unwrap();
+        let states: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        states[0]["services"][0]["address"] == write.as_str()
+            && states[0]["services"][0]["target"] == master_name.as_str()
+    });
+    let mut through = Redis::connect(&write).unwrap();
+    assert_eq!(through.call(&["SET", "via", "service"]).unwrap().0, "+OK");
+
+    // A broken revision: the first member updated never gets ready; past the progress deadline
+    // `apply` fails naming it, status is degraded; a fixed spec then rolls out.
+    let deadline = "      update:\n        progressDeadlineSeconds: 3\n";
+    let broken = variant(
+        files.path(),
+        "broken.yaml",
+        "no-such-directive yes",
+        deadline,
+    );
+    let out = app
+        .berth(&["apply", &broken, "--timeout", "60"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("stuck"),
+        "{stderr}"
+    );
+    let status = app
+        .berth(&["status", "redis", "-o", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["phase"], "degraded");
+    assert_eq!(status[0]["rollout"]["stuck"].as_array().unwrap().len(), 1);
+    let fixed = variant(files.path(), "fixed.yaml", "hz 12", deadline);
+    app.berth(&["apply", &fixed]).assert().success();
+    let status = app
+        .berth(&["status", "redis", "-o", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["phase"], "ready");
+    assert!(status[0]["rollout"].is_null());
+    wait_until("one master after the fixed rollout", WAIT, || {
+        find_master().is_some()
+    });
+}
