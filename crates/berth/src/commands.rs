@@ -1,6 +1,5 @@
 //! The subcommands, each a small function from arguments to output or a failure message.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use berth_core::diag::Diagnostics;
@@ -134,35 +133,13 @@ fn list_params(app: &Path, format: Format) -> Result<(), Failure> {
 }
 
 fn table(rows: &[Value]) -> String {
-    let headers = ["KEY", "TYPE", "DEFAULT", "REQUIRED", "DESCRIPTION"];
+    const HEADERS: [&str; 5] = ["KEY", "TYPE", "DEFAULT", "REQUIRED", "DESCRIPTION"];
     let cell = |row: &Value, h: &str| match &row[h.to_lowercase()] {
         Value::String(s) => s.clone(),
         Value::Null => "-".to_string(),
         Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
         other => other.to_string(),
     };
-    let cells: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| headers.iter().map(|h| cell(r, h)).collect())
-        .collect();
-    let widths: Vec<usize> = (0..headers.len())
-        .map(|i| {
-            cells
-                .iter()
-                .map(|r| r[i].len())
-                .chain([headers[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in std::iter::once(headers.map(String::from).to_vec()).chain(cells) {
-        let line: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-    }
-    out
+    let cells: Vec<[String; 5]> = rows.iter().map(|r| HEADERS.map(|h| cell(r, h))).collect();
+    crate::table::render(HEADERS, &cells)
 }

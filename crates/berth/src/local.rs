@@ -1,7 +1,6 @@
 //! The local-engine subcommands (`up`, `status`, `logs`, `down` and the hidden supervisor):
 //! arguments and output; the work is done by [`berth_local::control`].
 
-use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -201,24 +200,7 @@ fn status_table(states: &[AppState]) -> String {
             })
         })
         .collect();
-    let widths: Vec<usize> = (0..headers.len())
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .chain([headers[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in std::iter::once(headers.map(String::from)).chain(rows) {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
+    let mut out = crate::table::render(headers, &rows);
     out.push_str(&control::status_notes(states));
     out
 }
