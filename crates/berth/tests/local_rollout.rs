@@ -10,7 +10,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use local_common::{LocalApp, example, require, wait_until};
@@ -105,7 +105,7 @@ fn find_master() -> Option<String> {
 }
 
 /// Writes `key:N` for N = 0, 1, ... until `stop`; returns the acknowledged N and the errors.
-fn write_until(stop: &AtomicBool) -> (Vec<u32>, u32) {
+fn write_until(stop: &AtomicBool, progress: &AtomicUsize) -> (Vec<u32>, u32) {
     let mut acked = Vec::new();
     let mut errors = 0;
     let mut conn: Option<Redis> = None;
@@ -119,7 +119,10 @@ fn write_until(stop: &AtomicBool) -> (Vec<u32>, u32) {
             .as_mut()
             .map(|c| c.call(&["SET", &key, &n.to_string()]));
         match reply {
-            Some(Ok((line, _))) if line == "+OK" => acked.push(n),
+            Some(Ok((line, _))) if line == "+OK" => {
+                acked.push(n);
+                progress.store(acked.len(), Ordering::Relaxed);
+            }
             _ => {
                 errors += 1;
                 conn = None;
@@ -186,14 +189,25 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
     });
 
     let stop = Arc::new(AtomicBool::new(false));
+    let progress = Arc::new(AtomicUsize::new(0));
     let writer = {
-        let stop = stop.clone();
-        std::thread::spawn(move || write_until(&stop))
+        let (stop, progress) = (stop.clone(), progress.clone());
+        std::thread::spawn(move || write_until(&stop, &progress))
     };
-    std::thread::sleep(Duration::from_millis(500));
+    let acked_by = |n: usize| progress.load(Ordering::Relaxed) >= n;
+    wait_until(
+        "the writer to get 50 writes through",
+        Duration::from_secs(30),
+        || acked_by(50),
+    );
     let changed = variant(files.path(), "changed.yaml", "hz 11", "");
     app.berth(&["apply", &changed]).assert().success();
-    std::thread::sleep(Duration::from_millis(500));
+    let after_rollout = progress.load(Ordering::Relaxed) + 50;
+    wait_until(
+        "50 more writes after the rollout",
+        Duration::from_secs(30),
+        || acked_by(after_rollout),
+    );
     stop.store(true, Ordering::Relaxed);
     let (acked, errors) = writer.join().unwrap();
     assert!(acked.len() > 100, "the writer got too few writes through");
