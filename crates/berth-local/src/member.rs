@@ -199,12 +199,22 @@ async fn role_loop(plan: &MemberPlan, shared: &Shared) {
             shared.member(&plan.name, |m| m.role = role.clone());
             last = role;
         }
+        // Until a role is known (the member is starting), probe again soon rather than after a
+        // full period, so roles show up as soon as the member can answer.
+        let wait = if last.is_empty() {
+            (*period).min(UNKNOWN_ROLE_RETRY)
+        } else {
+            *period
+        };
         tokio::select! {
-            () = sleep(*period) => {},
+            () = sleep(wait) => {},
             _ = reprobe.changed() => {},
         }
     }
 }
+
+/// How soon an unknown role is probed again.
+const UNKNOWN_ROLE_RETRY: Duration = Duration::from_millis(250);
 
 /// Starts a member's process in its own process group, output appended to its log.
 fn spawn(plan: &MemberPlan) -> Result<Child, String> {
