@@ -8,6 +8,7 @@
 //! - `watch`: reflector stores of the objects berth owns (workloads, Services, ConfigMaps, PDBs, pods).
 //! - `reconcile`: validate → render → apply → prune → status, and cleanup on deletion.
 //! - `apply`: server-side apply of rendered objects (field manager `berth`).
+//! - `rollout`: members replaced in the planner's order (StatefulSets use `OnDelete`).
 //! - `leader`: leader election on a `coordination.k8s.io` Lease.
 //! - `telemetry`: Prometheus metrics, health endpoints, logs.
 //!
@@ -16,6 +17,7 @@
 mod apply;
 mod leader;
 mod reconcile;
+mod rollout;
 mod run;
 mod telemetry;
 mod watch;

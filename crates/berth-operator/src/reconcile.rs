@@ -8,14 +8,12 @@ use std::time::Duration;
 use berth_core::diag::Diagnostics;
 use berth_core::load::{Inputs, ValidatedApp, load};
 use berth_core::names;
-use berth_core::rollout::{self, Policy, Step};
 use berth_core::spec::{AppliedObject, StatefulApp, StatefulAppStatus};
 use berth_k8s::prune::{self, ObjectKey};
 use berth_k8s::render;
 use berth_k8s::status::{self, Observed};
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, Preconditions};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -136,7 +134,7 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     }
     let desired: BTreeSet<ObjectKey> = objects.iter().map(|(k, _)| k.clone()).collect();
     prune_leftovers(app, ctx, &desired, &namespace).await?;
-    let rolling = roll_members(app, ctx, &validated).await?;
+    let rolling = crate::rollout::roll_members(app, ctx, &validated).await?;
     let observed = observe(ctx, &validated);
     let mut new = status::compute(
         &validated,
@@ -284,84 +282,6 @@ fn spec_version(
     meta.generation
         .map(|g| g.to_string())
         .or_else(|| meta.resource_version.clone())
-}
-
-/// Takes the next rollout steps of every StatefulSet part: the core's planner decides which
-/// members go next (roles, quorum, partition, maxUnavailable); berth deletes those pods and the
-/// StatefulSet controller (`OnDelete`) recreates them at the new revision. Returns whether any
-/// part is still rolling.
-async fn roll_members(app: &StatefulApp, ctx: &Context, validated: &ValidatedApp) -> Result<bool> {
-    let namespace = validated.namespace();
-    let mut rolling = false;
-    for part in validated
-        .parts()
-        .iter()
-        .filter(|p| p.kind == berth_core::spec::WorkloadKind::StatefulSet)
-    {
-        let workload = names::workload_name(&validated.name(), &part.name);
-        let Some(set) = watch::find(&ctx.stores.stateful_sets, &namespace, &workload) else {
-            continue;
-        };
-        let pods = watch::select(
-            &ctx.stores.pods,
-            &namespace,
-            &names::selector_labels(&validated.name(), &part.name),
-        );
-        let Some(members) = berth_k8s::rollout::member_states(&set, &pods, Timestamp::now()) else {
-            continue;
-        };
-        // Switchover actions need to run inside a member; on Kubernetes they are not performed
-        // yet, so the planner updates the leader last without one.
-        let policy = Policy::resolve(
-            &part.update,
-            &part.state.topology,
-            part.desired_replicas(),
-            false,
-        );
-        let plan = rollout::plan(&members, &policy);
-        rolling |= !plan.complete;
-        for step in plan.steps {
-            if let Step::Update { ordinal } = step {
-                let pod = names::member_name(&workload, ordinal);
-                let uid = pods
-                    .iter()
-                    .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
-                    .and_then(|p| p.metadata.uid.clone());
-                replace_pod(ctx, &namespace, &pod, uid).await?;
-                publish(
-                    ctx,
-                    app,
-                    EventType::Normal,
-                    "RollingUpdate",
-                    &format!("replacing member {pod} to take the new revision"),
-                )
-                .await;
-            }
-        }
-    }
-    Ok(rolling)
-}
-
-/// Deletes a member's pod, only if it is still the pod the plan was made for.
-async fn replace_pod(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-    uid: Option<String>,
-) -> Result<()> {
-    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid,
-            resource_version: None,
-        }),
-        ..Default::default()
-    };
-    match api.delete(name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => Ok(()),
-        Err(e) => Err(Error::kube(format!("delete pod {name}"))(e)),
-    }
 }
 
 /// The spec version berth last saw of an owned object (`None`: not cached, or not a cached kind).
@@ -587,7 +507,13 @@ async fn write_status(app: &StatefulApp, ctx: &Context, mut new: StatefulAppStat
 
 /// Publishes an Event on the app. The note doubles as the action because the recorder folds
 /// events with the same reason and action into one series, keeping only the first note.
-async fn publish(ctx: &Context, app: &StatefulApp, type_: EventType, reason: &str, note: &str) {
+pub(crate) async fn publish(
+    ctx: &Context,
+    app: &StatefulApp,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let action: String = note.chars().take(128).collect();
     let event = Event {
         type_,
