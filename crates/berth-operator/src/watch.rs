@@ -55,6 +55,7 @@ where
         + Clone
         + Debug
         + DeserializeOwned
+        + Slim
         + Send
         + Sync
         + 'static,
@@ -62,10 +63,84 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api::<K>(client, namespace), managed())
         .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .modify(|o: &mut K| {
+            o.managed_fields_mut().clear();
+            o.annotations_mut().clear();
+            o.slim();
+        })
         .reflect(writer)
         .touched_objects();
     (reader, stream)
+}
+
+/// Drops the parts of a watched object the operator never reads, so that caches of thousands of
+/// objects stay small. What stays: metadata (names, labels, owners, versions), workload replicas
+/// and status, a pod's node and conditions.
+pub trait Slim {
+    /// Removes what is not needed.
+    fn slim(&mut self);
+}
+
+impl Slim for StatefulSet {
+    fn slim(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+            spec.volume_claim_templates = None;
+        }
+    }
+}
+
+impl Slim for Deployment {
+    fn slim(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    }
+}
+
+impl Slim for DaemonSet {
+    fn slim(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            spec.template = Default::default();
+        }
+    }
+}
+
+impl Slim for Service {
+    fn slim(&mut self) {
+        self.spec = None;
+        self.status = None;
+    }
+}
+
+impl Slim for ConfigMap {
+    fn slim(&mut self) {
+        self.data = None;
+        self.binary_data = None;
+    }
+}
+
+impl Slim for PodDisruptionBudget {
+    fn slim(&mut self) {
+        self.status = None;
+    }
+}
+
+impl Slim for Pod {
+    fn slim(&mut self) {
+        let node_name = self.spec.as_ref().and_then(|s| s.node_name.clone());
+        self.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name,
+            ..Default::default()
+        });
+        if let Some(status) = self.status.as_mut() {
+            *status = k8s_openapi::api::core::v1::PodStatus {
+                conditions: status.conditions.take(),
+                phase: status.phase.take(),
+                ..Default::default()
+            };
+        }
+    }
 }
 
 /// Finds an object in a store by namespace and name.
