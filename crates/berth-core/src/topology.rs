@@ -62,15 +62,23 @@ impl KubernetesAddressing {
             cluster_domain: "cluster.local".to_string(),
         }
     }
+
+    /// The stable DNS name of pod `host` behind the headless Service `headless`. `host` and
+    /// the namespace may be `$(VAR)` references that Kubernetes expands in env values.
+    pub fn stable_name(
+        host: &str,
+        headless: &str,
+        namespace: &str,
+        cluster_domain: &str,
+    ) -> String {
+        format!("{host}.{headless}.{namespace}.svc.{cluster_domain}")
+    }
 }
 
 impl Addressing for KubernetesAddressing {
     fn address(&self, member: &MemberRef, headless: &str) -> MemberAddress {
         let host = member.name();
-        let fqdn = format!(
-            "{host}.{headless}.{}.svc.{}",
-            self.namespace, self.cluster_domain
-        );
+        let fqdn = Self::stable_name(&host, headless, &self.namespace, &self.cluster_domain);
         MemberAddress { host, fqdn }
     }
 }

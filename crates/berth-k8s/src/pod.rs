@@ -8,7 +8,7 @@ use berth_core::load::RenderedFile;
 use berth_core::names;
 use berth_core::spec::{PartSpec, Spread};
 use berth_core::template;
-use berth_core::topology::{self, EnvSource};
+use berth_core::topology::{self, EnvSource, KubernetesAddressing};
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, EnvVar, EnvVarSource, KeyToPath,
     ObjectFieldSelector, PodAffinityTerm, PodAntiAffinity, PodSpec, PodTemplateSpec,
@@ -134,9 +134,15 @@ fn env_var(name: &str, source: EnvSource) -> EnvVar {
         EnvSource::Ordinal => field("metadata.labels['apps.kubernetes.io/pod-index']"),
         EnvSource::Namespace => field("metadata.namespace"),
         EnvSource::PodIp => field("status.podIP"),
-        EnvSource::StableAddress { headless } => literal(format!(
-            "$(BERTH_MEMBER).{headless}.$(BERTH_NAMESPACE).svc.cluster.local"
-        )),
+        EnvSource::StableAddress { headless } => {
+            let domain = KubernetesAddressing::new("").cluster_domain;
+            literal(KubernetesAddressing::stable_name(
+                "$(BERTH_MEMBER)",
+                &headless,
+                "$(BERTH_NAMESPACE)",
+                &domain,
+            ))
+        }
     }
 }
 

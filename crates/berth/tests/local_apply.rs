@@ -6,7 +6,7 @@ mod local_common;
 
 use std::time::Duration;
 
-use local_common::{LocalApp, example, output, require, wait_until};
+use local_common::{LocalApp, REDIS, example, output, require, wait_until};
 
 const SLOT: u8 = 67;
 const WAIT: Duration = Duration::from_secs(60);
@@ -27,10 +27,7 @@ fn revisions(app: &LocalApp) -> Vec<String> {
 
 #[test]
 fn scale_and_apply_a_running_app() {
-    if !require(&[
-        ("redis-server", "redis-server"),
-        ("redis-cli", "redis-tools"),
-    ]) {
+    if !require(REDIS) {
         return;
     }
     let app = LocalApp::new("redis");

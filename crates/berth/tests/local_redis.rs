@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use local_common::{LocalApp, example, output, require, wait_until};
+use local_common::{LocalApp, REDIS, example, output, require, wait_until};
 
 const SLOT: u8 = 61;
 const WAIT: Duration = Duration::from_secs(60);
@@ -57,10 +57,7 @@ fn all_have(keys: u64) -> bool {
 
 #[test]
 fn redis_replicates_restarts_and_keeps_data() {
-    if !require(&[
-        ("redis-server", "redis-server"),
-        ("redis-cli", "redis-tools"),
-    ]) {
+    if !require(REDIS) {
         return;
     }
     let app = LocalApp::new("redis");

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use local_common::{LocalApp, example, require, wait_until};
+use local_common::{LocalApp, REDIS, example, require, wait_until};
 
 const SLOT: u8 = 68;
 const WAIT: Duration = Duration::from_secs(60);
@@ -167,10 +167,7 @@ fn position(lines: &[String], needle: &str) -> usize {
 
 #[test]
 fn role_aware_rollout_switches_over_and_loses_no_write() {
-    if !require(&[
-        ("redis-server", "redis-server"),
-        ("redis-cli", "redis-tools"),
-    ]) {
+    if !require(REDIS) {
         return;
     }
     let app = LocalApp::new("redis");

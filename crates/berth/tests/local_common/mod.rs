@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use assert_cmd::Command;
 use serde_json::Value;
@@ -109,17 +109,17 @@ impl Drop for LocalApp {
     }
 }
 
-/// Polls `condition` every 100 ms until it holds; panics naming `what` after `timeout`.
+/// Polls `condition` until it holds; panics naming `what` after `timeout` (the test kit's
+/// `wait_until`, for conditions without a value).
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    berth_testkit::wait_until(what, timeout, || condition().then_some(()));
 }
+
+/// The programs the Redis example needs here, with their Debian packages.
+pub const REDIS: &[(&str, &str)] = &[
+    ("redis-server", "redis-server"),
+    ("redis-cli", "redis-tools"),
+];
 
 /// Runs a program and returns its trimmed stdout (empty on failure).
 pub fn output(program: &str, args: &[&str]) -> String {
