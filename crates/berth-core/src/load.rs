@@ -115,17 +115,25 @@ impl ValidatedApp {
 pub fn config_hash(files: &[RenderedFile]) -> String {
     let mut sorted: Vec<&RenderedFile> = files.iter().collect();
     sorted.sort_by(|a, b| a.name.cmp(&b.name));
-    let mut hasher = Sha256::new();
-    for f in sorted {
-        for part in [
+    let mode_texts: Vec<String> = sorted.iter().map(|f| f.mode.to_string()).collect();
+    let chunks = sorted.iter().zip(&mode_texts).flat_map(|(f, mode)| {
+        [
             f.name.as_bytes(),
             f.path.as_bytes(),
             f.content.as_bytes(),
-            f.mode.to_string().as_bytes(),
-        ] {
-            hasher.update((part.len() as u64).to_le_bytes());
-            hasher.update(part);
-        }
+            mode.as_bytes(),
+        ]
+    });
+    short_digest(chunks)
+}
+
+/// A short (16 hex digits), stable digest of a sequence of byte strings; each chunk is
+/// length-prefixed, so moving bytes between chunks changes the digest.
+pub fn short_digest<'a>(chunks: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut hasher = Sha256::new();
+    for chunk in chunks {
+        hasher.update((chunk.len() as u64).to_le_bytes());
+        hasher.update(chunk);
     }
     hasher
         .finalize()

@@ -1,8 +1,8 @@
 //! # berth-k8s
 //!
-//! berth's Kubernetes engine. Today: turning a validated app into native Kubernetes objects
-//! (`berth render`) and the CRD (`berth crd`); the operator (issue "The berth operator") will
-//! reconcile with the same renderer, so what you preview is what runs.
+//! berth's Kubernetes engine, pure: turning a validated app into native Kubernetes objects
+//! (`berth render`) and the CRD (`berth crd`), and the decisions the operator (`berth-operator`)
+//! carries out with the same renderer, so what you preview is what runs.
 //!
 //! ## Layout
 //! - [`render`]: a validated app to an ordered list of objects, and those to YAML.
@@ -13,8 +13,10 @@
 //! - [`prune`]: which owned objects are no longer wanted (pure).
 //! - [`lease`]: leader-election decisions (pure).
 //! - [`rollout`]: the rollout planner's view of a StatefulSet's members, from its pods (pure).
+//! - [`inplace`]: in-place updates: the template hash, readiness gate and pod patches (pure).
 
 pub mod crd;
+pub mod inplace;
 pub mod lease;
 mod pod;
 pub mod prune;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use berth_core::load::{RenderedFile, ValidatedApp};
 use berth_core::names;
-use berth_core::spec::{PartSpec, RetentionAction, UpdateStrategy, WorkloadKind};
+use berth_core::spec::{PartSpec, PodUpdatePolicy, RetentionAction, UpdateStrategy, WorkloadKind};
 use berth_core::topology::KubernetesAddressing;
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, Deployment, DeploymentSpec,
@@ -111,7 +111,7 @@ fn render_part(
             message: e.to_string(),
         })?;
     let context = app.context(index, addressing, None);
-    let pod = pod_template(&PodInputs {
+    let mut pod = pod_template(&PodInputs {
         app: &app_name,
         part,
         part_path: format!("spec.parts[{index}]"),
@@ -120,6 +120,9 @@ fn render_part(
         files: &files,
         context: &context,
     })?;
+    if wants_in_place(part, mode) {
+        crate::inplace::prepare_template(&mut pod);
+    }
     let mut out = Vec::new();
     if !files.is_empty() {
         out.push(to_value(&config_map(
@@ -306,6 +309,14 @@ fn claim_template(
         }),
         ..Default::default()
     }
+}
+
+/// In-place updates need the operator: it opens the readiness gate they add, which the kubelet
+/// otherwise keeps closed.
+fn wants_in_place(part: &PartSpec, mode: Mode) -> bool {
+    mode == Mode::Operator
+        && part.kind == WorkloadKind::StatefulSet
+        && part.update.pod_update_policy != PodUpdatePolicy::ReCreate
 }
 
 /// Native update strategy for `berth render` (GitOps without the operator).

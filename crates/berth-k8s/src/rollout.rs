@@ -47,7 +47,10 @@ fn member_of(pod: &Pod, ordinal: i32, update_revision: &str, now: Timestamp) -> 
         .as_ref()
         .and_then(|s| s.conditions.as_ref())
         .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    let ready = ready_condition.is_some_and(|c| c.status == "True");
+    // The kubelet folds readiness gates into Ready; checking the gate too keeps a member in an
+    // in-place update unready even where nothing does that (kwok) or before the kubelet has.
+    let ready =
+        ready_condition.is_some_and(|c| c.status == "True") && crate::inplace::gate_open(pod);
     let unready_since = match ready_condition {
         Some(c) if !ready => c.last_transition_time.as_ref().map(|t| t.0),
         None => pod.metadata.creation_timestamp.as_ref().map(|t| t.0),

@@ -290,7 +290,7 @@ fn members_of(app: &str, part: &PartSpec, observed: &Observed) -> Vec<MemberStat
                 node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 revision: label("controller-revision-hash").or_else(|| label("pod-template-hash")),
                 role: label(names::LABEL_ROLE),
-                updated_in_place: false,
+                updated_in_place: crate::inplace::updated_in_place(pod),
             }
         })
         .collect();

@@ -134,7 +134,7 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     }
     let desired: BTreeSet<ObjectKey> = objects.iter().map(|(k, _)| k.clone()).collect();
     prune_leftovers(app, ctx, &desired, &namespace).await?;
-    let rolling = crate::rollout::roll_members(app, ctx, &validated).await?;
+    let rolling = crate::rollout::roll_members(app, ctx, &validated, &objects).await?;
     let observed = observe(ctx, &validated);
     let mut new = status::compute(
         &validated,

@@ -1,36 +1,50 @@
 //! Rollouts under the operator: the core's planner decides which members go next (roles,
-//! quorum, partition, maxUnavailable); berth deletes those pods and the StatefulSet controller
-//! (`OnDelete`) recreates them at the new revision.
+//! quorum, partition, maxUnavailable); berth brings each to the new revision either by deleting
+//! its pod, which the StatefulSet controller (`OnDelete`) recreates, or, when only images changed
+//! and the part allows it, by patching the pod's images in place behind a readiness gate
+//! (`berth_k8s::inplace`).
 
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::rollout::{self, Policy, Step};
-use berth_core::spec::StatefulApp;
-use k8s_openapi::api::core::v1::Pod;
+use berth_core::spec::{PartSpec, StatefulApp, WorkloadKind};
+use berth_k8s::inplace::{self, Method};
+use berth_k8s::prune::ObjectKey;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::Api;
-use kube::api::{DeleteParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
+use serde_json::Value;
 
 use crate::reconcile::{Context, publish};
 use crate::watch;
-use crate::{Error, Result};
+use crate::{Error, MANAGER, Result};
 
-/// Takes the next rollout steps of every StatefulSet part: the core's planner decides which
-/// members go next (roles, quorum, partition, maxUnavailable); berth deletes those pods and the
-/// StatefulSet controller (`OnDelete`) recreates them at the new revision. Returns whether any
-/// part is still rolling.
+/// One StatefulSet part being rolled, with what every member update needs.
+struct PartRollout<'a> {
+    app: &'a StatefulApp,
+    part: &'a PartSpec,
+    namespace: String,
+    template: PodTemplateSpec,
+    update_revision: String,
+}
+
+/// Takes the next rollout steps of every StatefulSet part and opens the readiness gates of
+/// members that are ready for it. Returns whether any part is still rolling.
 pub(crate) async fn roll_members(
     app: &StatefulApp,
     ctx: &Context,
     validated: &ValidatedApp,
+    objects: &[(ObjectKey, Value)],
 ) -> Result<bool> {
     let namespace = validated.namespace();
     let mut rolling = false;
     for part in validated
         .parts()
         .iter()
-        .filter(|p| p.kind == berth_core::spec::WorkloadKind::StatefulSet)
+        .filter(|p| p.kind == WorkloadKind::StatefulSet)
     {
         let workload = names::workload_name(&validated.name(), &part.name);
         let Some(set) = watch::find(&ctx.stores.stateful_sets, &namespace, &workload) else {
@@ -41,6 +55,17 @@ pub(crate) async fn roll_members(
             &namespace,
             &names::selector_labels(&validated.name(), &part.name),
         );
+        open_gates(app, ctx, &namespace, &pods).await?;
+        // Until the controller has seen the applied spec, its update revision is not the
+        // rendered template's: wait rather than label a pod with the wrong revision.
+        let (Some(update_revision), Some(template), true) = (
+            set.status.as_ref().and_then(|s| s.update_revision.clone()),
+            rendered_template(objects, &workload),
+            observed_current(&set),
+        ) else {
+            rolling = true;
+            continue;
+        };
         let Some(members) = berth_k8s::rollout::member_states(&set, &pods, Timestamp::now()) else {
             continue;
         };
@@ -54,26 +79,138 @@ pub(crate) async fn roll_members(
         );
         let plan = rollout::plan(&members, &policy);
         rolling |= !plan.complete;
+        let rollout = PartRollout {
+            app,
+            part,
+            namespace: namespace.clone(),
+            template,
+            update_revision,
+        };
         for step in plan.steps {
             if let Step::Update { ordinal } = step {
-                let pod = names::member_name(&workload, ordinal);
-                let uid = pods
+                let name = names::member_name(&workload, ordinal);
+                if let Some(pod) = pods
                     .iter()
-                    .find(|p| p.metadata.name.as_deref() == Some(pod.as_str()))
-                    .and_then(|p| p.metadata.uid.clone());
-                replace_pod(ctx, &namespace, &pod, uid).await?;
-                publish(
-                    ctx,
-                    app,
-                    EventType::Normal,
-                    "RollingUpdate",
-                    &format!("replacing member {pod} to take the new revision"),
-                )
-                .await;
+                    .find(|p| p.metadata.name.as_ref() == Some(&name))
+                {
+                    update_member(ctx, &rollout, pod).await?;
+                }
             }
         }
     }
     Ok(rolling)
+}
+
+/// Whether the StatefulSet controller has observed the set's current spec.
+fn observed_current(set: &StatefulSet) -> bool {
+    let observed = set.status.as_ref().and_then(|s| s.observed_generation);
+    observed.is_some() && observed == set.metadata.generation
+}
+
+/// The pod template berth rendered for `workload` in this reconcile.
+fn rendered_template(objects: &[(ObjectKey, Value)], workload: &str) -> Option<PodTemplateSpec> {
+    let (_, object) = objects
+        .iter()
+        .find(|(key, _)| key.kind == "StatefulSet" && key.name == workload)?;
+    serde_json::from_value(object.pointer("/spec/template")?.clone()).ok()
+}
+
+/// Brings one member to the new revision the way its part's `podUpdatePolicy` allows.
+async fn update_member(ctx: &Context, rollout: &PartRollout<'_>, pod: &Pod) -> Result<()> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let method = inplace::update_method(
+        pod,
+        &rollout.template,
+        &rollout.update_revision,
+        rollout.part.update.pod_update_policy,
+    );
+    let (type_, reason, note) = match method {
+        Method::InPlace(patch) => {
+            update_in_place(ctx, &rollout.namespace, pod, patch).await?;
+            (
+                EventType::Normal,
+                "InPlaceUpdate",
+                format!("updating member {name} in place to take the new images"),
+            )
+        }
+        Method::Recreate => {
+            replace_pod(ctx, &rollout.namespace, &name, pod.metadata.uid.clone()).await?;
+            (
+                EventType::Normal,
+                "RollingUpdate",
+                format!("replacing member {name} to take the new revision"),
+            )
+        }
+        Method::Impossible(why) => (
+            EventType::Warning,
+            "InPlaceImpossible",
+            format!("member {name} waits: podUpdatePolicy is InPlaceOnly but {why}"),
+        ),
+    };
+    publish(ctx, rollout.app, type_, reason, &note).await;
+    Ok(())
+}
+
+/// Closes the pod's readiness gate, so Services drop it, then patches its images and revision.
+async fn update_in_place(
+    ctx: &Context,
+    namespace: &str,
+    pod: &Pod,
+    mut patch: Value,
+) -> Result<()> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    set_gate(ctx, namespace, &name, false, "InPlaceUpdating").await?;
+    // The UID makes the API server refuse the patch if the pod was replaced meanwhile.
+    patch["metadata"]["uid"] = pod.metadata.uid.clone().into();
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.patch(&name, &params(), &Patch::Strategic(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() || s.code == 409 => Ok(()),
+        Err(e) => Err(Error::kube(format!("patch pod {name} in place"))(e)),
+    }
+}
+
+/// Opens the gates of new pods and of pods whose in-place update has finished.
+async fn open_gates(app: &StatefulApp, ctx: &Context, namespace: &str, pods: &[Pod]) -> Result<()> {
+    for pod in pods {
+        let Some(reason) = inplace::gate_to_open(pod) else {
+            continue;
+        };
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        set_gate(ctx, namespace, &name, true, reason).await?;
+        if inplace::updated_in_place(pod) {
+            let note = format!("member {name} runs the new images, updated in place");
+            publish(ctx, app, EventType::Normal, "InPlaceUpdated", &note).await;
+        }
+    }
+    Ok(())
+}
+
+async fn set_gate(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    open: bool,
+    reason: &str,
+) -> Result<()> {
+    let now = Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let patch = inplace::gate_patch(open, reason, &now);
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    match api
+        .patch_status(name, &params(), &Patch::Strategic(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) => Err(Error::kube(format!("set readiness gate of pod {name}"))(e)),
+    }
+}
+
+fn params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    }
 }
 
 /// Deletes a member's pod, only if it is still the pod the plan was made for.

@@ -37,6 +37,9 @@ where
     }
 }
 
+/// berth's own annotations (a pod's template hash and in-place record) stay in the caches.
+const BERTH_PREFIX: &str = "berth.io/";
+
 /// Only what berth manages is watched, so caches stay small.
 fn managed() -> watcher::Config {
     watcher::Config::default().labels(&format!("{}={}", names::LABEL_MANAGED_BY, names::MANAGER))
@@ -65,7 +68,8 @@ where
         .default_backoff()
         .modify(|o: &mut K| {
             o.managed_fields_mut().clear();
-            o.annotations_mut().clear();
+            o.annotations_mut()
+                .retain(|k, _| k.starts_with(BERTH_PREFIX));
             o.slim();
         })
         .reflect(writer)
@@ -74,8 +78,9 @@ where
 }
 
 /// Drops the parts of a watched object the operator never reads, so that caches of thousands of
-/// objects stay small. What stays: metadata (names, labels, owners, versions), workload replicas
-/// and status, a pod's node and conditions.
+/// objects stay small. What stays: metadata (names, labels, owners, versions, berth's
+/// annotations), workload replicas and status, a pod's node, conditions, gates and containers'
+/// images.
 pub trait Slim {
     /// Removes what is not needed.
     fn slim(&mut self);
@@ -127,16 +132,48 @@ impl Slim for PodDisruptionBudget {
 }
 
 impl Slim for Pod {
+    /// Keeps the node, conditions, readiness gates, and each container's name and image with
+    /// the status fields an in-place update is judged by.
     fn slim(&mut self) {
-        let node_name = self.spec.as_ref().and_then(|s| s.node_name.clone());
-        self.spec = Some(k8s_openapi::api::core::v1::PodSpec {
-            node_name,
+        use k8s_openapi::api::core::v1::{
+            Container, ContainerState, ContainerStatus, PodSpec, PodStatus,
+        };
+        let spec = self.spec.take().unwrap_or_default();
+        self.spec = Some(PodSpec {
+            node_name: spec.node_name,
+            readiness_gates: spec.readiness_gates,
+            containers: spec
+                .containers
+                .into_iter()
+                .map(|c| Container {
+                    name: c.name,
+                    image: c.image,
+                    ..Default::default()
+                })
+                .collect(),
             ..Default::default()
         });
         if let Some(status) = self.status.as_mut() {
-            *status = k8s_openapi::api::core::v1::PodStatus {
+            let containers = status.container_statuses.take().map(|all| {
+                all.into_iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name,
+                        image: c.image,
+                        image_id: c.image_id,
+                        ready: c.ready,
+                        restart_count: c.restart_count,
+                        state: c.state.map(|s| ContainerState {
+                            running: s.running,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .collect()
+            });
+            *status = PodStatus {
                 conditions: status.conditions.take(),
                 phase: status.phase.take(),
+                container_statuses: containers,
                 ..Default::default()
             };
         }

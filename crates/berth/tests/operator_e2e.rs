@@ -632,3 +632,113 @@ fn a_partition_keeps_the_lowest_members_on_the_old_revision() {
     });
     assert_ne!(part["currentRevision"], part["updateRevision"]);
 }
+
+/// Per web member: (name, uid, node, image in spec, image the kubelet reports, gate status).
+fn web_pods(cluster: &Cluster, ns: &str) -> Vec<[String; 6]> {
+    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=web"]);
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let mut out: Vec<[String; 6]> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let gate = p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "berth.io/in-place-update-ready")
+                .map_or(String::new(), |c| text(&c["status"]));
+            [
+                text(&p["metadata"]["name"]),
+                text(&p["metadata"]["uid"]),
+                text(&p["spec"]["nodeName"]),
+                text(&p["spec"]["containers"][0]["image"]),
+                text(&p["status"]["containerStatuses"][0]["image"]),
+                gate,
+            ]
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// The app's first part once it is Ready with every member on the update revision.
+fn wait_rolled_out(cluster: &Cluster, ns: &str, old_revision: &str) -> Value {
+    wait_until("every member on the new revision", TIMEOUT, || {
+        let a = wait_ready(cluster, ns, "web");
+        let part = a["status"]["parts"][0].clone();
+        let members_new = part["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["revision"] == part["updateRevision"]);
+        (part["updateRevision"] != old_revision
+            && part["currentRevision"] == part["updateRevision"]
+            && members_new)
+            .then_some(part)
+    })
+}
+
+#[test]
+fn an_image_only_change_updates_members_in_place_and_other_changes_recreate_them() {
+    let Some((cluster, ns)) = setup("op-inplace") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("web", &ns.name).replacen(
+        "      services:\n",
+        "      update: {podUpdatePolicy: InPlaceIfPossible}\n      services:\n",
+        1,
+    );
+    apply(cluster, &manifest);
+    let first = wait_ready(cluster, &ns.name, "web")["status"]["parts"][0].clone();
+    let before = web_pods(cluster, &ns.name);
+
+    let new_image = manifest.replace("nginx-slim:0.8", "nginx-slim:0.9");
+    apply(cluster, &new_image);
+    let part = wait_rolled_out(cluster, &ns.name, first["updateRevision"].as_str().unwrap());
+    for member in part["members"].as_array().unwrap() {
+        assert_eq!(member["updatedInPlace"], true, "{member}");
+    }
+    let after = web_pods(cluster, &ns.name);
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(old[..3], new[..3], "name, UID and node are kept");
+        assert_eq!(new[3], "registry.k8s.io/nginx-slim:0.9");
+        assert_eq!(
+            new[4], "registry.k8s.io/nginx-slim:0.9",
+            "the container restarted"
+        );
+        assert_eq!(new[5], "True", "the readiness gate is open again");
+    }
+    let in_place_events = events(cluster, &ns.name).matches("InPlaceUpdated").count();
+    assert!(in_place_events >= 1, "{}", events(cluster, &ns.name));
+
+    // More than images: InPlaceOnly keeps the members waiting...
+    let grace = new_image.replace(
+        "terminationGracePeriodSeconds: 10",
+        "terminationGracePeriodSeconds: 5",
+    );
+    apply(cluster, &grace.replace("InPlaceIfPossible", "InPlaceOnly"));
+    wait_until("an InPlaceImpossible warning", TIMEOUT, || {
+        events(cluster, &ns.name)
+            .contains("InPlaceImpossible")
+            .then_some(())
+    });
+    assert_eq!(web_pods(cluster, &ns.name), after, "no member was touched");
+
+    wait_until("the status to show the rollout waiting", TIMEOUT, || {
+        let part = &app(cluster, &ns.name, "web")["status"]["parts"][0];
+        (part["currentRevision"] != part["updateRevision"]).then_some(())
+    });
+
+    // ...and InPlaceIfPossible recreates them.
+    apply(cluster, &grace);
+    let part = wait_rolled_out(cluster, &ns.name, part["updateRevision"].as_str().unwrap());
+    for member in part["members"].as_array().unwrap() {
+        assert!(member.get("updatedInPlace").is_none(), "{member}");
+    }
+    let recreated = web_pods(cluster, &ns.name);
+    for (old, new) in after.iter().zip(&recreated) {
+        assert_ne!(old[1], new[1], "{} was recreated", new[0]);
+    }
+}
