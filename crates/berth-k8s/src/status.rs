@@ -40,6 +40,35 @@ pub struct Observed {
     pub daemon_sets: BTreeMap<String, DaemonSet>,
     /// The app's pods.
     pub pods: Vec<Pod>,
+    /// Workload generations just applied, by name: caches may not have seen them yet.
+    pub applied_generations: BTreeMap<String, i64>,
+}
+
+impl Observed {
+    /// Whether the controller of workload `name` has observed its latest spec: until then its
+    /// status (replicas, revisions) describes an older spec.
+    pub fn caught_up(&self, name: &str) -> bool {
+        let (generation, observed) = if let Some(w) = self.stateful_sets.get(name) {
+            (
+                w.metadata.generation,
+                w.status.as_ref().and_then(|s| s.observed_generation),
+            )
+        } else if let Some(w) = self.deployments.get(name) {
+            (
+                w.metadata.generation,
+                w.status.as_ref().and_then(|s| s.observed_generation),
+            )
+        } else if let Some(w) = self.daemon_sets.get(name) {
+            (
+                w.metadata.generation,
+                w.status.as_ref().and_then(|s| s.observed_generation),
+            )
+        } else {
+            return false;
+        };
+        let wanted = generation.max(self.applied_generations.get(name).copied());
+        observed.is_some() && observed >= wanted
+    }
 }
 
 /// The status of a valid app.
@@ -67,8 +96,16 @@ pub fn compute(
         .zip(&desired)
         .map(|(p, d)| d - p.update.partition.unwrap_or(0).clamp(0, *d))
         .collect();
+    let caught_up: Vec<bool> = app
+        .parts()
+        .iter()
+        .map(|p| observed.caught_up(&names::workload_name(&app_name, &p.name)))
+        .collect();
     let settled = |i: usize, s: &PartStatus| {
-        s.ready == desired[i] && s.updated >= to_update[i] && s.replicas == desired[i]
+        caught_up[i]
+            && s.ready == desired[i]
+            && s.updated >= to_update[i]
+            && s.replicas == desired[i]
     };
     let all_ready = parts.iter().enumerate().all(|(i, s)| settled(i, s));
     let stuck = stuck_members(app, observed, now);
@@ -78,8 +115,13 @@ pub fn compute(
         .enumerate()
         .filter(|(i, s)| !settled(*i, s))
         .map(|(i, s)| {
+            let waiting = if caught_up[i] {
+                ""
+            } else {
+                ", waiting for its controller to observe the new spec"
+            };
             format!(
-                "{}: {}/{} ready, {} updated",
+                "{}: {}/{} ready, {} updated{waiting}",
                 s.name, s.ready, desired[i], s.updated
             )
         })
@@ -374,5 +416,48 @@ fn stuck_message(stuck: &[String]) -> String {
         String::new()
     } else {
         format!("unready past the progress deadline: {}", stuck.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::StatefulSetStatus;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+    fn observed(generation: i64, observed_generation: Option<i64>) -> Observed {
+        let set = StatefulSet {
+            metadata: ObjectMeta {
+                generation: Some(generation),
+                ..Default::default()
+            },
+            status: Some(StatefulSetStatus {
+                observed_generation,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        Observed {
+            stateful_sets: BTreeMap::from([("db".to_string(), set)]),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_workload_is_caught_up_once_its_controller_observed_the_latest_generation() {
+        assert!(observed(2, Some(2)).caught_up("db"));
+        assert!(!observed(2, Some(1)).caught_up("db"));
+        assert!(!observed(2, None).caught_up("db"));
+        assert!(
+            !observed(2, Some(2)).caught_up("other"),
+            "a missing workload"
+        );
+    }
+
+    #[test]
+    fn a_generation_just_applied_counts_even_when_the_cache_has_not_seen_it() {
+        let mut stale = observed(2, Some(2));
+        stale.applied_generations.insert("db".into(), 3);
+        assert!(!stale.caught_up("db"));
     }
 }

@@ -1,7 +1,7 @@
 //! One reconcile of one `StatefulApp`: validate → render → apply → prune → status, with a
 //! finalizer so deletion runs [`cleanup`] in order. Idempotent: running it twice changes nothing.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -129,13 +129,15 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     };
     let namespace = validated.namespace();
     let objects = owned_objects(app, ctx, &validated).await?;
+    let mut applied_generations = BTreeMap::new();
     if !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
-        apply_objects(app, ctx, &objects, &namespace).await?;
+        applied_generations = apply_objects(app, ctx, &objects, &namespace).await?;
     }
     let desired: BTreeSet<ObjectKey> = objects.iter().map(|(k, _)| k.clone()).collect();
     prune_leftovers(app, ctx, &desired, &namespace).await?;
-    let rolling = crate::rollout::roll_members(app, ctx, &validated, &objects).await?;
-    let observed = observe(ctx, &validated);
+    let mut observed = observe(ctx, &validated);
+    observed.applied_generations = applied_generations;
+    let rolling = crate::rollout::roll_members(app, ctx, &validated, &objects, &observed).await?;
     let mut new = status::compute(
         &validated,
         app.metadata.generation,
@@ -186,18 +188,23 @@ async fn owned_objects(
 }
 
 /// Server-side applies every object, records what was applied, and publishes one Event
-/// listing the objects that were created or changed.
+/// listing the objects that were created or changed. Returns the workloads' generations as
+/// applied, which the caches may not have seen yet.
 async fn apply_objects(
     app: &StatefulApp,
     ctx: &Context,
     objects: &[(ObjectKey, Value)],
     namespace: &str,
-) -> Result<()> {
+) -> Result<BTreeMap<String, i64>> {
     let mut changes = Vec::new();
     let mut versions = Vec::with_capacity(objects.len());
+    let mut generations = BTreeMap::new();
     for (key, object) in objects {
         let before = cached_version(&ctx.stores, key, namespace);
         let applied = ctx.applier.apply(object, namespace).await?;
+        if let (true, Some(generation)) = (is_workload(&key.kind), applied.metadata.generation) {
+            generations.insert(key.name.clone(), generation);
+        }
         let after = spec_version(&applied.metadata);
         if let Some(change) = change_of(before.as_deref(), after.as_deref(), &applied) {
             changes.push(format!("{change} {} {}", key.kind, key.name));
@@ -213,7 +220,11 @@ async fn apply_objects(
         };
         publish(ctx, app, EventType::Normal, reason, &changes.join(", ")).await;
     }
-    Ok(())
+    Ok(generations)
+}
+
+fn is_workload(kind: &str) -> bool {
+    matches!(kind, "StatefulSet" | "Deployment" | "DaemonSet")
 }
 
 impl Context {

@@ -10,16 +10,15 @@ use berth_core::rollout::{self, Policy, Step};
 use berth_core::spec::{PartSpec, StatefulApp, WorkloadKind};
 use berth_k8s::inplace::{self, Method};
 use berth_k8s::prune::ObjectKey;
-use k8s_openapi::api::apps::v1::StatefulSet;
+use berth_k8s::status::Observed;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
-use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
 use serde_json::Value;
 
 use crate::reconcile::{Context, publish};
-use crate::watch;
 use crate::{Error, MANAGER, Result};
 
 /// One StatefulSet part being rolled, with what every member update needs.
@@ -38,6 +37,7 @@ pub(crate) async fn roll_members(
     ctx: &Context,
     validated: &ValidatedApp,
     objects: &[(ObjectKey, Value)],
+    observed: &Observed,
 ) -> Result<bool> {
     let namespace = validated.namespace();
     let mut rolling = false;
@@ -47,26 +47,28 @@ pub(crate) async fn roll_members(
         .filter(|p| p.kind == WorkloadKind::StatefulSet)
     {
         let workload = names::workload_name(&validated.name(), &part.name);
-        let Some(set) = watch::find(&ctx.stores.stateful_sets, &namespace, &workload) else {
+        let Some(set) = observed.stateful_sets.get(&workload) else {
             continue;
         };
-        let pods = watch::select(
-            &ctx.stores.pods,
-            &namespace,
-            &names::selector_labels(&validated.name(), &part.name),
-        );
+        let selector = names::selector_labels(&validated.name(), &part.name);
+        let pods: Vec<Pod> = observed
+            .pods
+            .iter()
+            .filter(|p| selector.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
+            .cloned()
+            .collect();
         open_gates(app, ctx, &namespace, &pods).await?;
         // Until the controller has seen the applied spec, its update revision is not the
         // rendered template's: wait rather than label a pod with the wrong revision.
         let (Some(update_revision), Some(template), true) = (
             set.status.as_ref().and_then(|s| s.update_revision.clone()),
             rendered_template(objects, &workload),
-            observed_current(&set),
+            observed.caught_up(&workload),
         ) else {
             rolling = true;
             continue;
         };
-        let Some(members) = berth_k8s::rollout::member_states(&set, &pods, Timestamp::now()) else {
+        let Some(members) = berth_k8s::rollout::member_states(set, &pods, Timestamp::now()) else {
             continue;
         };
         // Switchover actions need to run inside a member; on Kubernetes they are not performed
@@ -99,12 +101,6 @@ pub(crate) async fn roll_members(
         }
     }
     Ok(rolling)
-}
-
-/// Whether the StatefulSet controller has observed the set's current spec.
-fn observed_current(set: &StatefulSet) -> bool {
-    let observed = set.status.as_ref().and_then(|s| s.observed_generation);
-    observed.is_some() && observed == set.metadata.generation
 }
 
 /// The pod template berth rendered for `workload` in this reconcile.
