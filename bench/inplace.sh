@@ -86,8 +86,15 @@ run_policy() {
   log "$policy round $round: changing the image of $MEMBERS members"
   t0=$(now_ms)
   app_manifest "$ns" "$policy" registry.k8s.io/pause:3.10 | kubectl apply --server-side -f - >/dev/null
-  wait_for "$ns rollout" "rolled_out $ns $revision"
+  # kubectl wait follows a watch, so the end is seen within milliseconds of the status write.
+  wait_for "$ns new revision" "[[ \$(kubectl get sapp db -n $ns -o jsonpath='{.status.parts[0].updateRevision}') != $revision ]]"
+  kubectl wait sapp/db -n "$ns" --for=jsonpath='{.status.parts[0].updated}'="$MEMBERS" --timeout="${TIMEOUT}s" >/dev/null
+  kubectl wait sapp/db -n "$ns" --for=jsonpath='{.status.phase}'=Ready --timeout="${TIMEOUT}s" >/dev/null
   t1=$(now_ms)
+  if ! rolled_out "$ns" "$revision"; then
+    wait_for "$ns rollout" "rolled_out $ns $revision"
+    t1=$(now_ms)
+  fi
   after=$(pods "$ns")
   kept_uid=$(join <(cut -d' ' -f1,2 <<<"$before") <(cut -d' ' -f1,2 <<<"$after") | awk '$2 == $3' | wc -l)
   kept_node=$(join <(cut -d' ' -f1,3 <<<"$before") <(cut -d' ' -f1,3 <<<"$after") | awk '$2 == $3' | wc -l)
