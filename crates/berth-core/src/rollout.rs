@@ -232,9 +232,25 @@ fn update_order<'a>(outdated: &[&'a MemberState], policy: &Policy) -> Vec<&'a Me
 
 /// A member that could take over leadership: ready, voting and already updated.
 fn has_ready_successor(members: &[&MemberState], leader: &MemberState, policy: &Policy) -> bool {
+    let members: Vec<MemberState> = members.iter().map(|m| (*m).clone()).collect();
+    switchover_target(&members, leader.ordinal, &policy.roles).is_some()
+}
+
+/// The member a switchover away from `from` should hand leadership to: a ready, voting member
+/// already on the new revision; the highest ordinal among them (the first one updated).
+pub fn switchover_target(members: &[MemberState], from: i32, roles: &[RoleSpec]) -> Option<i32> {
+    let voting = |m: &MemberState| {
+        let role = m.role.as_deref();
+        roles
+            .iter()
+            .find(|r| Some(r.name.as_str()) == role)
+            .is_none_or(|r| r.voting)
+    };
     members
         .iter()
-        .any(|m| m.ordinal != leader.ordinal && m.ready && m.updated && policy.is_voting(m))
+        .filter(|m| m.ordinal != from && m.ready && m.updated && voting(m))
+        .map(|m| m.ordinal)
+        .max()
 }
 
 /// How many more members (and voting members) may go down.

@@ -155,3 +155,27 @@ pub fn member_env(app: &str, part: &PartSpec, headless: &str) -> Vec<(&'static s
     }
     env
 }
+
+/// The role a role probe reports: the first non-empty line it printed, trimmed. `None` when it
+/// printed nothing (a failed probe reports nothing either). Both engines read probes this way.
+pub fn role_from_probe_output(stdout: &str) -> Option<String> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::role_from_probe_output;
+
+    #[test]
+    fn the_role_is_the_first_non_empty_line() {
+        assert_eq!(
+            role_from_probe_output("\n  master \nslave\n").as_deref(),
+            Some("master")
+        );
+        assert_eq!(role_from_probe_output(" \n\n"), None);
+    }
+}

@@ -397,6 +397,20 @@ mod tests {
         }
     }
 
+    /// The in-place patch taking `pod` to `image` at revision r2.
+    fn image_patch(pod: &Pod, image: &str) -> Value {
+        let method = update_method(
+            pod,
+            &template(image, "a"),
+            "r2",
+            PodUpdatePolicy::InPlaceIfPossible,
+        );
+        let Method::InPlace(patch) = method else {
+            panic!("expected an in-place update, got {method:?}");
+        };
+        patch
+    }
+
     #[test]
     fn template_declares_the_gate_once_and_hashes_all_but_images() {
         let mut t = template("redis:7.2", "a");
@@ -412,14 +426,7 @@ mod tests {
     #[test]
     fn image_only_change_is_patched_in_place_with_the_revision_and_a_record() {
         let pod = pod_from(&template("redis:7.2", "a"), "r1");
-        let Method::InPlace(patch) = update_method(
-            &pod,
-            &template("redis:7.4", "a"),
-            "r2",
-            PodUpdatePolicy::InPlaceIfPossible,
-        ) else {
-            panic!("expected an in-place update");
-        };
+        let patch = image_patch(&pod, "redis:7.4");
         assert_eq!(
             patch["spec"]["containers"],
             json!([{"name": "db", "image": "redis:7.4"}])
@@ -483,14 +490,7 @@ mod tests {
     #[test]
     fn the_gate_reopens_only_once_the_changed_container_restarted_and_is_ready() {
         let mut pod = pod_from(&template("redis:7.2", "a"), "r1");
-        let Method::InPlace(patch) = update_method(
-            &pod,
-            &template("redis:7.4", "a"),
-            "r2",
-            PodUpdatePolicy::InPlaceIfPossible,
-        ) else {
-            panic!("expected an in-place update");
-        };
+        let patch = image_patch(&pod, "redis:7.4");
         set_gate(&mut pod, "False");
         apply_patch(&mut pod, &patch);
         assert!(updated_in_place(&pod));

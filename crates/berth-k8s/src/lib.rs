@@ -14,6 +14,7 @@
 //! - [`lease`]: leader-election decisions (pure).
 //! - [`rollout`]: the rollout planner's view of a StatefulSet's members, from its pods (pure).
 //! - [`inplace`]: in-place updates: the template hash, readiness gate and pod patches (pure).
+//! - [`roles`]: role labels from probe results, and switchover commands (pure).
 
 pub mod crd;
 pub mod inplace;
@@ -21,6 +22,7 @@ pub mod lease;
 mod pod;
 pub mod prune;
 pub mod render;
+pub mod roles;
 pub mod rollout;
 mod services;
 pub mod status;

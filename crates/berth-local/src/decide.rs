@@ -132,21 +132,6 @@ fn role_of<'a>(roles: &'a [RoleSpec], member: &rollout::MemberState) -> Option<&
     roles.iter().find(|r| r.name == name)
 }
 
-/// The member a switchover away from `from` should hand leadership to: a ready, voting member
-/// already on the new revision; the highest ordinal among them (the first one updated).
-pub fn switchover_target(
-    members: &[rollout::MemberState],
-    from: i32,
-    roles: &[RoleSpec],
-) -> Option<i32> {
-    members
-        .iter()
-        .filter(|m| m.ordinal != from && m.ready && m.updated)
-        .filter(|m| role_of(roles, m).is_none_or(|r| r.voting))
-        .map(|m| m.ordinal)
-        .max()
-}
-
 /// The member now holding a writable role, once `from` no longer does.
 pub fn new_leader(members: &[rollout::MemberState], from: i32, roles: &[RoleSpec]) -> Option<i32> {
     let writable = |m: &rollout::MemberState| role_of(roles, m).is_some_and(|r| r.writable);
@@ -188,8 +173,8 @@ mod tests {
             m(1, true, true, "slave"),
             m(2, true, false, "slave"),
         ];
-        assert_eq!(switchover_target(&members, 0, &roles()), Some(1));
-        assert_eq!(switchover_target(&members[..1], 0, &roles()), None);
+        assert_eq!(rollout::switchover_target(&members, 0, &roles()), Some(1));
+        assert_eq!(rollout::switchover_target(&members[..1], 0, &roles()), None);
     }
 
     #[test]

@@ -53,12 +53,7 @@ async fn run(argv: &[String], member: &MemberPlan) -> Option<String> {
 /// The member's role: the first line the role probe prints (empty when it fails).
 pub async fn role(argv: &[String], member: &MemberPlan, limit: std::time::Duration) -> String {
     let out = timeout(limit, run(argv, member)).await.ok().flatten();
-    out.unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or_default()
-        .to_string()
+    berth_core::topology::role_from_probe_output(&out.unwrap_or_default()).unwrap_or_default()
 }
 
 /// An HTTP/1.0 GET; 2xx and 3xx pass, as on Kubernetes.

@@ -256,7 +256,7 @@ async fn switchover(
     let Some(action) = &leader.switchover else {
         return fail(format!("{} has no switchover action", leader.name));
     };
-    let Some(target) = decide::switchover_target(states, from, &policy.roles).and_then(by_ordinal)
+    let Some(target) = rollout::switchover_target(states, from, &policy.roles).and_then(by_ordinal)
     else {
         return fail("no ready member on the new revision to take over".into());
     };

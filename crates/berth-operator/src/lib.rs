@@ -8,7 +8,9 @@
 //! - `watch`: reflector stores of the objects berth owns (workloads, Services, ConfigMaps, PDBs, pods).
 //! - `reconcile`: validate → render → apply → prune → status, and cleanup on deletion.
 //! - `apply`: server-side apply of rendered objects (field manager `berth`).
-//! - `rollout`: members replaced in the planner's order (StatefulSets use `OnDelete`).
+//! - `rollout`: members replaced or updated in place in the planner's order (StatefulSets use
+//!   `OnDelete`), readiness gates, switchover actions.
+//! - `prober`: role probes run in members (`pods/exec`), their results as `berth.io/role` labels.
 //! - `leader`: leader election on a `coordination.k8s.io` Lease.
 //! - `telemetry`: Prometheus metrics, health endpoints, logs.
 //!
@@ -16,6 +18,7 @@
 
 mod apply;
 mod leader;
+mod prober;
 mod reconcile;
 mod rollout;
 mod run;

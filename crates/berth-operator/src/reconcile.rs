@@ -41,6 +41,10 @@ pub struct Context {
     pub failures: Mutex<HashMap<String, u32>>,
     /// What was last applied per app, to skip applies that would change nothing.
     pub applied: Mutex<HashMap<String, AppliedRecord>>,
+    /// The role probes of the scope's apps.
+    pub prober: Arc<crate::prober::Prober>,
+    /// When each leader pod (by UID) was last switched over.
+    pub switchovers: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 /// Requeue interval of a converged app: a safety net; changes arrive through watches.
@@ -128,6 +132,7 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
         Err(messages) => return reject(app, ctx, &messages).await,
     };
     let namespace = validated.namespace();
+    ctx.prober.register(&app_key(app), &validated);
     let objects = owned_objects(app, ctx, &validated).await?;
     let mut applied_generations = BTreeMap::new();
     if !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
@@ -228,6 +233,26 @@ fn is_workload(kind: &str) -> bool {
 }
 
 impl Context {
+    /// Whether a switchover away from `leader` may run now: not within `settle` of the last one
+    /// away from the same pod. Records the run when it may.
+    pub(crate) fn switchover_due(
+        &self,
+        leader: &k8s_openapi::api::core::v1::Pod,
+        settle: Duration,
+    ) -> bool {
+        let key = leader.metadata.uid.clone().unwrap_or_default();
+        let mut runs = self.switchovers.lock().expect("switchovers lock");
+        let now = std::time::Instant::now();
+        if runs
+            .get(&key)
+            .is_some_and(|t| now.duration_since(*t) < settle)
+        {
+            return false;
+        }
+        runs.insert(key, now);
+        true
+    }
+
     /// Whether the same objects were applied before and none of them has changed since (by the
     /// caches' spec versions): then applying again would be a no-op worth skipping, which keeps
     /// pod and status events from costing API writes.
@@ -454,6 +479,7 @@ async fn prune_leftovers(
 /// controller removes them with their StatefulSet).
 async fn cleanup(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     let namespace = app.namespace().unwrap_or_default();
+    ctx.prober.forget(&app_key(app));
     let mut keys = owned_keys(app, ctx, &namespace);
     keys.extend(previous_extras(app));
     for key in prune::leftovers(&BTreeSet::new(), &keys) {

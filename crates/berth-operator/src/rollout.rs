@@ -4,12 +4,16 @@
 //! and the part allows it, by patching the pod's images in place behind a readiness gate
 //! (`berth_k8s::inplace`).
 
+use std::time::Duration;
+
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::rollout::{self, Policy, Step};
-use berth_core::spec::{PartSpec, StatefulApp, WorkloadKind};
+use berth_core::spec::{ActionSpec, PartSpec, StatefulApp, WorkloadKind};
+use berth_core::topology::KubernetesAddressing;
 use berth_k8s::inplace::{self, Method};
 use berth_k8s::prune::ObjectKey;
+use berth_k8s::roles::{self, SwitchoverTarget};
 use berth_k8s::status::Observed;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
@@ -18,6 +22,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use serde_json::Value;
 
+use crate::prober;
 use crate::reconcile::{Context, publish};
 use crate::{Error, MANAGER, Result};
 
@@ -71,13 +76,17 @@ pub(crate) async fn roll_members(
         let Some(members) = berth_k8s::rollout::member_states(set, &pods, Timestamp::now()) else {
             continue;
         };
-        // Switchover actions need to run inside a member; on Kubernetes they are not performed
-        // yet, so the planner updates the leader last without one.
+        let switchover = part
+            .state
+            .topology
+            .actions
+            .as_ref()
+            .and_then(|a| a.switchover.as_ref());
         let policy = Policy::resolve(
             &part.update,
             &part.state.topology,
             part.desired_replicas(),
-            false,
+            switchover.is_some(),
         );
         let plan = rollout::plan(&members, &policy);
         rolling |= !plan.complete;
@@ -88,14 +97,26 @@ pub(crate) async fn roll_members(
             template,
             update_revision,
         };
+        let pod_of = |ordinal: i32| {
+            let name = names::member_name(&workload, ordinal);
+            pods.iter()
+                .find(|p| p.metadata.name.as_ref() == Some(&name))
+        };
         for step in plan.steps {
-            if let Step::Update { ordinal } = step {
-                let name = names::member_name(&workload, ordinal);
-                if let Some(pod) = pods
-                    .iter()
-                    .find(|p| p.metadata.name.as_ref() == Some(&name))
-                {
-                    update_member(ctx, &rollout, pod).await?;
+            match step {
+                Step::Update { ordinal } => {
+                    if let Some(pod) = pod_of(ordinal) {
+                        update_member(ctx, &rollout, pod).await?;
+                    }
+                }
+                Step::Switchover { from } => {
+                    let target = rollout::switchover_target(&members, from, &policy.roles);
+                    if let (Some(leader), Some(target), Some(action)) =
+                        (pod_of(from), target.and_then(pod_of), switchover)
+                    {
+                        let headless = names::headless_service_name(&workload, part);
+                        switch_over(ctx, &rollout, action, leader, target, &headless).await;
+                    }
                 }
             }
         }
@@ -145,6 +166,64 @@ async fn update_member(ctx: &Context, rollout: &PartRollout<'_>, pod: &Pod) -> R
     };
     publish(ctx, rollout.app, type_, reason, &note).await;
     Ok(())
+}
+
+/// How long a leader that was switched over is left to the role probe to relabel, before a
+/// plan that still names it leader may switch it over again.
+const SWITCHOVER_SETTLE: Duration = Duration::from_secs(30);
+
+/// Runs the part's switchover action in the leader's pod, handing leadership to `target`, then
+/// probes both members at once so the planner sees the move without waiting a probe period.
+async fn switch_over(
+    ctx: &Context,
+    rollout: &PartRollout<'_>,
+    action: &ActionSpec,
+    leader: &Pod,
+    target: &Pod,
+    headless: &str,
+) {
+    let (from, to) = (leader.name_any(), target.name_any());
+    if !ctx.switchover_due(leader, SWITCHOVER_SETTLE) {
+        return;
+    }
+    let domain = KubernetesAddressing::new(&rollout.namespace).cluster_domain;
+    let target_spec = SwitchoverTarget {
+        address: KubernetesAddressing::stable_name(&to, headless, &rollout.namespace, &domain),
+        member: to.clone(),
+        ordinal: ordinal_of(&to),
+    };
+    let command = roles::switchover_command(&action.exec, &target_spec);
+    let limit = Duration::from_secs(u64::try_from(action.timeout_seconds).unwrap_or(30));
+    let output = tokio::time::timeout(limit, prober::exec(&ctx.client, leader, command))
+        .await
+        .ok()
+        .flatten();
+    let (type_, reason, note) = match output {
+        Some(_) => (
+            EventType::Normal,
+            "Switchover",
+            format!("moved leadership from {from} to {to} before updating {from}"),
+        ),
+        None => (
+            EventType::Warning,
+            "SwitchoverFailed",
+            format!("the switchover action failed in {from} (target {to}); retrying later"),
+        ),
+    };
+    publish(ctx, rollout.app, type_, reason, &note).await;
+    if let Some(probe) = rollout.part.state.topology.role_probe.as_ref() {
+        for pod in [leader, target] {
+            prober::probe(&ctx.client, pod, probe.exec.clone()).await;
+        }
+    }
+}
+
+fn ordinal_of(member: &str) -> i32 {
+    member
+        .rsplit('-')
+        .next()
+        .and_then(|o| o.parse().ok())
+        .unwrap_or_default()
 }
 
 /// Closes the pod's readiness gate, so Services drop it, then patches its images and revision.

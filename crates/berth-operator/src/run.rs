@@ -154,8 +154,15 @@ async fn run_scope(
         metrics,
         failures: Default::default(),
         applied: Default::default(),
+        prober: Default::default(),
+        switchovers: Default::default(),
     });
-    Controller::new(
+    let probes = crate::prober::run(
+        client.clone(),
+        context.prober.clone(),
+        context.stores.pods.clone(),
+    );
+    let controller = Controller::new(
         watch::api::<StatefulApp>(&client, ns),
         watcher::Config::default(),
     )
@@ -172,6 +179,9 @@ async fn run_scope(
         if let Err(e) = result {
             tracing::debug!(error = %e, "controller event");
         }
-    })
-    .await;
+    });
+    tokio::select! {
+        () = controller => {}
+        () = probes => {}
+    }
 }

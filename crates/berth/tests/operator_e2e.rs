@@ -515,33 +515,51 @@ fn web_uids(cluster: &Cluster, ns: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The members the operator replaced, in the order its `RollingUpdate` events say (their
-/// `eventTime` has microseconds), once the app is Ready again with `expected` replacements.
+/// The operator's events with one of `reasons`, as (reason, note) in the order their
+/// `eventTime` (microseconds) says.
+fn step_events(cluster: &Cluster, ns: &str, reasons: &[&str]) -> Vec<(String, String)> {
+    let events = cluster.get_json(&["events.events.k8s.io", "-n", ns]);
+    let mut steps: Vec<(String, String, String)> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| reasons.iter().any(|r| e["reason"] == *r))
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+            (text("eventTime"), text("reason"), text("note"))
+        })
+        .collect();
+    steps.sort();
+    steps.into_iter().map(|(_, r, n)| (r, n)).collect()
+}
+
+/// The members the operator replaced, in the order its `RollingUpdate` events say, once the app
+/// is Ready again with `expected` replacements.
 fn replacement_order(cluster: &Cluster, ns: &str, expected: usize) -> Vec<String> {
     wait_until("the rollout to replace members", TIMEOUT, || {
-        let events = cluster.get_json(&["events.events.k8s.io", "-n", ns]);
-        let mut replaced: Vec<(String, String)> = events["items"]
-            .as_array()
-            .unwrap()
+        let order: Vec<String> = step_events(cluster, ns, &["RollingUpdate"])
             .iter()
-            .filter(|e| e["reason"] == "RollingUpdate")
-            .filter_map(|e| {
-                let member = e["note"]
-                    .as_str()?
-                    .strip_prefix("replacing member ")?
-                    .split_whitespace()
-                    .next()?
-                    .to_string();
-                Some((
-                    e["eventTime"].as_str().unwrap_or_default().to_string(),
-                    member,
-                ))
-            })
+            .filter_map(|(_, note)| replaced_member(note))
             .collect();
-        replaced.sort();
-        let order: Vec<String> = replaced.into_iter().map(|(_, m)| m).collect();
         (order.len() >= expected && phase(cluster, ns, "web") == "Ready").then_some(order)
     })
+}
+
+fn replaced_member(note: &str) -> Option<String> {
+    let member = note
+        .strip_prefix("replacing member ")?
+        .split_whitespace()
+        .next()?;
+    Some(member.to_string())
+}
+
+/// The web example in `ns` with the part's `update` policy (inline YAML).
+fn web_with_update(ns: &str, update: &str) -> String {
+    example("web", ns).replacen(
+        "      services:\n",
+        &format!("      update: {update}\n      services:\n"),
+        1,
+    )
 }
 
 fn with_roles(manifest: &str, update: &str) -> String {
@@ -607,11 +625,7 @@ fn a_partition_keeps_the_lowest_members_on_the_old_revision() {
         return;
     };
     let _operator = Operator::start(cluster, &ns.name, &[]);
-    let manifest = example("web", &ns.name).replacen(
-        "      services:\n",
-        "      update: {partition: 2}\n      services:\n",
-        1,
-    );
+    let manifest = web_with_update(&ns.name, "{partition: 2}");
     apply(cluster, &manifest);
     wait_ready(cluster, &ns.name, "web");
     let before = web_uids(cluster, &ns.name);
@@ -685,11 +699,7 @@ fn an_image_only_change_updates_members_in_place_and_other_changes_recreate_them
         return;
     };
     let _operator = Operator::start(cluster, &ns.name, &[]);
-    let manifest = example("web", &ns.name).replacen(
-        "      services:\n",
-        "      update: {podUpdatePolicy: InPlaceIfPossible}\n      services:\n",
-        1,
-    );
+    let manifest = web_with_update(&ns.name, "{podUpdatePolicy: InPlaceIfPossible}");
     apply(cluster, &manifest);
     let first = wait_ready(cluster, &ns.name, "web")["status"]["parts"][0].clone();
     let before = web_pods(cluster, &ns.name);
@@ -741,4 +751,140 @@ fn an_image_only_change_updates_members_in_place_and_other_changes_recreate_them
     for (old, new) in after.iter().zip(&recreated) {
         assert_ne!(old[1], new[1], "{} was recreated", new[0]);
     }
+}
+
+/// Makes `kubectl exec` into each web member run locally in its own directory under `root`
+/// (kwok's `Exec` resource; kwok pods run nothing), with `role` as the file its role probe reads.
+fn local_members(cluster: &Cluster, ns: &str, root: &std::path::Path, roles: &[&str]) {
+    for (ordinal, role) in roles.iter().enumerate() {
+        let member = format!("web-{ordinal}");
+        let dir = root.join(&member);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("role"), format!("{role}\n")).unwrap();
+        let exec = format!(
+            "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Exec\nmetadata: {{name: {member}, namespace: {ns}}}\nspec:\n  execs:\n  - local: {{workDir: {}}}\n",
+            dir.display()
+        );
+        apply(cluster, &exec);
+    }
+}
+
+fn role_labels(cluster: &Cluster, ns: &str) -> Vec<String> {
+    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=web"]);
+    let mut roles: Vec<(String, String)> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap().to_string();
+            let role = p["metadata"]["labels"]["berth.io/role"]
+                .as_str()
+                .unwrap_or("-");
+            (name, role.to_string())
+        })
+        .collect();
+    roles.sort();
+    roles.into_iter().map(|(_, r)| r).collect()
+}
+
+#[test]
+fn role_probes_label_members_and_a_switchover_precedes_the_leader_update() {
+    let Some((cluster, ns)) = setup("op-switchover") else {
+        return;
+    };
+    let members = tempfile::tempdir().unwrap();
+    local_members(
+        cluster,
+        &ns.name,
+        members.path(),
+        &["follower", "leader", "follower"],
+    );
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = with_roles(&example("web", &ns.name), "{strategy: RoleAware}").replacen(
+        "          roles:\n",
+        "          roleProbe: {exec: [sh, -c, cat role], periodSeconds: 1}\n          actions:\n            switchover:\n              exec: [sh, -c, 'echo follower > role && echo leader > ../$BERTH_TARGET_MEMBER/role']\n          roles:\n",
+        1,
+    );
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    wait_until("the role probes to label every member", TIMEOUT, || {
+        (role_labels(cluster, &ns.name) == ["follower", "leader", "follower"]).then_some(())
+    });
+
+    apply(
+        cluster,
+        &manifest.replace("nginx-slim:0.8", "nginx-slim:0.9"),
+    );
+    replacement_order(cluster, &ns.name, 3);
+    let steps: Vec<String> = step_events(cluster, &ns.name, &["RollingUpdate", "Switchover"])
+        .into_iter()
+        .map(|(reason, note)| match replaced_member(&note) {
+            Some(member) => member,
+            None => format!("{reason}: {note}"),
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "web-2",
+            "web-0",
+            "Switchover: moved leadership from web-1 to web-2 before updating web-1",
+            "web-1"
+        ]
+    );
+    let leader_file = std::fs::read_to_string(members.path().join("web-2/role")).unwrap();
+    assert_eq!(
+        leader_file.trim(),
+        "leader",
+        "the action ran in web-1's directory"
+    );
+    wait_until("the probes to follow the switchover", TIMEOUT, || {
+        (role_labels(cluster, &ns.name) == ["follower", "follower", "leader"]).then_some(())
+    });
+}
+
+#[test]
+fn a_rollout_stuck_on_a_broken_revision_degrades_and_recovers_when_the_spec_is_fixed() {
+    let Some((cluster, ns)) = setup("op-stuck") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = web_with_update(&ns.name, "{progressDeadlineSeconds: 2}");
+    apply(cluster, &manifest);
+    let good = wait_ready(cluster, &ns.name, "web");
+    let good_uids = web_uids(cluster, &ns.name);
+    // A revision no node can run: its first member stays Pending (kubernetes#67250).
+    let broken = manifest.replacen(
+        "          terminationGracePeriodSeconds: 10\n",
+        "          terminationGracePeriodSeconds: 10\n          nodeSelector: {berth.io/no-such-node: \"true\"}\n",
+        1,
+    );
+    apply(cluster, &broken);
+    let degraded = wait_until("the app to be Degraded", TIMEOUT, || {
+        let a = app(cluster, &ns.name, "web");
+        (a["status"]["phase"] == "Degraded").then_some(a)
+    });
+    let message = degraded["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()["message"]
+        .clone();
+    assert!(message.as_str().unwrap().contains("web-2"), "{message}");
+    assert_eq!(
+        web_uids(cluster, &ns.name)[..2],
+        good_uids[..2],
+        "the rollout stopped at the stuck member"
+    );
+
+    apply(cluster, &manifest);
+    let fixed = wait_ready(cluster, &ns.name, "web");
+    let part = &fixed["status"]["parts"][0];
+    assert_eq!(
+        part["updateRevision"],
+        good["status"]["parts"][0]["updateRevision"]
+    );
+    assert_eq!(part["currentRevision"], part["updateRevision"]);
+    assert_eq!(part["ready"], 3);
 }

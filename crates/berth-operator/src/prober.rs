@@ -1,0 +1,171 @@
+//! Role probes on Kubernetes: every part with a `roleProbe` gets its command run in each
+//! running member's first container (the `pods/exec` API) every `periodSeconds`; the first line it
+//! prints becomes the pod label `berth.io/role` (`berth_k8s::roles`). Role Services select that
+//! label, and the rollout planner reads it. Reconciles register what to probe; one loop per scope
+//! runs the probes, a bounded number at a time, so a slow member never holds up a reconcile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use berth_core::load::ValidatedApp;
+use berth_core::names;
+use berth_k8s::roles;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use tokio::io::AsyncReadExt;
+
+use crate::MANAGER;
+
+/// Probes running at once per scope.
+const CONCURRENCY: usize = 16;
+/// How often the loop looks for due probes.
+const TICK: Duration = Duration::from_millis(500);
+/// A probe taking longer than this reports nothing.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What to probe in one part's members.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeTarget {
+    namespace: String,
+    selector: BTreeMap<String, String>,
+    command: Vec<String>,
+    period: Duration,
+}
+
+/// The probes of every app in a scope, and when each member was last probed.
+#[derive(Default)]
+pub struct Prober {
+    targets: Mutex<HashMap<String, Vec<ProbeTarget>>>,
+    last_run: Mutex<HashMap<String, Instant>>,
+}
+
+impl Prober {
+    /// Records the probes of an app (none when it declares none).
+    pub fn register(&self, app_key: &str, app: &ValidatedApp) {
+        let targets = probe_targets(app);
+        let mut all = self.targets.lock().expect("probe targets lock");
+        if targets.is_empty() {
+            all.remove(app_key);
+        } else {
+            all.insert(app_key.to_string(), targets);
+        }
+    }
+
+    /// Stops probing an app's members.
+    pub fn forget(&self, app_key: &str) {
+        self.targets
+            .lock()
+            .expect("probe targets lock")
+            .remove(app_key);
+    }
+
+    /// Pods due for a probe now, with the command to run; marks them as probed.
+    fn due(&self, pods: &Store<Pod>, now: Instant) -> Vec<(Pod, Vec<String>)> {
+        let targets: Vec<ProbeTarget> = self
+            .targets
+            .lock()
+            .expect("probe targets lock")
+            .values()
+            .flatten()
+            .cloned()
+            .collect();
+        let mut last_run = self.last_run.lock().expect("probe times lock");
+        let mut due = Vec::new();
+        for target in targets {
+            for pod in crate::watch::select(pods, &target.namespace, &target.selector) {
+                let key = format!("{}/{}", target.namespace, pod.name_any());
+                let ran = last_run.get(&key);
+                if roles::probe_due(&pod) && ran.is_none_or(|t| now - *t >= target.period) {
+                    last_run.insert(key, now);
+                    due.push((pod, target.command.clone()));
+                }
+            }
+        }
+        due
+    }
+}
+
+fn probe_targets(app: &ValidatedApp) -> Vec<ProbeTarget> {
+    app.parts()
+        .iter()
+        .filter_map(|part| {
+            let probe = part.state.topology.role_probe.as_ref()?;
+            Some(ProbeTarget {
+                namespace: app.namespace(),
+                selector: names::selector_labels(&app.name(), &part.name),
+                command: probe.exec.clone(),
+                period: Duration::from_secs(u64::try_from(probe.period_seconds).unwrap_or(2)),
+            })
+        })
+        .collect()
+}
+
+/// Runs the scope's probes until the process ends.
+pub async fn run(client: Client, prober: std::sync::Arc<Prober>, pods: Store<Pod>) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let due = prober.due(&pods, Instant::now());
+        futures::stream::iter(due)
+            .for_each_concurrent(CONCURRENCY, |(pod, command)| {
+                let client = client.clone();
+                async move { probe(&client, &pod, command).await }
+            })
+            .await;
+    }
+}
+
+/// Probes one member and moves its role label if the result says so.
+pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) {
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let output = tokio::time::timeout(PROBE_TIMEOUT, exec(client, pod, command))
+        .await
+        .ok()
+        .flatten();
+    let role = output
+        .as_deref()
+        .and_then(berth_core::topology::role_from_probe_output);
+    let Some(patch) = roles::role_label_patch(pod, role.as_deref()) else {
+        return;
+    };
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    };
+    match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+        Ok(_) => tracing::info!(pod = %name, namespace = %namespace, role = ?role, "role changed"),
+        Err(e) => {
+            tracing::warn!(pod = %name, namespace = %namespace, error = %e, "could not label the role")
+        }
+    }
+}
+
+/// Runs `command` in the pod's first container; its stdout when it exits 0.
+pub async fn exec(client: &Client, pod: &Pod, command: Vec<String>) -> Option<String> {
+    let container = pod.spec.as_ref()?.containers.first()?.name.clone();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace()?);
+    let params = AttachParams::default()
+        .container(container)
+        .stdin(false)
+        .stdout(true)
+        .stderr(false);
+    let mut process = match api.exec(&pod.name_any(), command, &params).await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(pod = %pod.name_any(), error = %e, "exec failed");
+            return None;
+        }
+    };
+    let mut stdout = String::new();
+    process.stdout()?.read_to_string(&mut stdout).await.ok()?;
+    let status = process.take_status()?.await;
+    let succeeded = status.is_some_and(|s| s.status.as_deref() == Some("Success"));
+    succeeded.then_some(stdout)
+}
