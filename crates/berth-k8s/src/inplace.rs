@@ -16,7 +16,8 @@
 use std::collections::BTreeMap;
 
 use berth_core::spec::PodUpdatePolicy;
-use k8s_openapi::api::core::v1::{Pod, PodReadinessGate, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Pod, PodCondition, PodReadinessGate, PodSpec, PodTemplateSpec};
+use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -192,31 +193,42 @@ pub fn declares_gate(pod: &Pod) -> bool {
         .is_some_and(|g| g.iter().any(|g| g.condition_type == READINESS_GATE))
 }
 
-/// The gate condition's status (`"True"`/`"False"`), if set.
-fn gate_status(pod: &Pod) -> Option<&str> {
+/// The gate condition, if set.
+fn gate_condition(pod: &Pod) -> Option<&PodCondition> {
     pod.status
         .as_ref()?
         .conditions
         .as_ref()?
         .iter()
         .find(|c| c.type_ == READINESS_GATE)
-        .map(|c| c.status.as_str())
 }
 
 /// Whether the gate lets the pod be ready: no gate, or its condition is `True`.
 pub fn gate_open(pod: &Pod) -> bool {
-    !declares_gate(pod) || gate_status(pod) == Some("True")
+    !declares_gate(pod) || gate_condition(pod).is_some_and(|c| c.status == "True")
 }
 
+/// How long a gate may stay closed without the image patch that should follow it, before it is
+/// opened again: the operator stopped between the two writes, and the spec may since have gone
+/// back to the revision the pod runs, so nothing would ever replace it.
+pub const ABANDONED_AFTER_SECONDS: i64 = 30;
+
 /// Why the gate of `pod` should be opened now, if it should: a new pod whose gate has no
-/// condition yet, or a pod whose in-place update has finished.
-pub fn gate_to_open(pod: &Pod) -> Option<&'static str> {
+/// condition yet, a pod whose in-place update has finished, or one whose gate was closed for an
+/// update that never came ([`ABANDONED_AFTER_SECONDS`]).
+pub fn gate_to_open(pod: &Pod, now: Timestamp) -> Option<&'static str> {
     if !declares_gate(pod) || pod.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    match gate_status(pod) {
+    let gate = gate_condition(pod);
+    match gate.map(|c| c.status.as_str()) {
         None => Some("PodCreated"),
         Some("False") if in_place_finished(pod) => Some("InPlaceUpdated"),
+        Some("False") if !updated_in_place(pod) => {
+            let closed_at = gate.and_then(|c| c.last_transition_time.as_ref())?;
+            let closed_for = now.as_second() - closed_at.0.as_second();
+            (closed_for > ABANDONED_AFTER_SECONDS).then_some("InPlaceAbandoned")
+        }
         _ => None,
     }
 }
@@ -481,10 +493,13 @@ mod tests {
         let mut pod = pod_from(&template("redis:7.2", "a"), "r1");
         pod.status.as_mut().unwrap().conditions = Some(Vec::new());
         assert!(!gate_open(&pod));
-        assert_eq!(gate_to_open(&pod), Some("PodCreated"));
+        assert_eq!(
+            gate_to_open(&pod, Timestamp::UNIX_EPOCH),
+            Some("PodCreated")
+        );
         set_gate(&mut pod, "True");
         assert!(gate_open(&pod));
-        assert_eq!(gate_to_open(&pod), None);
+        assert_eq!(gate_to_open(&pod, Timestamp::UNIX_EPOCH), None);
     }
 
     #[test]
@@ -495,7 +510,7 @@ mod tests {
         apply_patch(&mut pod, &patch);
         assert!(updated_in_place(&pod));
         assert_eq!(
-            gate_to_open(&pod),
+            gate_to_open(&pod, Timestamp::UNIX_EPOCH),
             None,
             "the kubelet has not restarted it yet"
         );
@@ -509,7 +524,11 @@ mod tests {
             .unwrap()[0];
         status.restart_count = 1;
         status.ready = false;
-        assert_eq!(gate_to_open(&pod), None, "restarted but not ready");
+        assert_eq!(
+            gate_to_open(&pod, Timestamp::UNIX_EPOCH),
+            None,
+            "restarted but not ready"
+        );
 
         let status = &mut pod
             .status
@@ -519,7 +538,46 @@ mod tests {
             .as_mut()
             .unwrap()[0];
         status.ready = true;
-        assert_eq!(gate_to_open(&pod), Some("InPlaceUpdated"));
+        assert_eq!(
+            gate_to_open(&pod, Timestamp::UNIX_EPOCH),
+            Some("InPlaceUpdated")
+        );
+    }
+
+    #[test]
+    fn a_gate_closed_for_an_update_that_never_came_reopens_after_a_while() {
+        let mut pod = pod_from(&template("redis:7.2", "a"), "r1");
+        set_gate(&mut pod, "False");
+        let closed = Timestamp::from_second(1_000).unwrap();
+        let gate = pod
+            .status
+            .as_mut()
+            .unwrap()
+            .conditions
+            .as_mut()
+            .unwrap()
+            .last_mut()
+            .unwrap();
+        gate.last_transition_time =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(closed));
+        let after = |s: i64| Timestamp::from_second(1_000 + s).unwrap();
+        assert_eq!(
+            gate_to_open(&pod, after(5)),
+            None,
+            "the patch may still come"
+        );
+        assert_eq!(
+            gate_to_open(&pod, after(ABANDONED_AFTER_SECONDS + 1)),
+            Some("InPlaceAbandoned")
+        );
+
+        let patch = image_patch(&pod, "redis:7.4");
+        apply_patch(&mut pod, &patch);
+        assert_eq!(
+            gate_to_open(&pod, after(600)),
+            None,
+            "an update in progress keeps its gate closed until the container restarted"
+        );
     }
 
     #[test]

@@ -248,7 +248,7 @@ async fn update_in_place(
 /// Opens the gates of new pods and of pods whose in-place update has finished.
 async fn open_gates(app: &StatefulApp, ctx: &Context, namespace: &str, pods: &[Pod]) -> Result<()> {
     for pod in pods {
-        let Some(reason) = inplace::gate_to_open(pod) else {
+        let Some(reason) = inplace::gate_to_open(pod, Timestamp::now()) else {
             continue;
         };
         let name = pod.metadata.name.clone().unwrap_or_default();
