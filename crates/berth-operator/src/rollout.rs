@@ -245,7 +245,8 @@ async fn update_in_place(
     }
 }
 
-/// Opens the gates of new pods and of pods whose in-place update has finished.
+/// Opens the gates of new pods, of pods whose in-place update has finished, and of gates closed
+/// for an update that never came.
 async fn open_gates(app: &StatefulApp, ctx: &Context, namespace: &str, pods: &[Pod]) -> Result<()> {
     for pod in pods {
         let Some(reason) = inplace::gate_to_open(pod, Timestamp::now()) else {
