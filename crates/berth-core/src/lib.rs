@@ -16,9 +16,11 @@
 //! - [`template`]: the template variable set and rendering of config files, env and commands.
 //! - [`load`]: the pipeline from files to a [`load::ValidatedApp`].
 //! - [`rollout`]: the rollout planner: which member to update next, when to switch over.
+//! - [`membership`]: scaling with `memberJoin`/`memberLeave`: the next size and the action first.
 
 pub mod diag;
 pub mod load;
+pub mod membership;
 pub mod names;
 pub mod params;
 pub mod path;

@@ -1,9 +1,11 @@
-//! Roles on Kubernetes, as pure decisions the operator carries out: which label a member's
-//! pod should carry after a role probe, and the command that runs a part's switchover action in
-//! the current leader's pod (the action's `BERTH_TARGET*` variables, which the local engine
-//! passes as environment, are set with `env`, since an exec cannot set environment variables).
+//! Roles and actions on Kubernetes, as pure decisions the operator carries out: which label a
+//! member's pod should carry after a role probe, and the command that runs a part's action
+//! (switchover, memberJoin, memberLeave) in a member's pod (the action's `BERTH_TARGET*`
+//! variables, which the local engine passes as environment, are set with `env`, since an exec
+//! cannot set environment variables).
 
 use berth_core::names;
+use berth_core::topology::KubernetesAddressing;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
@@ -38,9 +40,10 @@ pub fn probe_due(pod: &Pod) -> bool {
         && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
-/// The member a switchover hands leadership to.
+/// The member an action is about: the one a switchover hands leadership to, or the one that
+/// joins or leaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SwitchoverTarget {
+pub struct ActionTarget {
     /// Its stable DNS name.
     pub address: String,
     /// Its pod name.
@@ -49,8 +52,21 @@ pub struct SwitchoverTarget {
     pub ordinal: i32,
 }
 
-/// The argv that runs `action` in the leader's pod with the target in `BERTH_TARGET*`.
-pub fn switchover_command(action: &[String], target: &SwitchoverTarget) -> Vec<String> {
+impl ActionTarget {
+    /// Member `ordinal` of `workload`, addressed through the `headless` Service of `namespace`.
+    pub fn member(workload: &str, ordinal: i32, headless: &str, namespace: &str) -> Self {
+        let member = names::member_name(workload, ordinal);
+        let domain = KubernetesAddressing::new(namespace).cluster_domain;
+        Self {
+            address: KubernetesAddressing::stable_name(&member, headless, namespace, &domain),
+            member,
+            ordinal,
+        }
+    }
+}
+
+/// The argv that runs `action` in a member's pod with the target in `BERTH_TARGET*`.
+pub fn action_command(action: &[String], target: &ActionTarget) -> Vec<String> {
     let mut argv = vec![
         "env".to_string(),
         format!("BERTH_TARGET={}", target.address),
@@ -112,12 +128,12 @@ mod tests {
 
     #[test]
     fn the_switchover_action_gets_its_target_through_env() {
-        let target = SwitchoverTarget {
+        let target = ActionTarget {
             address: "db-1.db.ns.svc.cluster.local".into(),
             member: "db-1".into(),
             ordinal: 1,
         };
-        let argv = switchover_command(&["/bin/sh".into(), "/x.sh".into()], &target);
+        let argv = action_command(&["/bin/sh".into(), "/x.sh".into()], &target);
         assert_eq!(
             argv,
             [

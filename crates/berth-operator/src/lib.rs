@@ -10,6 +10,7 @@
 //! - `apply`: server-side apply of rendered objects (field manager `berth`).
 //! - `rollout`: members replaced or updated in place in the planner's order (StatefulSets use
 //!   `OnDelete`), readiness gates, switchover actions.
+//! - `membership`: scaling with memberJoin/memberLeave actions, one member at a time.
 //! - `prober`: role probes run in members (`pods/exec`), their results as `berth.io/role` labels.
 //! - `leader`: leader election on a `coordination.k8s.io` Lease.
 //! - `telemetry`: Prometheus metrics, health endpoints, logs.
@@ -18,6 +19,7 @@
 
 mod apply;
 mod leader;
+mod membership;
 mod prober;
 mod reconcile;
 mod rollout;

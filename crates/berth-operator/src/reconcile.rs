@@ -45,6 +45,8 @@ pub struct Context {
     pub prober: Arc<crate::prober::Prober>,
     /// When each leader pod (by UID) was last switched over.
     pub switchovers: Mutex<HashMap<String, std::time::Instant>>,
+    /// Part sizes admitted after membership actions.
+    pub admitted: crate::membership::Admitted,
 }
 
 /// Requeue interval of a converged app: a safety net; changes arrive through watches.
@@ -133,7 +135,8 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     };
     let namespace = validated.namespace();
     ctx.prober.register(&app_key(app), &validated);
-    let objects = owned_objects(app, ctx, &validated).await?;
+    let admitted = crate::membership::admit(app, ctx, &validated).await;
+    let objects = owned_objects(app, ctx, &admitted).await?;
     let mut applied_generations = BTreeMap::new();
     if !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
         applied_generations = apply_objects(app, ctx, &objects, &namespace).await?;

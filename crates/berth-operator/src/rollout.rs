@@ -10,10 +10,9 @@ use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::rollout::{self, Policy, Step};
 use berth_core::spec::{ActionSpec, PartSpec, StatefulApp, WorkloadKind};
-use berth_core::topology::KubernetesAddressing;
 use berth_k8s::inplace::{self, Method};
 use berth_k8s::prune::ObjectKey;
-use berth_k8s::roles::{self, SwitchoverTarget};
+use berth_k8s::roles::{self, ActionTarget};
 use berth_k8s::status::Observed;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
@@ -186,13 +185,10 @@ async fn switch_over(
     if !ctx.switchover_due(leader, SWITCHOVER_SETTLE) {
         return;
     }
-    let domain = KubernetesAddressing::new(&rollout.namespace).cluster_domain;
-    let target_spec = SwitchoverTarget {
-        address: KubernetesAddressing::stable_name(&to, headless, &rollout.namespace, &domain),
-        member: to.clone(),
-        ordinal: ordinal_of(&to),
-    };
-    let command = roles::switchover_command(&action.exec, &target_spec);
+    let workload = names::workload_name(&rollout.app.name_any(), &rollout.part.name);
+    let target_spec =
+        ActionTarget::member(&workload, ordinal_of(&to), headless, &rollout.namespace);
+    let command = roles::action_command(&action.exec, &target_spec);
     let limit = Duration::from_secs(u64::try_from(action.timeout_seconds).unwrap_or(30));
     let output = tokio::time::timeout(limit, prober::exec(&ctx.client, leader, command))
         .await

@@ -156,6 +156,7 @@ async fn run_scope(
         applied: Default::default(),
         prober: Default::default(),
         switchovers: Default::default(),
+        admitted: Default::default(),
     });
     let probes = crate::prober::run(
         client.clone(),

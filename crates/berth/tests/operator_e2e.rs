@@ -888,3 +888,49 @@ fn a_rollout_stuck_on_a_broken_revision_degrades_and_recovers_when_the_spec_is_f
     assert_eq!(part["currentRevision"], part["updateRevision"]);
     assert_eq!(part["ready"], 3);
 }
+
+#[test]
+fn scaling_with_membership_actions_adds_and_removes_one_member_at_a_time() {
+    let Some((cluster, ns)) = setup("op-members") else {
+        return;
+    };
+    let members = tempfile::tempdir().unwrap();
+    local_members(cluster, &ns.name, members.path(), &["-"; 5]);
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("web", &ns.name).replacen(
+        "          headlessService: nginx\n",
+        "          headlessService: nginx\n          actions:\n            memberJoin: {exec: [sh, -c, 'echo join $BERTH_TARGET_MEMBER $BERTH_TARGET >> ../members.log']}\n            memberLeave: {exec: [sh, -c, 'echo leave $BERTH_TARGET_MEMBER >> ../members.log']}\n",
+        1,
+    );
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    let log = members.path().join("members.log");
+    assert!(!log.exists(), "the first members form the app without joins");
+
+    apply(cluster, &manifest.replace("replicas: 3", "replicas: 5"));
+    let grown = wait_until("5 ready members", TIMEOUT, || {
+        let a = wait_ready(cluster, &ns.name, "web");
+        (a["status"]["parts"][0]["ready"] == 5).then_some(a)
+    });
+    assert_eq!(grown["status"]["parts"][0]["replicas"], 5);
+    let domain = format!("nginx.{}.svc.cluster.local", ns.name);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        format!("join web-3 web-3.{domain}\njoin web-4 web-4.{domain}\n"),
+        "each join ran once, in web-0, in ordinal order"
+    );
+    let joins = step_events(cluster, &ns.name, &["MemberJoin"]);
+    assert_eq!(joins.len(), 2, "{joins:?}");
+
+    apply(cluster, &manifest);
+    wait_until("3 members again", TIMEOUT, || {
+        let a = wait_ready(cluster, &ns.name, "web");
+        (a["status"]["parts"][0]["replicas"] == 3 && count(cluster, &ns.name, "pods") == 3)
+            .then_some(())
+    });
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.ends_with("leave web-4\nleave web-3\n"),
+        "members leave from the top: {text}"
+    );
+}

@@ -1,0 +1,156 @@
+//! Scaling with membership actions under the operator. For a StatefulSet part that declares
+//! `memberJoin` / `memberLeave`, the core's `membership::plan` decides how many members to run
+//! now and which action to run first; the action runs in a member's pod through exec, and only
+//! once it succeeded does the rendered StatefulSet get the new size. The app is then rendered at
+//! that admitted size, so templates list exactly the members the running ones know.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use berth_core::load::ValidatedApp;
+use berth_core::membership::{self, Actions, Change};
+use berth_core::names;
+use berth_core::spec::{ActionSpec, PartSpec, StatefulApp, WorkloadKind};
+use berth_k8s::roles::{self, ActionTarget};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::events::EventType;
+
+use crate::prober;
+use crate::reconcile::{Context, publish};
+use crate::watch;
+
+/// Sizes admitted after an action, until the StatefulSet cache shows them: without this, a
+/// reconcile reading a stale cache would run the same join again.
+#[derive(Default)]
+pub struct Admitted(Mutex<HashMap<String, i32>>);
+
+impl Admitted {
+    /// The size the part runs: the one last admitted here while the cache lags behind it.
+    fn current(&self, key: &str, cached: i32) -> i32 {
+        let mut sizes = self.0.lock().expect("admitted sizes lock");
+        match sizes.get(key) {
+            Some(admitted) if *admitted != cached => *admitted,
+            _ => {
+                sizes.remove(key);
+                cached
+            }
+        }
+    }
+
+    fn record(&self, key: &str, replicas: i32) {
+        self.0
+            .lock()
+            .expect("admitted sizes lock")
+            .insert(key.to_string(), replicas);
+    }
+}
+
+/// `validated` with each part that declares membership actions at its admitted size, after
+/// running the action that size needs.
+pub(crate) async fn admit(
+    app: &StatefulApp,
+    ctx: &Context,
+    validated: &ValidatedApp,
+) -> ValidatedApp {
+    let mut admitted = validated.clone();
+    for (index, part) in validated.parts().iter().enumerate() {
+        if let Some(replicas) = admitted_size(app, ctx, validated, part).await {
+            admitted.app.spec.parts[index].replicas = Some(replicas);
+        }
+    }
+    admitted
+}
+
+/// The size part `part` may run now, or `None` when it takes its wanted size as it is.
+async fn admitted_size(
+    app: &StatefulApp,
+    ctx: &Context,
+    validated: &ValidatedApp,
+    part: &PartSpec,
+) -> Option<i32> {
+    let actions = part.state.topology.actions.as_ref()?;
+    let declared = Actions {
+        join: actions.member_join.is_some(),
+        leave: actions.member_leave.is_some(),
+    };
+    if part.kind != WorkloadKind::StatefulSet || declared == Actions::default() {
+        return None;
+    }
+    let namespace = validated.namespace();
+    let workload = names::workload_name(&validated.name(), &part.name);
+    // A part created now starts at its wanted size: its first members form the cluster together.
+    let set = watch::find(&ctx.stores.stateful_sets, &namespace, &workload)?;
+    let key = format!("{namespace}/{workload}");
+    let cached = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let current = ctx.admitted.current(&key, cached);
+    let pods = watch::select(
+        &ctx.stores.pods,
+        &namespace,
+        &names::selector_labels(&validated.name(), &part.name),
+    );
+    let members =
+        berth_k8s::rollout::member_states(&set, &pods, Timestamp::now()).unwrap_or_default();
+    let plan = membership::plan(
+        current,
+        part.desired_replicas(),
+        &members,
+        &part.state.topology.roles,
+        declared,
+    );
+    let Some(change) = plan.change else {
+        return Some(plan.replicas);
+    };
+    let (action, subject, run_in, verb) = match change {
+        Change::Join { ordinal, run_in } => {
+            (actions.member_join.as_ref()?, ordinal, run_in, "Join")
+        }
+        Change::Leave { ordinal, run_in } => {
+            (actions.member_leave.as_ref()?, ordinal, run_in, "Leave")
+        }
+    };
+    let headless = names::headless_service_name(&workload, part);
+    let target = ActionTarget::member(&workload, subject, &headless, &namespace);
+    let runner = pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some(&names::member_name(&workload, run_in)))?;
+    if run_action(app, ctx, action, runner, &target, verb).await {
+        ctx.admitted.record(&key, plan.replicas);
+        Some(plan.replicas)
+    } else {
+        Some(current)
+    }
+}
+
+/// Runs a membership action in `runner`; publishes `Member<verb>` or `Member<verb>Failed`.
+async fn run_action(
+    app: &StatefulApp,
+    ctx: &Context,
+    action: &ActionSpec,
+    runner: &Pod,
+    target: &ActionTarget,
+    verb: &str,
+) -> bool {
+    let command = roles::action_command(&action.exec, target);
+    let limit = std::time::Duration::from_secs(u64::try_from(action.timeout_seconds).unwrap_or(30));
+    let output = tokio::time::timeout(limit, prober::exec(&ctx.client, runner, command))
+        .await
+        .ok()
+        .flatten();
+    let runner_name = runner.metadata.name.clone().unwrap_or_default();
+    let member = &target.member;
+    let (type_, reason, note) = match output {
+        Some(_) => (
+            EventType::Normal,
+            format!("Member{verb}"),
+            format!("member{verb} for {member} ran in {runner_name}"),
+        ),
+        None => (
+            EventType::Warning,
+            format!("Member{verb}Failed"),
+            format!("member{verb} for {member} failed in {runner_name}; the size stays, retrying"),
+        ),
+    };
+    publish(ctx, app, type_, &reason, &note).await;
+    output.is_some()
+}
