@@ -515,29 +515,19 @@ mod tests {
             "the kubelet has not restarted it yet"
         );
 
-        let status = &mut pod
-            .status
-            .as_mut()
-            .unwrap()
-            .container_statuses
-            .as_mut()
-            .unwrap()[0];
-        status.restart_count = 1;
-        status.ready = false;
+        let restarted = |pod: &mut Pod, ready: bool| {
+            let statuses = pod.status.as_mut().unwrap().container_statuses.as_mut();
+            let status = &mut statuses.unwrap()[0];
+            status.restart_count = 1;
+            status.ready = ready;
+        };
+        restarted(&mut pod, false);
         assert_eq!(
             gate_to_open(&pod, Timestamp::UNIX_EPOCH),
             None,
             "restarted but not ready"
         );
-
-        let status = &mut pod
-            .status
-            .as_mut()
-            .unwrap()
-            .container_statuses
-            .as_mut()
-            .unwrap()[0];
-        status.ready = true;
+        restarted(&mut pod, true);
         assert_eq!(
             gate_to_open(&pod, Timestamp::UNIX_EPOCH),
             Some("InPlaceUpdated")
