@@ -228,6 +228,28 @@ mod tests {
     }
 
     #[test]
+    fn the_action_runs_in_a_ready_member_other_than_its_subject() {
+        let members = [
+            member(0, true, "follower"),
+            member(1, true, "leader"),
+            member(2, true, "follower"),
+        ];
+        assert_eq!(action_member(&members, 3, &roles()), Some(1));
+        assert_eq!(
+            action_member(&members, 1, &roles()),
+            Some(0),
+            "not the subject"
+        );
+        let unready_leader = [member(2, true, "follower"), member(1, false, "leader")];
+        assert_eq!(action_member(&unready_leader, 3, &roles()), Some(2));
+        assert_eq!(
+            action_member(&[member(0, false, "leader")], 1, &roles()),
+            None
+        );
+        assert_eq!(action_member(&[], 0, &roles()), None);
+    }
+
+    #[test]
     fn a_leave_needs_a_ready_member_that_stays() {
         let members = [member(0, false, ""), member(1, true, "")];
         let p = plan(2, 1, &members, &roles(), BOTH);

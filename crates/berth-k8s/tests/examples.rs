@@ -140,11 +140,14 @@ fn etcd_initial_cluster_lists_every_member() {
     let objects = rendered("etcd.yaml", &[]);
     let command = &find(&objects, "StatefulSet", "etcd")["spec"]["template"]["spec"]["containers"]
         [0]["command"];
-    let initial = command
-        .as_array()
+    assert_eq!(command[1], "/etc/etcd/start.sh");
+    let start = find(&objects, "ConfigMap", "etcd-config")["data"]["start.sh"]
+        .as_str()
         .unwrap()
-        .iter()
-        .find_map(|w| w.as_str()?.strip_prefix("--initial-cluster="))
+        .to_string();
+    let initial = start
+        .lines()
+        .find_map(|line| line.strip_prefix("cluster="))
         .unwrap();
     assert_eq!(initial.split(',').count(), 3);
     assert!(

@@ -14,6 +14,7 @@
 //! - [`proxy`]: role-selecting services (a stable address forwarding to the role's holder).
 //! - [`shared`]: the supervisor's published state.
 //! - [`member`]: one member under supervision.
+//! - `membership`: scaling through the part's memberJoin and memberLeave actions.
 //! - `rolling`: rollouts on `apply`, driven by the core planner.
 //! - [`supervisor`]: the background supervisor of one app.
 //! - [`control`]: `up`, `status`, `logs` and `down` as the CLI runs them.
@@ -24,6 +25,7 @@ pub mod decide;
 pub mod expand;
 pub mod home;
 pub mod member;
+mod membership;
 pub mod os;
 pub mod plan;
 pub mod probe;

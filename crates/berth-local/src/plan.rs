@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use berth_core::load::ValidatedApp;
 use berth_core::names;
-use berth_core::spec::{PartSpec, PodManagement};
+use berth_core::spec::{ActionSpec, PartSpec, PodManagement};
 use berth_core::template;
 use berth_core::topology::{self, EnvSource, MemberRef};
 use k8s_openapi::api::core::v1::{Container, Probe};
@@ -96,6 +96,10 @@ pub struct MemberPlan {
     pub role_probe: Option<(Vec<String>, Duration)>,
     /// The part's switchover action, rendered for this member (run when it is the leader).
     pub switchover: Option<ActionPlan>,
+    /// The part's memberJoin action, rendered for this member (run when another one joins).
+    pub member_join: Option<ActionPlan>,
+    /// The part's memberLeave action, rendered for this member (run when another one leaves).
+    pub member_leave: Option<ActionPlan>,
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
     /// TCP ports the member binds on its address.
@@ -104,11 +108,18 @@ pub struct MemberPlan {
     pub pod_management: PodManagement,
     /// Debian packages that provide its binaries.
     pub packages: Vec<String>,
-    /// Hash of argv, env and files.
+    /// Hash of argv, env and files; when the part manages membership through actions, of
+    /// those rendered as if the member were the part's last one (see [`plan_app`]).
     pub revision: String,
 }
 
 /// Plans every member of every part, in start order.
+///
+/// Members of a part that declares `memberJoin` or `memberLeave` learn of membership changes
+/// through those actions, so their revision must not change with the member list (a scale
+/// would otherwise restart every member): it is the revision of the member rendered as if it
+/// were the part's last member (members `0..=ordinal`), which changes with the member's own
+/// spec only. They still run the rendering with the whole member list.
 ///
 /// # Errors
 /// A message naming the member and what cannot be rendered.
@@ -119,10 +130,31 @@ pub fn plan_app(
     let mut plans = Vec::new();
     for (index, part) in app.parts().iter().enumerate() {
         for member in topology::members(&app.app, part, part.desired_replicas()) {
-            plans.push(plan_member(app, index, part, &member, addressing)?);
+            let mut plan = plan_member(app, index, part, &member, addressing)?;
+            if part.state.topology.manages_membership()
+                && let Some(revision) = revision_as_last_member(app, index, &member, addressing)
+            {
+                plan.revision = revision;
+            }
+            plans.push(plan);
         }
     }
     Ok(plans)
+}
+
+/// The revision of `member` rendered with the members `0..=ordinal` of its part only; `None`
+/// when its templates need more members than that (the full rendering's revision counts then).
+fn revision_as_last_member(
+    app: &ValidatedApp,
+    index: usize,
+    member: &MemberRef,
+    addressing: &LocalAddressing,
+) -> Option<String> {
+    let mut truncated = app.clone();
+    truncated.app.spec.parts[index].replicas = Some(member.ordinal + 1);
+    let part = &truncated.parts()[index];
+    let plan = plan_member(&truncated, index, part, member, addressing).ok()?;
+    Some(plan.revision)
 }
 
 fn plan_member(
@@ -168,23 +200,12 @@ fn plan_member(
         .transpose()?
         .flatten();
     let role_probe = role_probe(part, &render, &lookup)?;
-    let switchover = part
-        .state
-        .topology
-        .switchover()
-        .map(|action| -> Result<ActionPlan, String> {
-            let argv = action
-                .exec
-                .iter()
-                .map(|w| render(w).map(|r| expand(&r, &lookup)))
-                .collect::<Result<Vec<_>, _>>()?;
-            let secs = u64::try_from(action.timeout_seconds).unwrap_or(30).max(1);
-            Ok(ActionPlan {
-                argv,
-                timeout: Duration::from_secs(secs),
-            })
-        })
-        .transpose()?;
+    let topology = &part.state.topology;
+    let action =
+        |spec: Option<&ActionSpec>| spec.map(|a| action_plan(a, &render, &lookup)).transpose();
+    let switchover = action(topology.switchover())?;
+    let member_join = action(topology.member_join())?;
+    let member_leave = action(topology.member_leave())?;
     let file_pairs: Vec<(String, String)> = files
         .iter()
         .map(|f| (f.path.display().to_string(), f.content.clone()))
@@ -201,6 +222,8 @@ fn plan_member(
         probe,
         role_probe,
         switchover,
+        member_join,
+        member_leave,
         grace: grace(part),
         ports: tcp_ports(part),
         pod_management: part.pod_management,
@@ -304,6 +327,24 @@ fn probe_plan(
     }))
 }
 
+/// A topology action's words rendered and expanded for the member that runs it.
+fn action_plan(
+    action: &ActionSpec,
+    render: &dyn Fn(&str) -> Result<String, String>,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<ActionPlan, String> {
+    let argv = action
+        .exec
+        .iter()
+        .map(|w| render(w).map(|r| expand(&r, lookup)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let secs = u64::try_from(action.timeout_seconds).unwrap_or(30).max(1);
+    Ok(ActionPlan {
+        argv,
+        timeout: Duration::from_secs(secs),
+    })
+}
+
 fn role_probe(
     part: &PartSpec,
     render: &dyn Fn(&str) -> Result<String, String>,
@@ -392,14 +433,73 @@ spec:
 "#;
 
     fn plans() -> Vec<MemberPlan> {
+        plan_text(APP)
+    }
+
+    fn plan_text(text: &str) -> Vec<MemberPlan> {
         let inputs = Inputs {
             app_file: "kv.yaml".into(),
-            app_text: APP.into(),
+            app_text: text.into(),
             ..Default::default()
         };
         let app = load(&inputs).unwrap();
         let addressing = LocalAddressing::new(&app.app, Path::new("/h/kv"), 20);
         plan_app(&app, &addressing).unwrap()
+    }
+
+    /// `text` with `actions` (YAML lines) under its topology.
+    fn with_actions(text: &str, actions: &str) -> String {
+        let ports = "            - {name: client, port: 7000}\n";
+        text.replace(ports, &format!("{ports}{actions}"))
+    }
+
+    /// APP with `replicas` members, a command listing every member, and `actions`.
+    fn listing_members(replicas: i32, actions: &str) -> Vec<MemberPlan> {
+        let list = "--all={% for m in members %}{{ m.address }},{% endfor %}";
+        let text = APP
+            .replace("--peer={{ members[0].address }}", list)
+            .replace("replicas: 2", &format!("replicas: {replicas}"));
+        plan_text(&with_actions(&text, actions))
+    }
+
+    fn revisions(plans: &[MemberPlan]) -> Vec<&str> {
+        plans.iter().map(|p| p.revision.as_str()).collect()
+    }
+
+    const JOIN: &str = "          actions:\n            memberJoin: {exec: [kv, join]}\n";
+    const LEAVE: &str = "          actions:\n            memberLeave: {exec: [kv, leave]}\n";
+
+    #[test]
+    fn with_membership_actions_the_member_list_does_not_change_revisions() {
+        for actions in [JOIN, LEAVE] {
+            let three = listing_members(3, actions);
+            let five = listing_members(5, actions);
+            assert_eq!(revisions(&three), revisions(&five)[..3]);
+            assert_ne!(three[0].argv, five[0].argv, "members run the whole list");
+            assert!(five[0].argv[2].ends_with("127.20.1.5,"));
+        }
+        let five = listing_members(5, JOIN);
+        assert_eq!(five[4].member_join.as_ref().unwrap().argv, ["kv", "join"]);
+        assert!(five[4].member_leave.is_none());
+    }
+
+    #[test]
+    fn without_membership_actions_the_member_list_changes_revisions() {
+        let three = listing_members(3, "");
+        let five = listing_members(5, "");
+        let all = "--all=127.20.1.1,127.20.1.2,127.20.1.3,127.20.1.4,127.20.1.5,";
+        assert_eq!(five[1].argv[2], all);
+        let pairs = revisions(&three).into_iter().zip(revisions(&five));
+        assert!(pairs.into_iter().all(|(a, b)| a != b));
+    }
+
+    #[test]
+    fn with_membership_actions_other_changes_still_change_revisions() {
+        let before = plan_text(&with_actions(APP, JOIN));
+        let changed = APP.replace("hi-$(BERTH_ORDINAL)", "hello-$(BERTH_ORDINAL)");
+        let after = plan_text(&with_actions(&changed, JOIN));
+        let pairs = revisions(&before).into_iter().zip(revisions(&after));
+        assert!(pairs.into_iter().all(|(a, b)| a != b));
     }
 
     #[test]

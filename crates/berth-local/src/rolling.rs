@@ -37,13 +37,18 @@ pub(crate) enum Outcome {
 }
 
 /// What woke a wait.
-enum Wake {
+pub(crate) enum Wake {
     Changed,
     Tick,
     Signal(Outcome),
 }
 
-async fn wait(changed: &mut watch::Receiver<()>, signals: &mut Signals, limit: Duration) -> Wake {
+/// Waits for a change of the published state, a signal, or `limit`.
+pub(crate) async fn wait(
+    changed: &mut watch::Receiver<()>,
+    signals: &mut Signals,
+    limit: Duration,
+) -> Wake {
     tokio::select! {
         _ = changed.changed() => Wake::Changed,
         () = tokio::time::sleep(limit) => Wake::Tick,
@@ -308,7 +313,7 @@ async fn switchover(
 }
 
 /// Runs an action with the member's env plus `BERTH_TARGET*`, in the member's directory.
-async fn run_action(
+pub(crate) async fn run_action(
     argv: &[String],
     limit: Duration,
     member: &MemberPlan,

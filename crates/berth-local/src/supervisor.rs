@@ -16,6 +16,7 @@ use crate::addressing::LocalAddressing;
 use crate::decide;
 use crate::home::{AppState, Home, Phase, SavedInputs, append_event, write_atomic};
 use crate::member::member_task;
+use crate::membership;
 use crate::os;
 use crate::plan::{self, MemberPlan};
 use crate::proxy;
@@ -104,6 +105,19 @@ impl Members {
             .insert(name.to_string(), Running { stop, task });
     }
 
+    /// The current plan of member `name`.
+    pub(crate) fn plan(&self, name: &str) -> Option<Arc<MemberPlan>> {
+        self.plans.iter().find(|p| p.name == name).cloned()
+    }
+
+    /// Keeps (and publishes) only the plans of members that run: a change interrupted or failed
+    /// before starting some new members leaves them to be started by the next reconcile.
+    fn forget_unstarted(&mut self) {
+        self.plans.retain(|p| self.running.contains_key(&p.name));
+        let listed: Vec<MemberPlan> = self.plans.iter().map(|p| (**p).clone()).collect();
+        self.shared.set_members(&listed);
+    }
+
     /// Stops member `name` and waits until it is stopped.
     pub(crate) async fn stop(&mut self, name: &str) {
         if let Some(r) = self.running.remove(name) {
@@ -188,9 +202,11 @@ async fn run(home: &Home, app: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Re-reads the saved inputs and reconciles: removed members stop (highest first), outdated ones
-/// are rolled out by the core planner (see [`crate::rolling`]), new ones start. A new `apply`
-/// during a rollout starts over with the newest inputs. Returns whether a stop signal arrived.
+/// Re-reads the saved inputs and reconciles: removed members stop (highest first, after their
+/// memberLeave action, see [`crate::membership`]), outdated ones are rolled out by the core
+/// planner (see [`crate::rolling`]), new ones start (after their memberJoin action). A new
+/// `apply` during a rollout or a join starts over with the newest inputs. Returns whether a
+/// stop signal arrived.
 async fn reload(home: &Home, app: &str, members: &mut Members, signals: &mut Signals) -> bool {
     loop {
         match reload_once(home, app, members, signals).await {
@@ -208,6 +224,7 @@ async fn reload_once(
     signals: &mut Signals,
 ) -> Outcome {
     let shared = members.shared.clone();
+    members.forget_unstarted();
     shared.update(|s| {
         s.phase = Phase::Starting;
         s.error = None;
@@ -243,22 +260,27 @@ async fn reload_once(
             todo.add.len()
         ),
     );
-    for name in &todo.remove {
-        append_event(&events, &format!("stop {name}: no longer wanted"));
-        members.stop(name).await;
+    let parts = validated.parts();
+    if let Err(e) = membership::remove_members(&events, &todo.remove, parts, &plans, members).await
+    {
+        members.forget_unstarted();
+        return finish_reload(&shared, Some(e));
     }
     members.plans = plans;
     let listed: Vec<MemberPlan> = members.plans.iter().map(|p| (**p).clone()).collect();
     shared.set_members(&listed);
-    let outcome = rolling::roll_out(&events, validated.parts(), members, signals).await;
+    let outcome = rolling::roll_out(&events, parts, members, signals).await;
     if outcome != Outcome::Done {
         return outcome;
     }
-    for name in &todo.add {
-        append_event(&events, &format!("start {name}: new member"));
-        members.start(name);
+    match membership::add_members(&events, &todo.add, parts, members, signals).await {
+        Ok(Outcome::Done) => finish_reload(&shared, None),
+        Ok(interrupted) => interrupted,
+        Err(e) => {
+            members.forget_unstarted();
+            finish_reload(&shared, Some(e))
+        }
     }
-    finish_reload(&shared, None)
 }
 
 fn finish_reload(shared: &Shared, error: Option<String>) -> Outcome {

@@ -1,12 +1,16 @@
 //! End to end: `berth scale` and `berth apply` on a running local Redis: scaling up adds a
 //! replica that syncs, scaling down stops the highest ordinal, and a config change restarts
-//! every member (highest ordinal first) without losing data.
+//! every member (highest ordinal first) without losing data. Then, with an app of `sleep`s
+//! whose memberJoin/memberLeave actions record what they are told: joins and leaves run one at a
+//! time in a staying member with `BERTH_TARGET*` naming the member, running members are not
+//! restarted, and a failing memberJoin fails `scale` without starting the new member.
 
 mod local_common;
 
 use std::time::Duration;
 
 use local_common::{LocalApp, REDIS, example, output, require, wait_until};
+use predicates::str::contains;
 
 const SLOT: u8 = 67;
 const WAIT: Duration = Duration::from_secs(60);
@@ -74,4 +78,112 @@ fn scale_and_apply_a_running_app() {
     wait_until("data kept on every member", WAIT, || {
         (0..3).all(|i| cli(i, &["GET", "greeting"]) == "hello")
     });
+}
+
+/// An action (`$0` is `join` or `leave`) that records what it is told in `<home>/<app>/actions`
+/// (actions run in their member's directory).
+const RECORD: &str = r#"echo \"$0 $BERTH_TARGET_MEMBER $BERTH_TARGET $BERTH_TARGET_ORDINAL in $BERTH_MEMBER\" >> ../actions"#;
+
+/// An app of `replicas` members running `sleep`, whose command lists the members, with a
+/// memberJoin action running `join` and a memberLeave action running [`RECORD`].
+fn sleepers(app: &LocalApp, replicas: u8, join: &str) -> std::path::PathBuf {
+    let name = &app.name;
+    let text = format!(
+        r#"apiVersion: berth.io/v1alpha1
+kind: StatefulApp
+metadata: {{name: {name}}}
+spec:
+  parts:
+    - name: {name}
+      replicas: {replicas}
+      template:
+        spec:
+          terminationGracePeriodSeconds: 2
+          containers:
+            - name: main
+              image: example/none:1
+              command: ["/bin/sh", "-c", "exec sleep 100000", "{{% for m in members %}}{{{{ m.name }}}},{{% endfor %}}"]
+      state:
+        topology:
+          actions:
+            memberJoin:
+              exec: ["/bin/sh", "-c", "{join}", "join"]
+            memberLeave:
+              exec: ["/bin/sh", "-c", "{RECORD}", "leave"]
+"#
+    );
+    let path = app.home.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn pids(app: &LocalApp, count: u8) -> Vec<u32> {
+    (0..count)
+        .map(|i| app.pid(&format!("{}-{i}", app.name)))
+        .collect()
+}
+
+fn actions(app: &LocalApp) -> Vec<String> {
+    let path = app.home.path().join(&app.name).join("actions");
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().map(str::to_string).collect()
+}
+
+#[test]
+fn scaling_runs_member_join_and_leave_one_member_at_a_time() {
+    let app = LocalApp::new("group");
+    let manifest = sleepers(&app, 2, RECORD);
+    app.up(&manifest, 71);
+    let before = pids(&app, 2);
+
+    app.berth(&["scale", "group", "group", "4"])
+        .assert()
+        .success();
+    assert_eq!(
+        actions(&app),
+        [
+            "join group-2 127.71.1.3 2 in group-0",
+            "join group-3 127.71.1.4 3 in group-0",
+        ]
+    );
+    assert_eq!(pids(&app, 4)[..2], before, "running members were restarted");
+
+    app.berth(&["scale", "group", "group", "1"])
+        .assert()
+        .success();
+    assert_eq!(
+        actions(&app)[2..],
+        [
+            "leave group-3 127.71.1.4 3 in group-0",
+            "leave group-2 127.71.1.3 2 in group-0",
+            "leave group-1 127.71.1.2 1 in group-0",
+        ]
+    );
+    assert_eq!(app.members().len(), 1);
+    assert_eq!(
+        pids(&app, 1),
+        before[..1],
+        "the staying member was restarted"
+    );
+}
+
+#[test]
+fn a_failing_member_join_fails_scale_and_starts_nothing() {
+    let app = LocalApp::new("refuse");
+    let manifest = sleepers(&app, 2, "echo cannot add $BERTH_TARGET_MEMBER >&2; exit 3");
+    app.up(&manifest, 72);
+    let before = pids(&app, 2);
+
+    app.berth(&["scale", "refuse", "refuse", "3"])
+        .assert()
+        .failure()
+        .code(1)
+        .stderr(contains("memberJoin of refuse-2 failed"))
+        .stderr(contains("cannot add refuse-2"));
+    let events = std::fs::read_to_string(app.home.path().join("refuse/events.log")).unwrap();
+    assert!(events.contains("join refuse-2: failed"), "{events}");
+    assert!(!events.contains("start refuse-2"), "{events}");
+    assert_eq!(app.members().len(), 2);
+    assert_eq!(pids(&app, 2), before, "running members were restarted");
+    assert!(!app.home.path().join("refuse/refuse-2/log").exists());
 }

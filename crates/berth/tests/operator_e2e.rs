@@ -905,7 +905,10 @@ fn scaling_with_membership_actions_adds_and_removes_one_member_at_a_time() {
     apply(cluster, &manifest);
     wait_ready(cluster, &ns.name, "web");
     let log = members.path().join("members.log");
-    assert!(!log.exists(), "the first members form the app without joins");
+    assert!(
+        !log.exists(),
+        "the first members form the app without joins"
+    );
 
     apply(cluster, &manifest.replace("replicas: 3", "replicas: 5"));
     let grown = wait_until("5 ready members", TIMEOUT, || {

@@ -282,10 +282,22 @@ pub struct TopologyActions {
     /// before updating the leader, then wait until the role probe shows the move.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub switchover: Option<ActionSpec>,
-    /// Adds `BERTH_TARGET` to the group; runs in an existing member (reserved: not run yet).
+    /// Adds `BERTH_TARGET` (a new member, not started yet) to the group. When the part scales
+    /// up, members are added one at a time in ordinal order: the action runs in a ready
+    /// existing member (the writable role's holder, else the lowest ordinal), then the new
+    /// member starts, and the next one waits until it is ready. If the action fails, the new
+    /// member is not started. Declaring `memberJoin` or `memberLeave` means members learn of
+    /// membership changes through these actions: on the local engine a changed member list
+    /// alone (in templates) does not restart running members; on Kubernetes the pod template
+    /// carries the member list, so running members roll to it, one at a time. Run by both
+    /// engines (the operator through `pods/exec`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_join: Option<ActionSpec>,
-    /// Removes `BERTH_TARGET` from the group; runs in another member (reserved: not run yet).
+    /// Removes `BERTH_TARGET` (a member about to stop) from the group. When the part scales
+    /// down, members leave one at a time, highest ordinal first: the action runs in a ready
+    /// remaining member (chosen as for `memberJoin`), then the leaving member stops. If the
+    /// action fails, the member keeps running. Its data is kept as the retention policy says.
+    /// Run by both engines.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member_leave: Option<ActionSpec>,
 }
@@ -294,6 +306,22 @@ impl TopologyState {
     /// The switchover action, if declared.
     pub fn switchover(&self) -> Option<&ActionSpec> {
         self.actions.as_ref().and_then(|a| a.switchover.as_ref())
+    }
+
+    /// The memberJoin action, if declared.
+    pub fn member_join(&self) -> Option<&ActionSpec> {
+        self.actions.as_ref().and_then(|a| a.member_join.as_ref())
+    }
+
+    /// The memberLeave action, if declared.
+    pub fn member_leave(&self) -> Option<&ActionSpec> {
+        self.actions.as_ref().and_then(|a| a.member_leave.as_ref())
+    }
+
+    /// Whether members learn of membership changes through actions (`memberJoin` or
+    /// `memberLeave`) rather than from a restart with the new member list.
+    pub fn manages_membership(&self) -> bool {
+        self.member_join().is_some() || self.member_leave().is_some()
     }
 }
 
