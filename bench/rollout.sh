@@ -14,7 +14,9 @@
 #   afterwards every acknowledged key is read back from the master.
 # Reports the longest gap between acknowledged writes, the total time writes failed (from the
 # first error of a run of errors to the next acknowledged write), the rollout duration
-# (`berth apply` wall time) and acknowledged writes lost, as a Markdown table.
+# (`berth apply` wall time) and acknowledged writes lost, as a Markdown table; also the rollout as
+# the supervisor timed it against the sum of its members' own restart-to-ready times (events.log),
+# the roadmap's "a full rollout takes at most 1.2x" ratio.
 # Needs: redis-server, redis-cli (Debian redis-server, redis-tools), python3, cargo.
 # Only 127.0.0.0/8 is used.
 set -euo pipefail
@@ -132,6 +134,8 @@ PY
 cat >"$WORK/report.py" <<'PY'
 import socket, sys
 log, slot, strategy, t0, t1 = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+# The rollout as the supervisor timed it, and its members' own restart-to-ready times.
+rollout_s, ready_sum_s = float(sys.argv[6]), float(sys.argv[7])
 rows = [l.split(" ", 3) for l in open(log) if l.strip()]
 acked = [(float(r[0]), int(r[2])) for r in rows if r[1] == "ok"]
 events = [(float(r[0]), r[1]) for r in rows]
@@ -182,11 +186,13 @@ for _, n in acked:
     value = f.readline().decode().strip()
     if value != str(n):
         lost += 1
-print(f"| {strategy} | {len(acked)} | {errors} | {gap * 1000:.0f} | {err_time * 1000:.0f} | {t1 - t0:.1f} | {lost} | {master} |")
+ratio = rollout_s / ready_sum_s if ready_sum_s else float("nan")
+print(f"| {strategy} | {len(acked)} | {errors} | {gap * 1000:.0f} | {err_time * 1000:.0f} | {t1 - t0:.1f} | {lost} | {master} "
+      f"| {rollout_s:.2f} | {ready_sum_s:.2f} | {ratio:.2f} |")
 PY
 
-echo "| strategy | acked writes | errors | longest write gap (ms) | error time (ms) | rollout (s) | acked writes lost | master after |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+echo "| strategy | acked writes | errors | longest write gap (ms) | error time (ms) | rollout (s) | acked writes lost | master after | supervisor's rollout (s) | Σ members' restart-to-ready (s) | ratio |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
 for round in $(seq "$ROUNDS"); do
   for strategy in RoleAware Ordered; do
     log "round $round: $strategy"
@@ -215,7 +221,10 @@ for round in $(seq "$ROUNDS"); do
     kill "$CLIENT_PID"
     wait "$CLIENT_PID" || true
     CLIENT_PID=
-    python3 "$WORK/report.py" "$WORK/writes.log" "$SLOT" "$strategy" "$t0" "$t1"
+    events=$HOME_DIR/redis/events.log
+    rollout_s=$(grep -o 'complete in [0-9.]*s' "$events" | tail -n1 | tr -dc '0-9.')
+    ready_sum_s=$(grep -o 'ready after [0-9]*ms' "$events" | awk '{ s += $3 + 0 } END { printf "%.3f", s / 1000 }')
+    python3 "$WORK/report.py" "$WORK/writes.log" "$SLOT" "$strategy" "$t0" "$t1" "${rollout_s:-0}" "${ready_sum_s:-0}"
     grep -E 'update|switchover' "$HOME_DIR/redis/events.log" | sed 's/^/    /' >&2
   done
 done

@@ -96,6 +96,25 @@ fn observe(
         .collect()
 }
 
+/// Logs each restarted member's restart-to-ready time once it is ready on the new revision
+/// (what a rollout's duration is compared with in `docs/benchmarks.md`).
+fn report_ready(
+    events: &Path,
+    plans: &[Arc<MemberPlan>],
+    states: &[rollout::MemberState],
+    restarted: &mut BTreeMap<String, Instant>,
+) {
+    for (plan, state) in plans.iter().zip(states) {
+        if !(state.ready && state.updated) {
+            continue;
+        }
+        if let Some(at) = restarted.remove(&plan.name) {
+            let ms = at.elapsed().as_millis();
+            append_event(events, &format!("update {}: ready after {ms}ms", plan.name));
+        }
+    }
+}
+
 async fn roll_part(
     events: &Path,
     part: &PartSpec,
@@ -140,8 +159,10 @@ async fn roll_part(
     let began = Instant::now();
     let mut changed = shared.subscribe();
     let mut reported_stuck: Vec<String> = Vec::new();
+    let mut restarted: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         let states = observe(&shared, &plans, &mut unready);
+        report_ready(events, &plans, &states, &mut restarted);
         let planned = rollout::plan(&states, &policy);
         let name_of = |ordinal: i32| {
             plans
@@ -211,6 +232,7 @@ async fn roll_part(
                             plan.name, plan.revision
                         ),
                     );
+                    restarted.insert(plan.name.clone(), Instant::now());
                     members.stop(&plan.name).await;
                     members.start(&plan.name);
                     shared.member(&plan.name, |m| m.revision.clone_from(&plan.revision));
