@@ -69,10 +69,13 @@ async fn admitted_size(
     validated: &ValidatedApp,
     part: &PartSpec,
 ) -> Option<i32> {
-    let actions = part.state.topology.actions.as_ref()?;
+    let (join, leave) = (
+        part.state.topology.member_join(),
+        part.state.topology.member_leave(),
+    );
     let declared = Actions {
-        join: actions.member_join.is_some(),
-        leave: actions.member_leave.is_some(),
+        join: join.is_some(),
+        leave: leave.is_some(),
     };
     if part.kind != WorkloadKind::StatefulSet || declared == Actions::default() {
         return None;
@@ -102,12 +105,8 @@ async fn admitted_size(
         return Some(plan.replicas);
     };
     let (action, subject, run_in, verb) = match change {
-        Change::Join { ordinal, run_in } => {
-            (actions.member_join.as_ref()?, ordinal, run_in, "Join")
-        }
-        Change::Leave { ordinal, run_in } => {
-            (actions.member_leave.as_ref()?, ordinal, run_in, "Leave")
-        }
+        Change::Join { ordinal, run_in } => (join?, ordinal, run_in, "Join"),
+        Change::Leave { ordinal, run_in } => (leave?, ordinal, run_in, "Leave"),
     };
     let headless = names::headless_service_name(&workload, part);
     let target = ActionTarget::member(&workload, subject, &headless, &namespace);

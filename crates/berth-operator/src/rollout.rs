@@ -43,84 +43,95 @@ pub(crate) async fn roll_members(
     objects: &[(ObjectKey, Value)],
     observed: &Observed,
 ) -> Result<bool> {
-    let namespace = validated.namespace();
     let mut rolling = false;
     for part in validated
         .parts()
         .iter()
         .filter(|p| p.kind == WorkloadKind::StatefulSet)
     {
-        let workload = names::workload_name(&validated.name(), &part.name);
-        let Some(set) = observed.stateful_sets.get(&workload) else {
-            continue;
-        };
-        let selector = names::selector_labels(&validated.name(), &part.name);
-        let pods: Vec<Pod> = observed
-            .pods
-            .iter()
-            .filter(|p| selector.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
-            .cloned()
-            .collect();
-        open_gates(app, ctx, &namespace, &pods).await?;
-        // Until the controller has seen the applied spec, its update revision is not the
-        // rendered template's: wait rather than label a pod with the wrong revision.
-        let (Some(update_revision), Some(template), true) = (
-            set.status.as_ref().and_then(|s| s.update_revision.clone()),
-            rendered_template(objects, &workload),
-            observed.caught_up(&workload),
-        ) else {
-            rolling = true;
-            continue;
-        };
-        let Some(members) = berth_k8s::rollout::member_states(set, &pods, Timestamp::now()) else {
-            continue;
-        };
-        let switchover = part
-            .state
-            .topology
-            .actions
-            .as_ref()
-            .and_then(|a| a.switchover.as_ref());
-        let policy = Policy::resolve(
-            &part.update,
-            &part.state.topology,
-            part.desired_replicas(),
-            switchover.is_some(),
-        );
-        let plan = rollout::plan(&members, &policy);
-        rolling |= !plan.complete;
-        let rollout = PartRollout {
-            app,
-            part,
-            namespace: namespace.clone(),
-            template,
-            update_revision,
-        };
-        let pod_of = |ordinal: i32| {
-            let name = names::member_name(&workload, ordinal);
-            pods.iter()
-                .find(|p| p.metadata.name.as_ref() == Some(&name))
-        };
-        for step in plan.steps {
-            match step {
-                Step::Update { ordinal } => {
-                    if let Some(pod) = pod_of(ordinal) {
-                        update_member(ctx, &rollout, pod).await?;
-                    }
+        rolling |= roll_part(app, ctx, validated, part, objects, observed).await?;
+    }
+    Ok(rolling)
+}
+
+/// One part's rollout step; whether it is still rolling.
+async fn roll_part(
+    app: &StatefulApp,
+    ctx: &Context,
+    validated: &ValidatedApp,
+    part: &PartSpec,
+    objects: &[(ObjectKey, Value)],
+    observed: &Observed,
+) -> Result<bool> {
+    let namespace = validated.namespace();
+    let workload = names::workload_name(&validated.name(), &part.name);
+    let Some(set) = observed.stateful_sets.get(&workload) else {
+        return Ok(false);
+    };
+    let pods = part_pods(observed, &validated.name(), part);
+    open_gates(app, ctx, &namespace, &pods).await?;
+    // Until the controller has seen the applied spec, its update revision is not the rendered
+    // template's: wait rather than label a pod with the wrong revision.
+    let (Some(update_revision), Some(template), true) = (
+        set.status.as_ref().and_then(|s| s.update_revision.clone()),
+        rendered_template(objects, &workload),
+        observed.caught_up(&workload),
+    ) else {
+        return Ok(true);
+    };
+    let Some(members) = berth_k8s::rollout::member_states(set, &pods, Timestamp::now()) else {
+        return Ok(false);
+    };
+    let switchover = part.state.topology.switchover();
+    let policy = Policy::resolve(
+        &part.update,
+        &part.state.topology,
+        part.desired_replicas(),
+        switchover.is_some(),
+    );
+    let plan = rollout::plan(&members, &policy);
+    let rollout = PartRollout {
+        app,
+        part,
+        namespace,
+        template,
+        update_revision,
+    };
+    let pod_of = |ordinal: i32| {
+        let name = names::member_name(&workload, ordinal);
+        pods.iter()
+            .find(|p| p.metadata.name.as_ref() == Some(&name))
+    };
+    for step in plan.steps {
+        match step {
+            Step::Update { ordinal } => {
+                if let Some(pod) = pod_of(ordinal) {
+                    update_member(ctx, &rollout, pod).await?;
                 }
-                Step::Switchover { from } => {
-                    let target = rollout::switchover_target(&members, from, &policy.roles);
-                    if let (Some(leader), Some(target), Some(action)) =
-                        (pod_of(from), target.and_then(pod_of), switchover)
-                    {
-                        let headless = names::headless_service_name(&workload, part);
-                        switch_over(ctx, &rollout, action, leader, target, &headless).await;
-                    }
+            }
+            Step::Switchover { from } => {
+                let target = rollout::switchover_target(&members, from, &policy.roles);
+                if let (Some(leader), Some(target), Some(action)) =
+                    (pod_of(from), target.and_then(pod_of), switchover)
+                {
+                    let headless = names::headless_service_name(&workload, part);
+                    switch_over(ctx, &rollout, action, leader, target, &headless).await;
                 }
             }
         }
     }
-    Ok(rolling)
+    Ok(!plan.complete)
+}
+
+/// The cached pods of one part of app `app`.
+fn part_pods(observed: &Observed, app: &str, part: &PartSpec) -> Vec<Pod> {
+    let selector = names::selector_labels(app, &part.name);
+    observed
+        .pods
+        .iter()
+        .filter(|p| selector.iter().all(|(k, v)| p.labels().get(k) == Some(v)))
+        .cloned()
+        .collect()
 }
 
 /// The pod template berth rendered for `workload` in this reconcile.
