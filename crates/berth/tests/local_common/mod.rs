@@ -105,7 +105,30 @@ impl LocalApp {
 
 impl Drop for LocalApp {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            print_logs(self.home.path());
+        }
         let _ = self.berth(&["down", &self.name, "--purge"]).output();
+    }
+}
+
+/// Prints the end of every log under a failed test's home (supervisor, events, members), so a
+/// failure in CI can be understood without a rerun.
+fn print_logs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            print_logs(&path);
+        } else if name == "log" || name.ends_with(".log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(40)..];
+            eprintln!("==> {} <==\n{}", path.display(), tail.join("\n"));
+        }
     }
 }
 
