@@ -54,14 +54,16 @@ fn local_value(ordinal: u8, key: &str) -> String {
     etcdctl(&[ordinal], &args)
 }
 
-/// Whether every member of `ordinals` is healthy (etcdctl 3.4 reports it on stderr).
+/// Whether every member of `ordinals` is healthy (etcdctl 3.4 reports it on stderr, 3.6 on
+/// stdout; the test control plane's PATH brings 3.6).
 fn healthy(ordinals: &[u8]) -> bool {
     let out = std::process::Command::new("etcdctl")
         .arg(endpoints(ordinals))
         .args(["endpoint", "health"])
         .output()
         .expect("etcdctl");
-    let report = String::from_utf8_lossy(&out.stderr);
+    let report =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     out.status.success() && report.matches("is healthy").count() == ordinals.len()
 }
 
