@@ -11,9 +11,9 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::runtime::Controller;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
 use kube::{Client, ResourceExt};
 
 use crate::apply::Applier;
@@ -163,24 +163,22 @@ async fn run_scope(
         context.prober.clone(),
         context.stores.pods.clone(),
     );
-    let controller = Controller::new(
-        watch::api::<StatefulApp>(&client, ns),
-        watcher::Config::default(),
-    )
-    .owns_stream(sts)
-    .owns_stream(deploy)
-    .owns_stream(ds)
-    .owns_stream(svc)
-    .owns_stream(cm)
-    .owns_stream(pdb)
-    .watches_stream(pod, app_of)
-    .shutdown_on_signal()
-    .run(reconcile, error_policy, context)
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "controller event");
-        }
-    });
+    let (apps, app) = watch::reflect_apps(&client, ns);
+    let controller = Controller::for_stream(app, apps)
+        .owns_stream(sts)
+        .owns_stream(deploy)
+        .owns_stream(ds)
+        .owns_stream(svc)
+        .owns_stream(cm)
+        .owns_stream(pdb)
+        .watches_stream(pod, app_of)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        });
     tokio::select! {
         () = controller => {}
         () = probes => {}

@@ -5,6 +5,7 @@
 use std::fmt::Debug;
 
 use berth_core::names;
+use berth_core::spec::StatefulApp;
 use futures::Stream;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
@@ -74,6 +75,35 @@ where
         })
         .reflect(writer)
         .touched_objects();
+    (reader, stream)
+}
+
+/// The copy of the whole object that a client-side `kubectl apply` keeps in an annotation.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// The controller's own cache of the scope's StatefulApps, and the stream that triggers their
+/// reconciles. Specs and statuses stay whole (reconciles validate and render them); what goes is
+/// what no reconcile reads: `managedFields` and the `last-applied-configuration` copy of the
+/// object, each as large as the spec itself.
+pub fn reflect_apps(
+    client: &Client,
+    namespace: Option<&str>,
+) -> (
+    Store<StatefulApp>,
+    impl Stream<Item = Result<StatefulApp, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let stream = watcher(
+        api::<StatefulApp>(client, namespace),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .modify(|app: &mut StatefulApp| {
+        app.managed_fields_mut().clear();
+        app.annotations_mut().remove(LAST_APPLIED);
+    })
+    .reflect(writer)
+    .applied_objects();
     (reader, stream)
 }
 
