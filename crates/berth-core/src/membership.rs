@@ -7,7 +7,8 @@
 //! member whose initial cluster lists members not yet added).
 //!
 //! Without the action for a direction, the part simply takes the wanted size at once (the peer
-//! list follows by re-rendering, and members restart to read it).
+//! list follows by re-rendering, and members restart to read it); so does a part scaled from or
+//! to zero members.
 
 use crate::rollout::MemberState;
 use crate::spec::RoleSpec;
@@ -70,7 +71,11 @@ pub fn plan(
         change: None,
         waiting_for: why,
     };
+    // From zero there is nobody to run a join: the first members form the group together. To
+    // zero there is nobody left to tell: the group simply stops.
     if desired == current
+        || current == 0
+        || desired == 0
         || (desired > current && !actions.join)
         || (desired < current && !actions.leave)
     {
