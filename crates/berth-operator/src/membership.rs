@@ -11,7 +11,7 @@ use berth_core::load::ValidatedApp;
 use berth_core::membership::{self, Actions, Change};
 use berth_core::names;
 use berth_core::spec::{ActionSpec, PartSpec, StatefulApp, WorkloadKind};
-use berth_k8s::roles::{self, ActionTarget};
+use berth_k8s::roles::ActionTarget;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
@@ -130,26 +130,22 @@ async fn run_action(
     target: &ActionTarget,
     verb: &str,
 ) -> bool {
-    let command = roles::action_command(&action.exec, target);
-    let limit = std::time::Duration::from_secs(u64::try_from(action.timeout_seconds).unwrap_or(30));
-    let output = tokio::time::timeout(limit, prober::exec(&ctx.client, runner, command))
-        .await
-        .ok()
-        .flatten();
+    let succeeded = prober::run_action(&ctx.client, runner, action, target).await;
     let runner_name = runner.metadata.name.clone().unwrap_or_default();
     let member = &target.member;
-    let (type_, reason, note) = match output {
-        Some(_) => (
+    let (type_, reason, note) = if succeeded {
+        (
             EventType::Normal,
             format!("Member{verb}"),
             format!("member{verb} for {member} ran in {runner_name}"),
-        ),
-        None => (
+        )
+    } else {
+        (
             EventType::Warning,
             format!("Member{verb}Failed"),
             format!("member{verb} for {member} failed in {runner_name}; the size stays, retrying"),
-        ),
+        )
     };
     publish(ctx, app, type_, &reason, &note).await;
-    output.is_some()
+    succeeded
 }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use berth_core::load::ValidatedApp;
 use berth_core::names;
-use berth_k8s::roles;
+use berth_core::spec::ActionSpec;
+use berth_k8s::roles::{self, ActionTarget};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, Patch, PatchParams};
@@ -145,6 +146,23 @@ pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) {
             tracing::warn!(pod = %name, namespace = %namespace, error = %e, "could not label the role")
         }
     }
+}
+
+/// Runs a part's action (switchover, memberJoin, memberLeave) in `pod` with `target` in
+/// `BERTH_TARGET*`, within the action's timeout; whether it succeeded.
+pub async fn run_action(
+    client: &Client,
+    pod: &Pod,
+    action: &ActionSpec,
+    target: &ActionTarget,
+) -> bool {
+    let command = roles::action_command(&action.exec, target);
+    let limit = Duration::from_secs(u64::try_from(action.timeout_seconds).unwrap_or(30));
+    tokio::time::timeout(limit, exec(client, pod, command))
+        .await
+        .ok()
+        .flatten()
+        .is_some()
 }
 
 /// Runs `command` in the pod's first container; its stdout when it exits 0.

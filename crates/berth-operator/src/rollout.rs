@@ -12,7 +12,7 @@ use berth_core::rollout::{self, Policy, Step};
 use berth_core::spec::{ActionSpec, PartSpec, StatefulApp, WorkloadKind};
 use berth_k8s::inplace::{self, Method};
 use berth_k8s::prune::ObjectKey;
-use berth_k8s::roles::{self, ActionTarget};
+use berth_k8s::roles::ActionTarget;
 use berth_k8s::status::Observed;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
@@ -110,12 +110,11 @@ async fn roll_part(
                 }
             }
             Step::Switchover { from } => {
-                let target = rollout::switchover_target(&members, from, &policy.roles);
-                if let (Some(leader), Some(target), Some(action)) =
-                    (pod_of(from), target.and_then(pod_of), switchover)
-                {
+                let to = rollout::switchover_target(&members, from, &policy.roles);
+                if let (Some(leader), Some(to), Some(action)) = (pod_of(from), to, switchover) {
                     let headless = names::headless_service_name(&workload, part);
-                    switch_over(ctx, &rollout, action, leader, target, &headless).await;
+                    let target = ActionTarget::member(&workload, to, &headless, &rollout.namespace);
+                    switch_over(ctx, &rollout, action, leader, pod_of(to), &target).await;
                 }
             }
         }
@@ -189,48 +188,32 @@ async fn switch_over(
     rollout: &PartRollout<'_>,
     action: &ActionSpec,
     leader: &Pod,
-    target: &Pod,
-    headless: &str,
+    target_pod: Option<&Pod>,
+    target: &ActionTarget,
 ) {
-    let (from, to) = (leader.name_any(), target.name_any());
+    let (from, to) = (leader.name_any(), &target.member);
     if !ctx.switchover_due(leader, SWITCHOVER_SETTLE) {
         return;
     }
-    let workload = names::workload_name(&rollout.app.name_any(), &rollout.part.name);
-    let target_spec =
-        ActionTarget::member(&workload, ordinal_of(&to), headless, &rollout.namespace);
-    let command = roles::action_command(&action.exec, &target_spec);
-    let limit = Duration::from_secs(u64::try_from(action.timeout_seconds).unwrap_or(30));
-    let output = tokio::time::timeout(limit, prober::exec(&ctx.client, leader, command))
-        .await
-        .ok()
-        .flatten();
-    let (type_, reason, note) = match output {
-        Some(_) => (
+    let (type_, reason, note) = if prober::run_action(&ctx.client, leader, action, target).await {
+        (
             EventType::Normal,
             "Switchover",
             format!("moved leadership from {from} to {to} before updating {from}"),
-        ),
-        None => (
+        )
+    } else {
+        (
             EventType::Warning,
             "SwitchoverFailed",
             format!("the switchover action failed in {from} (target {to}); retrying later"),
-        ),
+        )
     };
     publish(ctx, rollout.app, type_, reason, &note).await;
     if let Some(probe) = rollout.part.state.topology.role_probe.as_ref() {
-        for pod in [leader, target] {
+        for pod in std::iter::once(leader).chain(target_pod) {
             prober::probe(&ctx.client, pod, probe.exec.clone()).await;
         }
     }
-}
-
-fn ordinal_of(member: &str) -> i32 {
-    member
-        .rsplit('-')
-        .next()
-        .and_then(|o| o.parse().ok())
-        .unwrap_or_default()
 }
 
 /// Closes the pod's readiness gate, so Services drop it, then patches its images and revision.
