@@ -65,12 +65,7 @@ fn redis_replicates_restarts_and_keeps_data() {
     let role = output("redis-cli", &["-h", &address(1), "ROLE"]);
     assert!(role.starts_with("slave"), "redis-1 is a replica: {role}");
     wait_until("roles in berth status", WAIT, || {
-        let roles: Vec<String> = app
-            .members()
-            .iter()
-            .map(|m| m["role"].to_string())
-            .collect();
-        roles == [r#""master""#, r#""slave""#, r#""slave""#]
+        app.roles() == [r#""master""#, r#""slave""#, r#""slave""#]
     });
 
     write_keys(0, 10_000);

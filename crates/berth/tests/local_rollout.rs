@@ -177,12 +177,7 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
         find_master() == Some(address(0))
     });
     wait_until("roles in berth status", WAIT, || {
-        let roles: Vec<String> = app
-            .members()
-            .iter()
-            .map(|m| m["role"].to_string())
-            .collect();
-        roles == [r#""master""#, r#""slave""#, r#""slave""#]
+        app.roles() == [r#""master""#, r#""slave""#, r#""slave""#]
     });
 
     let stop = Arc::new(AtomicBool::new(false));

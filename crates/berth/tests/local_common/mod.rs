@@ -92,6 +92,14 @@ impl LocalApp {
         states[0]["members"].as_array().cloned().unwrap_or_default()
     }
 
+    /// Each member's role as `berth status` shows it (JSON text, `null` while unknown).
+    pub fn roles(&self) -> Vec<String> {
+        self.members()
+            .iter()
+            .map(|m| m["role"].to_string())
+            .collect()
+    }
+
     /// The pid of `member`.
     pub fn pid(&self, member: &str) -> u32 {
         let members = self.members();
