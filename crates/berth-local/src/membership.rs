@@ -3,8 +3,8 @@
 //! group by that action, run in a ready remaining member; when it declares `memberJoin`, each
 //! new member (in ordinal order) is first added by that action, run in a ready running member,
 //! then started, and the next one waits until it is ready. The member that runs an action is
-//! chosen by [`berth_core::membership::action_member`] (the operator's rule too); actions run as switchovers do (see
-//! [`crate::rolling`]). Every step goes to `<home>/<app>/events.log`.
+//! chosen by [`berth_core::membership::action_member`] (the operator's rule too); actions run
+//! as switchovers do (see [`crate::rolling`]). Every step goes to `<home>/<app>/events.log`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
