@@ -2,134 +2,12 @@
 //! its own operator process, scoped to its own namespace and authenticated with the
 //! ServiceAccount token of `deploy/rbac.yaml`, so the RBAC we ship is the RBAC we test.
 
-use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+mod operator_common;
+
 use std::time::Duration;
 
-use berth_testkit::{Cluster, TestNamespace, cluster, operator_kubeconfig, repo_root, wait_until};
+use operator_common::*;
 use serde_json::Value;
-
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A running `berth operator`, killed when dropped.
-struct Operator {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Operator {
-    fn start(cluster: &Cluster, namespace: &str, extra: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = operator_kubeconfig(cluster, dir.path());
-        let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
-            .args([
-                "operator",
-                "--namespace",
-                namespace,
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--health-addr",
-                "127.0.0.1:0",
-            ])
-            .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Self { child, _dir: dir }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("operator.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// An example as a resource in `ns`; ZooKeeper's storage class becomes the cluster default.
-fn example(name: &str, ns: &str) -> String {
-    let text =
-        std::fs::read_to_string(repo_root().join("examples").join(format!("{name}.yaml"))).unwrap();
-    text.replacen("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"), 1)
-        .replace("            storageClass: zk-storage\n", "")
-}
-
-fn apply(cluster: &Cluster, manifest: &str) {
-    cluster.ok(
-        &["apply", "--server-side", "--field-manager=e2e", "-f", "-"],
-        manifest,
-    );
-}
-
-fn app(cluster: &Cluster, ns: &str, name: &str) -> Value {
-    cluster.get_json(&["sapp", name, "-n", ns])
-}
-
-fn phase(cluster: &Cluster, ns: &str, name: &str) -> String {
-    app(cluster, ns, name)["status"]["phase"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
-}
-
-fn wait_ready(cluster: &Cluster, ns: &str, name: &str) -> Value {
-    wait_until(&format!("{ns}/{name} to be Ready"), TIMEOUT, || {
-        let a = app(cluster, ns, name);
-        let generation = a["metadata"]["generation"].clone();
-        (a["status"]["phase"] == "Ready" && a["status"]["observedGeneration"] == generation)
-            .then_some(a)
-    })
-}
-
-fn names_of(cluster: &Cluster, ns: &str, kind: &str) -> BTreeSet<String> {
-    let list = cluster.get_json(&[kind, "-n", ns, "-l", "app.kubernetes.io/managed-by=berth"]);
-    list["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn count(cluster: &Cluster, ns: &str, kind: &str) -> usize {
-    cluster.get_json(&[kind, "-n", ns])["items"]
-        .as_array()
-        .unwrap()
-        .len()
-}
-
-fn events(cluster: &Cluster, ns: &str) -> String {
-    cluster.ok(
-        &[
-            "get",
-            "events",
-            "-n",
-            ns,
-            "-o",
-            "custom-columns=TYPE:.type,REASON:.reason,NOTE:.note,MSG:.message",
-        ],
-        "",
-    )
-}
-
-fn setup(prefix: &str) -> Option<(&'static Cluster, TestNamespace)> {
-    let cluster = cluster()?;
-    cluster.install_crd();
-    let ns = TestNamespace::new(cluster, prefix);
-    Some((cluster, ns))
-}
 
 #[test]
 fn each_example_becomes_ready_with_its_objects() {
@@ -491,86 +369,6 @@ fn only_the_lease_holder_reconciles_and_a_standby_takes_over() {
     assert_eq!(app["status"]["summary"]["ready"], "4/4");
 }
 
-/// The image the web StatefulSet's template runs.
-fn web_image(cluster: &Cluster, ns: &str) -> String {
-    let jsonpath = "jsonpath={.spec.template.spec.containers[0].image}";
-    cluster.ok(&["get", "statefulset", "web", "-n", ns, "-o", jsonpath], "")
-}
-
-/// Pod UIDs of the web members, by ordinal.
-fn web_uids(cluster: &Cluster, ns: &str) -> Vec<(String, String)> {
-    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=web"]);
-    let mut out: Vec<(String, String)> = pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["metadata"]["name"].as_str().unwrap().to_string(),
-                p["metadata"]["uid"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// The operator's events with one of `reasons`, as (reason, note) in the order their
-/// `eventTime` (microseconds) says.
-fn step_events(cluster: &Cluster, ns: &str, reasons: &[&str]) -> Vec<(String, String)> {
-    let events = cluster.get_json(&["events.events.k8s.io", "-n", ns]);
-    let mut steps: Vec<(String, String, String)> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| reasons.iter().any(|r| e["reason"] == *r))
-        .map(|e| {
-            let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
-            (text("eventTime"), text("reason"), text("note"))
-        })
-        .collect();
-    steps.sort();
-    steps.into_iter().map(|(_, r, n)| (r, n)).collect()
-}
-
-/// The members the operator replaced, in the order its `RollingUpdate` events say, once the app
-/// is Ready again with `expected` replacements.
-fn replacement_order(cluster: &Cluster, ns: &str, expected: usize) -> Vec<String> {
-    wait_until("the rollout to replace members", TIMEOUT, || {
-        let order: Vec<String> = step_events(cluster, ns, &["RollingUpdate"])
-            .iter()
-            .filter_map(|(_, note)| replaced_member(note))
-            .collect();
-        (order.len() >= expected && phase(cluster, ns, "web") == "Ready").then_some(order)
-    })
-}
-
-fn replaced_member(note: &str) -> Option<String> {
-    let member = note
-        .strip_prefix("replacing member ")?
-        .split_whitespace()
-        .next()?;
-    Some(member.to_string())
-}
-
-/// The web example in `ns` with the part's `update` policy (inline YAML).
-fn web_with_update(ns: &str, update: &str) -> String {
-    example("web", ns).replacen(
-        "      services:\n",
-        &format!("      update: {update}\n      services:\n"),
-        1,
-    )
-}
-
-fn with_roles(manifest: &str, update: &str) -> String {
-    manifest.replacen(
-        "          headlessService: nginx\n",
-        "          headlessService: nginx\n          roles:\n            - {name: leader, writable: true}\n            - {name: follower}\n",
-        1,
-    )
-    .replacen("      services:\n", &format!("      update: {update}\n      services:\n"), 1)
-}
-
 #[test]
 fn role_aware_rollout_replaces_followers_first_and_the_leader_last() {
     let Some((cluster, ns)) = setup("op-roles") else {
@@ -647,52 +445,6 @@ fn a_partition_keeps_the_lowest_members_on_the_old_revision() {
     assert_ne!(part["currentRevision"], part["updateRevision"]);
 }
 
-/// Per web member: (name, uid, node, image in spec, image the kubelet reports, gate status).
-fn web_pods(cluster: &Cluster, ns: &str) -> Vec<[String; 6]> {
-    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=web"]);
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let mut out: Vec<[String; 6]> = pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let gate = p["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "berth.io/in-place-update-ready")
-                .map_or(String::new(), |c| text(&c["status"]));
-            [
-                text(&p["metadata"]["name"]),
-                text(&p["metadata"]["uid"]),
-                text(&p["spec"]["nodeName"]),
-                text(&p["spec"]["containers"][0]["image"]),
-                text(&p["status"]["containerStatuses"][0]["image"]),
-                gate,
-            ]
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// The app's first part once it is Ready with every member on the update revision.
-fn wait_rolled_out(cluster: &Cluster, ns: &str, old_revision: &str) -> Value {
-    wait_until("every member on the new revision", TIMEOUT, || {
-        let a = wait_ready(cluster, ns, "web");
-        let part = a["status"]["parts"][0].clone();
-        let members_new = part["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|m| m["revision"] == part["updateRevision"]);
-        (part["updateRevision"] != old_revision
-            && part["currentRevision"] == part["updateRevision"]
-            && members_new)
-            .then_some(part)
-    })
-}
-
 #[test]
 fn an_image_only_change_updates_members_in_place_and_other_changes_recreate_them() {
     let Some((cluster, ns)) = setup("op-inplace") else {
@@ -751,40 +503,6 @@ fn an_image_only_change_updates_members_in_place_and_other_changes_recreate_them
     for (old, new) in after.iter().zip(&recreated) {
         assert_ne!(old[1], new[1], "{} was recreated", new[0]);
     }
-}
-
-/// Makes `kubectl exec` into each web member run locally in its own directory under `root`
-/// (kwok's `Exec` resource; kwok pods run nothing), with `role` as the file its role probe reads.
-fn local_members(cluster: &Cluster, ns: &str, root: &std::path::Path, roles: &[&str]) {
-    for (ordinal, role) in roles.iter().enumerate() {
-        let member = format!("web-{ordinal}");
-        let dir = root.join(&member);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("role"), format!("{role}\n")).unwrap();
-        let exec = format!(
-            "apiVersion: kwok.x-k8s.io/v1alpha1\nkind: Exec\nmetadata: {{name: {member}, namespace: {ns}}}\nspec:\n  execs:\n  - local: {{workDir: {}}}\n",
-            dir.display()
-        );
-        apply(cluster, &exec);
-    }
-}
-
-fn role_labels(cluster: &Cluster, ns: &str) -> Vec<String> {
-    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=web"]);
-    let mut roles: Vec<(String, String)> = pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let name = p["metadata"]["name"].as_str().unwrap().to_string();
-            let role = p["metadata"]["labels"]["berth.io/role"]
-                .as_str()
-                .unwrap_or("-");
-            (name, role.to_string())
-        })
-        .collect();
-    roles.sort();
-    roles.into_iter().map(|(_, r)| r).collect()
 }
 
 #[test]
