@@ -10,15 +10,19 @@
 //! - `services`: the headless and client Services.
 //! - [`crd`]: the `StatefulApp` CustomResourceDefinition.
 //! - [`status`]: the app's status from observed workloads and pods (pure).
+//! - [`partition`]: canaries under the operator: members below a partition keep the old revision (pure).
 //! - [`prune`]: which owned objects are no longer wanted (pure).
 //! - [`lease`]: leader-election decisions (pure).
 //! - [`rollout`]: the rollout planner's view of a StatefulSet's members, from its pods (pure).
 //! - [`inplace`]: in-place updates: the template hash, readiness gate and pod patches (pure).
+//! - [`ownership`]: whose an existing object is, before berth applies over or deletes it (pure).
 //! - [`roles`]: role labels from probe results, and switchover commands (pure).
 
 pub mod crd;
 pub mod inplace;
 pub mod lease;
+pub mod ownership;
+pub mod partition;
 mod pod;
 pub mod prune;
 pub mod render;

@@ -27,6 +27,9 @@ pub mod phase {
     pub const DEGRADED: &str = "Degraded";
     /// The spec does not validate; nothing was applied.
     pub const INVALID: &str = "Invalid";
+    /// berth may not apply the spec (an object belongs to someone else, or the API server
+    /// refused one); nothing of it was applied. The Ready condition's reason says which.
+    pub const BLOCKED: &str = "Blocked";
 }
 
 /// What the operator saw of one app in the cluster.
@@ -195,6 +198,22 @@ pub fn invalid(generation: Option<i64>, messages: &str) -> StatefulAppStatus {
         }),
         parts: Vec::new(),
         extra_objects: Vec::new(),
+    }
+}
+
+/// Marks `status` as blocked: nothing of the current spec was applied, for `reason`
+/// (`Conflict`, `ApplyFailed`) explained by `message`. Members keep running as they are.
+pub fn blocked(status: &mut StatefulAppStatus, reason: &str, message: &str) {
+    status.phase = Some(phase::BLOCKED.to_string());
+    for c in &mut status.conditions {
+        match c.type_.as_str() {
+            "Ready" | "Progressing" => {
+                c.status = "False".to_string();
+                c.reason = reason.to_string();
+                c.message = message.chars().take(1024).collect();
+            }
+            _ => {}
+        }
     }
 }
 

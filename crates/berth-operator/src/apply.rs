@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use berth_k8s::prune::ObjectKey;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, DynamicObject, Patch, PatchParams, PropagationPolicy};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::discovery::{Scope, pinned_kind};
@@ -63,22 +64,58 @@ impl Applier {
 
     /// Applies `object` (a rendered object, owner reference already set when namespaced).
     pub async fn apply(&self, object: &Value, namespace: &str) -> Result<DynamicObject> {
+        self.patch(object, namespace, PatchParams::apply(MANAGER).force())
+            .await
+    }
+
+    /// Server-side applies `object` as a dry run: the API server checks it (schema, admission,
+    /// RBAC) and stores nothing.
+    pub async fn dry_run(&self, object: &Value, namespace: &str) -> Result<()> {
+        let params = PatchParams::apply(MANAGER).force().dry_run();
+        self.patch(object, namespace, params).await.map(|_| ())
+    }
+
+    async fn patch(
+        &self,
+        object: &Value,
+        namespace: &str,
+        params: PatchParams,
+    ) -> Result<DynamicObject> {
         let key = key_of(object).ok_or_else(|| {
             Error::Render(format!("object without apiVersion, kind or name: {object}"))
         })?;
         let (resource, namespaced) = self.resolve(&key.api_version, &key.kind).await?;
         let api = self.api(&resource, namespaced, namespace);
-        let params = PatchParams::apply(MANAGER).force();
         api.patch(&key.name, &params, &Patch::Apply(object))
             .await
             .map_err(Error::kube(format!("apply {} {}", key.kind, key.name)))
     }
 
-    /// Deletes an object; one that is already gone is not an error.
-    pub async fn delete(&self, key: &ObjectKey, namespace: &str) -> Result<()> {
+    /// The metadata of an existing object, `None` when there is none.
+    pub async fn metadata(&self, key: &ObjectKey, namespace: &str) -> Result<Option<ObjectMeta>> {
+        let (resource, namespaced) = self.resolve(&key.api_version, &key.kind).await?;
+        self.api(&resource, namespaced, namespace)
+            .get_opt(&key.name)
+            .await
+            .map(|o| o.map(|o| o.metadata))
+            .map_err(Error::kube(format!("read {} {}", key.kind, key.name)))
+    }
+
+    /// Deletes an object only while it is the one with `uid` (a precondition), so an object
+    /// re-created by someone else meanwhile is left alone; one already gone is not an error.
+    pub async fn delete_exactly(
+        &self,
+        key: &ObjectKey,
+        namespace: &str,
+        uid: String,
+    ) -> Result<()> {
         let (resource, namespaced) = self.resolve(&key.api_version, &key.kind).await?;
         let params = DeleteParams {
             propagation_policy: Some(PropagationPolicy::Background),
+            preconditions: Some(kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
             ..Default::default()
         };
         match self
@@ -87,7 +124,7 @@ impl Applier {
             .await
         {
             Ok(_) => Ok(()),
-            Err(kube::Error::Api(status)) if status.is_not_found() => Ok(()),
+            Err(kube::Error::Api(status)) if status.is_not_found() || status.code == 409 => Ok(()),
             Err(e) => Err(Error::kube(format!("delete {} {}", key.kind, key.name))(e)),
         }
     }

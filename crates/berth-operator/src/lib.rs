@@ -7,9 +7,11 @@
 //! - [`run`]: wiring: client, leader election, one controller per watched namespace, telemetry.
 //! - `watch`: reflector stores of the objects berth owns (workloads, Services, ConfigMaps, PDBs, pods).
 //! - `reconcile`: validate → render → apply → prune → status, and cleanup on deletion.
+//! - `claims`: checks before applying: whose each object is, and a server-side dry run.
 //! - `apply`: server-side apply of rendered objects (field manager `berth`).
 //! - `rollout`: members replaced or updated in place in the planner's order (StatefulSets use
 //!   `OnDelete`), readiness gates, switchover actions.
+//! - `partition`: canary partitions handed to the StatefulSet controller once berth's part is done.
 //! - `membership`: scaling with memberJoin/memberLeave actions, one member at a time.
 //! - `prober`: role probes run in members (`pods/exec`), their results as `berth.io/role` labels.
 //! - `leader`: leader election on a `coordination.k8s.io` Lease.
@@ -18,8 +20,10 @@
 //! Every decision is made in `berth-core` / `berth-k8s` (pure); this crate performs them.
 
 mod apply;
+mod claims;
 mod leader;
 mod membership;
+mod partition;
 mod prober;
 mod reconcile;
 mod rollout;
@@ -55,6 +59,14 @@ pub enum Error {
     /// Startup failed.
     #[error("failed to start: {0}")]
     Startup(String),
+    /// berth may not apply an app's objects (see `claims`); nothing was applied.
+    #[error("{reason}: {message}")]
+    Refused {
+        /// `Conflict` or `ApplyFailed`.
+        reason: &'static str,
+        /// What the user must know.
+        message: String,
+    },
 }
 
 impl Error {
@@ -65,6 +77,22 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::Render(_) => "render",
             Error::Startup(_) => "startup",
+            Error::Refused {
+                reason: "Conflict", ..
+            } => "conflict",
+            Error::Refused { .. } => "apply_failed",
+        }
+    }
+
+    /// What a user should read of this error: for an answer of the API server, what was being
+    /// done and the server's own message (not the whole response).
+    pub fn user_message(&self) -> String {
+        match self {
+            Error::Kube {
+                action,
+                source: kube::Error::Api(status),
+            } => format!("failed to {action}: {}", status.message),
+            other => other.to_string(),
         }
     }
 

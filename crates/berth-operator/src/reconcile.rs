@@ -9,6 +9,7 @@ use berth_core::diag::Diagnostics;
 use berth_core::load::{Inputs, ValidatedApp, load};
 use berth_core::names;
 use berth_core::spec::{AppliedObject, StatefulApp, StatefulAppStatus};
+use berth_k8s::ownership;
 use berth_k8s::prune::{self, ObjectKey};
 use berth_k8s::render;
 use berth_k8s::status::{self, Observed};
@@ -21,6 +22,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::apply::{Applier, key_of};
+use crate::claims::{self, Refusal};
 use crate::telemetry::Metrics;
 use crate::watch::{self, Stores};
 use crate::{Error, FINALIZER, Result};
@@ -33,6 +35,8 @@ pub struct Context {
     pub applier: Applier,
     /// Caches of owned objects.
     pub stores: Stores,
+    /// Opens once the caches hold their first full lists.
+    pub caches_ready: watch::CachesReady,
     /// Publishes Kubernetes Events.
     pub recorder: Recorder,
     /// Metrics.
@@ -67,7 +71,8 @@ fn app_key(app: &StatefulApp) -> String {
 pub async fn reconcile(app: Arc<StatefulApp>, ctx: Arc<Context>) -> Result<Action> {
     let started = ctx.metrics.reconcile_started();
     let key = app_key(&app);
-    watch::ready(&ctx.stores)
+    ctx.caches_ready
+        .wait()
         .await
         .map_err(|e| Error::Startup(format!("caches: {e}")))?;
     let api: Api<StatefulApp> =
@@ -136,10 +141,27 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     let namespace = validated.namespace();
     ctx.prober.register(&app_key(app), &validated);
     let admitted = crate::membership::admit(app, ctx, &validated).await;
-    let objects = owned_objects(app, ctx, &admitted).await?;
+    let mut objects = match owned_objects(app, ctx, &admitted).await {
+        Ok(objects) => objects,
+        // A kind the API server does not know (discovery failed).
+        Err(e @ Error::Kube { .. }) => {
+            return refuse(app, ctx, &validated, Refusal::Rejected(e.user_message())).await;
+        }
+        Err(e) => return Err(e),
+    };
+    let holds = crate::partition::hold_parts(ctx, &admitted, &mut objects);
+    crate::partition::set_current_revisions(ctx, &holds).await?;
     let mut applied_generations = BTreeMap::new();
     if !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
-        applied_generations = apply_objects(app, ctx, &objects, &namespace).await?;
+        if let Some(refusal) = claims::check(app, ctx, &objects, &namespace).await {
+            return refuse(app, ctx, &validated, refusal).await;
+        }
+        applied_generations = match apply_objects(app, ctx, &objects, &namespace).await {
+            Ok(generations) => generations,
+            Err(e) => {
+                return refuse(app, ctx, &validated, Refusal::Rejected(e.user_message())).await;
+            }
+        };
     }
     let desired: BTreeSet<ObjectKey> = objects.iter().map(|(k, _)| k.clone()).collect();
     prune_leftovers(app, ctx, &desired, &namespace).await?;
@@ -189,6 +211,8 @@ async fn owned_objects(
             .await?
         {
             own(&mut object, app, &namespace);
+        } else {
+            mark_owner_uid(&mut object, app);
         }
         objects.push((key, object));
     }
@@ -325,29 +349,9 @@ fn spec_version(
 
 /// The spec version berth last saw of an owned object (`None`: not cached, or not a cached kind).
 fn cached_version(stores: &Stores, key: &ObjectKey, namespace: &str) -> Option<String> {
-    let s = stores;
-    let version = |meta: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>| {
-        meta.as_ref().and_then(spec_version)
-    };
-    match key.kind.as_str() {
-        "ConfigMap" => {
-            version(watch::find(&s.config_maps, namespace, &key.name).map(|o| o.metadata))
-        }
-        "Service" => version(watch::find(&s.services, namespace, &key.name).map(|o| o.metadata)),
-        "StatefulSet" => {
-            version(watch::find(&s.stateful_sets, namespace, &key.name).map(|o| o.metadata))
-        }
-        "Deployment" => {
-            version(watch::find(&s.deployments, namespace, &key.name).map(|o| o.metadata))
-        }
-        "DaemonSet" => {
-            version(watch::find(&s.daemon_sets, namespace, &key.name).map(|o| o.metadata))
-        }
-        "PodDisruptionBudget" => {
-            version(watch::find(&s.budgets, namespace, &key.name).map(|o| o.metadata))
-        }
-        _ => None,
-    }
+    watch::cached_metadata(stores, key, namespace)
+        .as_ref()
+        .and_then(spec_version)
 }
 
 /// "created" or "updated" when an apply changed an object. Objects berth does not cache (extra
@@ -384,6 +388,53 @@ async fn reject(app: &StatefulApp, ctx: &Context, messages: &str) -> Result<Acti
     Ok(Action::await_change())
 }
 
+/// berth may not apply the app's objects: the status says why (phase `Blocked`, Ready's reason
+/// `Conflict` or `ApplyFailed`), a Warning event says it once, and the reconcile fails so it is
+/// retried with backoff (and counted in `berth_reconcile_errors`).
+async fn refuse(
+    app: &StatefulApp,
+    ctx: &Context,
+    validated: &ValidatedApp,
+    refusal: Refusal,
+) -> Result<Action> {
+    let (reason, message) = match refusal {
+        Refusal::Conflict(m) => ("Conflict", m),
+        Refusal::Rejected(m) => ("ApplyFailed", m),
+    };
+    let observed = observe(ctx, validated);
+    let mut new = status::compute(
+        validated,
+        app.metadata.generation,
+        &observed,
+        Timestamp::now(),
+    );
+    status::blocked(&mut new, reason, &message);
+    new.extra_objects = app
+        .status
+        .as_ref()
+        .map(|s| s.extra_objects.clone())
+        .unwrap_or_default();
+    let already = app
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.reason == reason && c.message == new_ready_message(&new));
+    if !already {
+        publish(ctx, app, EventType::Warning, reason, &message).await;
+    }
+    write_status(app, ctx, new).await?;
+    Err(Error::Refused { reason, message })
+}
+
+fn new_ready_message(status: &StatefulAppStatus) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
 /// Sets the namespace and berth's controller owner reference on a namespaced object.
 fn own(object: &mut Value, app: &StatefulApp, namespace: &str) {
     let owner = app
@@ -397,6 +448,18 @@ fn own(object: &mut Value, app: &StatefulApp, namespace: &str) {
         .entry("namespace")
         .or_insert_with(|| Value::String(namespace.to_string()));
     metadata.insert("ownerReferences".into(), json!([owner]));
+}
+
+/// A cluster-scoped object cannot have the (namespaced) app as its owner: it carries the app's
+/// UID in an annotation instead, so berth knows it created it.
+fn mark_owner_uid(object: &mut Value, app: &StatefulApp) {
+    let uid = app.uid().unwrap_or_default();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(ownership::OWNER_UID_ANNOTATION.into(), uid.into());
+        }
+    }
 }
 
 fn owned_by<K: Resource>(object: &K, uid: &str) -> bool {
@@ -464,7 +527,9 @@ async fn prune_leftovers(
     let mut candidates = owned_keys(app, ctx, namespace);
     candidates.extend(previous_extras(app));
     for key in prune::leftovers(desired, &candidates) {
-        ctx.applier.delete(&key, namespace).await?;
+        if !delete_if_ours(app, ctx, &key, namespace).await? {
+            continue;
+        }
         publish(
             ctx,
             app,
@@ -477,6 +542,30 @@ async fn prune_leftovers(
     Ok(())
 }
 
+/// Deletes `key` if it is still what berth created for this app (read first, then deleted
+/// with its UID as precondition): an object of that name that someone else made or took over
+/// since is never deleted. Whether it was deleted.
+async fn delete_if_ours(
+    app: &StatefulApp,
+    ctx: &Context,
+    key: &ObjectKey,
+    namespace: &str,
+) -> Result<bool> {
+    let Some(meta) = ctx.applier.metadata(key, namespace).await? else {
+        return Ok(false);
+    };
+    let uid = app.uid().unwrap_or_default();
+    if ownership::claim(Some(&meta), &uid, false) != ownership::Claim::Ours {
+        tracing::info!(object = %key.name, kind = %key.kind, "kept: not created by berth for this app");
+        return Ok(false);
+    }
+    let object_uid = meta.uid.unwrap_or_default();
+    ctx.applier
+        .delete_exactly(key, namespace, object_uid)
+        .await?;
+    Ok(true)
+}
+
 /// Deletion: workloads first, then budgets, Services, ConfigMaps and extra objects. Volume
 /// claims stay unless the part's retention says `whenDeleted: Delete` (then the StatefulSet
 /// controller removes them with their StatefulSet).
@@ -486,7 +575,7 @@ async fn cleanup(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     let mut keys = owned_keys(app, ctx, &namespace);
     keys.extend(previous_extras(app));
     for key in prune::leftovers(&BTreeSet::new(), &keys) {
-        ctx.applier.delete(&key, &namespace).await?;
+        delete_if_ours(app, ctx, &key, &namespace).await?;
     }
     publish(
         ctx,

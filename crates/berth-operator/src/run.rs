@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use berth_core::names;
 use berth_core::spec::StatefulApp;
@@ -59,16 +60,12 @@ pub async fn run(options: Options) -> Result<()> {
     ));
     // A standby replica is ready too: it serves health and metrics, and waits for the lease.
     metrics.ready.store(true, Ordering::Relaxed);
-    let mut lost = if options.leader_election {
-        let config = LeaseConfig {
-            namespace: options.lease_namespace.clone(),
-            name: options.lease_name.clone(),
-            identity: options.identity.clone(),
-            duration_seconds: 15,
-        };
-        Some(leader::lead(client.clone(), config).await?)
-    } else {
-        None
+    let mut lost = tokio::select! {
+        lost = wait_for_lease(&client, &options) => lost?,
+        () = signalled() => {
+            tracing::info!("stopped while waiting for the leader lease");
+            return Ok(());
+        }
     };
     let scopes: Vec<Option<String>> = if options.namespaces.is_empty() {
         vec![None]
@@ -85,8 +82,56 @@ pub async fn run(options: Options) -> Result<()> {
         _ = controllers => {}
         r = server => return r.map_err(|e| Error::Startup(e.to_string()))?,
         _ = leadership_lost(&mut lost) => return Err(Error::Startup("lost the leader lease".into())),
+        () = past_shutdown_grace() => {
+            tracing::warn!(grace = ?SHUTDOWN_GRACE, "reconciles still running after the shutdown grace period; exiting");
+        }
     }
     Ok(())
+}
+
+/// How long reconciles in flight may take to finish after SIGTERM or SIGINT (each controller
+/// stops taking new work at once). Kubernetes kills a pod 30 s after SIGTERM by default.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// Resolves on the first SIGTERM or SIGINT.
+async fn signalled() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only SIGINT stops the operator");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Resolves [`SHUTDOWN_GRACE`] after a stop signal.
+async fn past_shutdown_grace() {
+    signalled().await;
+    tracing::info!(grace = ?SHUTDOWN_GRACE, "graceful shutdown requested");
+    tokio::time::sleep(SHUTDOWN_GRACE).await;
+}
+
+/// With leader election, waits until this replica holds the Lease and returns the channel that
+/// says when it stops holding it; without, returns at once.
+async fn wait_for_lease(
+    client: &Client,
+    options: &Options,
+) -> Result<Option<tokio::sync::watch::Receiver<bool>>> {
+    if !options.leader_election {
+        return Ok(None);
+    }
+    let config = LeaseConfig {
+        namespace: options.lease_namespace.clone(),
+        name: options.lease_name.clone(),
+        identity: options.identity.clone(),
+        duration_seconds: 15,
+    };
+    Ok(Some(leader::lead(client.clone(), config).await?))
 }
 
 /// A client that counts every request it sends (the `berth_api_requests` metric).
@@ -146,10 +191,13 @@ async fn run_scope(
         controller: MANAGER.into(),
         instance: Some(options.identity.clone()),
     };
+    let (caches_ready, open_gate) = watch::CachesReady::watch(stores.clone());
+    tokio::spawn(open_gate);
     let context = Arc::new(Context {
         client: client.clone(),
         applier: Applier::new(client.clone()),
         stores,
+        caches_ready,
         recorder: Recorder::new(client.clone(), reporter),
         metrics,
         failures: Default::default(),

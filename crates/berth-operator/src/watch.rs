@@ -6,10 +6,12 @@ use std::fmt::Debug;
 
 use berth_core::names;
 use berth_core::spec::StatefulApp;
+use berth_k8s::prune::ObjectKey;
 use futures::Stream;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -41,9 +43,21 @@ where
 /// berth's own annotations (a pod's template hash and in-place record) stay in the caches.
 const BERTH_PREFIX: &str = "berth.io/";
 
-/// Only what berth manages is watched, so caches stay small.
-fn managed() -> watcher::Config {
-    watcher::Config::default().labels(&format!("{}={}", names::LABEL_MANAGED_BY, names::MANAGER))
+/// Only what berth manages is watched, so caches stay small. Pods are the exception: they are
+/// members by the workload's selector (which every pod berth renders carries, and which a user
+/// cannot remove without the workload controller letting the pod go), so pods are watched by
+/// that selector's keys, never by the `managed-by` label a user may remove.
+fn watched<K: Resource<DynamicType = ()>>() -> watcher::Config {
+    if K::kind(&()) == "Pod" {
+        let keys = [names::LABEL_INSTANCE, names::LABEL_COMPONENT];
+        watcher::Config::default().labels(&keys.join(","))
+    } else {
+        watcher::Config::default().labels(&format!(
+            "{}={}",
+            names::LABEL_MANAGED_BY,
+            names::MANAGER
+        ))
+    }
 }
 
 /// A cached, reflected stream of the objects of kind `K` berth manages.
@@ -65,7 +79,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api::<K>(client, namespace), managed())
+    let stream = watcher(api::<K>(client, namespace), watched::<K>())
         .default_backoff()
         .modify(|o: &mut K| {
             o.managed_fields_mut().clear();
@@ -210,6 +224,28 @@ impl Slim for Pod {
     }
 }
 
+/// The cached metadata of an object of one of berth's own kinds (`None`: not cached, or a kind
+/// berth does not cache).
+pub fn cached_metadata(stores: &Stores, key: &ObjectKey, namespace: &str) -> Option<ObjectMeta> {
+    fn meta<K: Resource<DynamicType = ()> + Clone>(
+        store: &Store<K>,
+        namespace: &str,
+        name: &str,
+    ) -> Option<ObjectMeta> {
+        find(store, namespace, name).map(|o| o.meta().clone())
+    }
+    let (s, name) = (stores, key.name.as_str());
+    match key.kind.as_str() {
+        "ConfigMap" => meta(&s.config_maps, namespace, name),
+        "Service" => meta(&s.services, namespace, name),
+        "StatefulSet" => meta(&s.stateful_sets, namespace, name),
+        "Deployment" => meta(&s.deployments, namespace, name),
+        "DaemonSet" => meta(&s.daemon_sets, namespace, name),
+        "PodDisruptionBudget" => meta(&s.budgets, namespace, name),
+        _ => None,
+    }
+}
+
 /// Finds an object in a store by namespace and name.
 pub fn find<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<K>
 where
@@ -238,8 +274,42 @@ where
         .collect()
 }
 
-/// Waits until every store has its first full list.
-pub async fn ready(stores: &Stores) -> Result<(), reflector::store::WriterDropped> {
+/// Whether the caches of a scope hold their first full lists, for any number of waiters.
+///
+/// `Store::wait_until_ready` wakes only the last of several concurrent waiters (its one-shot
+/// receiver keeps one waker), so reconciles must not await it directly: an operator started
+/// with many apps would reconcile one of them and leave the rest waiting forever. One task
+/// awaits the stores ([`CachesReady::watch`]) and opens this gate for everyone.
+#[derive(Clone)]
+pub struct CachesReady(tokio::sync::watch::Receiver<bool>);
+
+impl CachesReady {
+    /// The gate, and the task that opens it once every store of `stores` is ready (run it
+    /// beside the controller that polls the stores' streams).
+    pub fn watch(stores: Stores) -> (Self, impl std::future::Future<Output = ()> + Send) {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let opener = async move {
+            match ready(&stores).await {
+                Ok(()) => {
+                    let _ = tx.send(true);
+                }
+                Err(e) => tracing::error!(error = %e, "a cache stopped before its first list"),
+            }
+        };
+        (Self(rx), opener)
+    }
+
+    /// Waits until the caches are ready.
+    ///
+    /// # Errors
+    /// When the task that watches them ended without opening the gate.
+    pub async fn wait(&self) -> Result<(), tokio::sync::watch::error::RecvError> {
+        self.0.clone().wait_for(|ready| *ready).await.map(|_| ())
+    }
+}
+
+/// Waits until every store has its first full list (one waiter only: see [`CachesReady`]).
+async fn ready(stores: &Stores) -> Result<(), reflector::store::WriterDropped> {
     stores.stateful_sets.wait_until_ready().await?;
     stores.deployments.wait_until_ready().await?;
     stores.daemon_sets.wait_until_ready().await?;

@@ -22,15 +22,21 @@ pub struct Operator {
 }
 
 impl Operator {
+    /// An operator watching `namespace`, with `extra` arguments.
     pub fn start(cluster: &Cluster, namespace: &str, extra: &[&str]) -> Self {
+        Self::watching(cluster, &[namespace], extra)
+    }
+
+    /// An operator watching every namespace of `namespaces`.
+    pub fn watching(cluster: &Cluster, namespaces: &[&str], extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = operator_kubeconfig(cluster, dir.path());
         let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
+        let scope = namespaces.iter().flat_map(|ns| ["--namespace", ns]);
         let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+            .arg("operator")
+            .args(scope)
             .args([
-                "operator",
-                "--namespace",
-                namespace,
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--health-addr",
@@ -49,6 +55,23 @@ impl Operator {
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Sends SIGTERM and returns how long the process took to exit, or `None` if it still ran
+    /// after `limit` (then it is killed).
+    pub fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let started = std::time::Instant::now();
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid}");
+        while started.elapsed() < limit {
+            if self.child.try_wait().unwrap().is_some() {
+                return Some(started.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+        None
     }
 
     pub fn log(&self) -> String {
