@@ -208,3 +208,26 @@ pub async fn exec(client: &Client, pod: &Pod, command: Vec<String>) -> Option<St
     let succeeded = status.is_some_and(|s| s.status.as_deref() == Some("Success"));
     succeeded.then_some(stdout)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::load::{Inputs, load};
+
+    #[test]
+    fn the_redis_example_registers_its_probe_rendered() {
+        let inputs = Inputs {
+            app_file: "redis.yaml".into(),
+            app_text: include_str!("../../../examples/redis.yaml").into(),
+            ..Default::default()
+        };
+        let targets = probe_targets(&load(&inputs).unwrap());
+        let command = &targets[0].command;
+        assert_eq!(command[..2], ["/bin/sh", "-c"]);
+        assert!(
+            command[2].starts_with("redis-cli -h $BERTH_POD_IP -p 6379 info replication"),
+            "{command:?}"
+        );
+        assert_eq!(targets[0].period, Duration::from_secs(2));
+    }
+}
