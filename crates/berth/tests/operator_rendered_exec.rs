@@ -1,5 +1,6 @@
-//! The operator runs the shipped examples' own role probes rendered (issue 10, defect 2): the
-//! Redis example's probe says `-p {{ ports.redis }}`, which must reach the member as `-p 6379`.
+//! The operator runs the shipped examples' own role probes and actions rendered (issue 10,
+//! defect 2): the Redis example's probe says `-p {{ ports.redis }}`, which must reach the member
+//! as `-p 6379`, and its switchover `{{ files['switchover.sh'] }}`, `/etc/redis/switchover.sh`.
 //! kwok runs `kubectl exec` locally, so each Redis member's exec sees `BERTH_POD_IP` set to its
 //! own loopback address, where a real `redis-server` listens (one master, two replicas): the
 //! pods' `berth.io/role` labels can only come from the example's probe, rendered, talking to them.
@@ -14,6 +15,9 @@ use operator_common::*;
 
 /// Long enough for three probe periods and a reconcile, short enough to fail in about a minute.
 const LABELS_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a rollout of the example may take to reach its switchover.
+const ACTION_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The loopback address of Redis member `ordinal` (127.77/16 is used by no other test).
 fn member_ip(ordinal: usize) -> String {
@@ -117,7 +121,7 @@ fn role_labels_of(cluster: &Cluster, ns: &str, instance: &str) -> Vec<(String, S
 }
 
 #[test]
-fn the_redis_example_role_probe_runs_rendered_and_labels_master_and_replicas() {
+fn the_redis_example_probe_and_switchover_run_rendered() {
     if !require("/usr/bin/redis-server", "redis-server")
         || !require("/usr/bin/redis-cli", "redis-tools")
     {
@@ -144,4 +148,22 @@ fn the_redis_example_role_probe_runs_rendered_and_labels_master_and_replicas() {
         (roles == expected || Instant::now() > deadline).then_some(roles)
     });
     assert_eq!(labelled, expected, "operator log:\n{}", operator.log());
+
+    // A new image: the replicas are replaced, then the master's switchover runs, rendered, with
+    // its target in BERTH_TARGET*. (Its script is a file of the Redis image, absent on this
+    // host, so it fails here: the command the operator ran is the point.)
+    apply(
+        cluster,
+        &example("redis", &ns.name).replace("redis:7.0.15", "redis:7.0.16"),
+    );
+    let switchover = "\"/bin/sh\", \"/etc/redis/switchover.sh\"";
+    let log = wait_until("the operator to run the switchover", ACTION_TIMEOUT, || {
+        let log = operator.log();
+        log.contains(switchover).then_some(log)
+    });
+    let line = log.lines().find(|l| l.contains(switchover)).unwrap();
+    let domain = format!(".redis-headless.{}.svc.cluster.local", ns.name);
+    assert!(line.contains("\"env\", \"BERTH_TARGET=redis-"), "{line}");
+    assert!(line.contains(&domain), "{line}");
+    assert!(line.contains("\"BERTH_TARGET_MEMBER=redis-"), "{line}");
 }
