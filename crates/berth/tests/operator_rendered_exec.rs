@@ -156,12 +156,15 @@ fn the_redis_example_probe_and_switchover_run_rendered() {
         cluster,
         &example("redis", &ns.name).replace("redis:7.0.15", "redis:7.0.16"),
     );
-    let switchover = "\"/bin/sh\", \"/etc/redis/switchover.sh\"";
-    let log = wait_until("the operator to run the switchover", ACTION_TIMEOUT, || {
+    let line = wait_until("the operator to run the switchover", ACTION_TIMEOUT, || {
         let log = operator.log();
-        log.contains(switchover).then_some(log)
+        let line = log.lines().find(|l| l.contains("running an action"));
+        line.map(str::to_string)
     });
-    let line = log.lines().find(|l| l.contains(switchover)).unwrap();
+    assert!(
+        line.contains("\"/bin/sh\", \"/etc/redis/switchover.sh\""),
+        "{line}"
+    );
     let domain = format!(".redis-headless.{}.svc.cluster.local", ns.name);
     assert!(line.contains("\"env\", \"BERTH_TARGET=redis-"), "{line}");
     assert!(line.contains(&domain), "{line}");
