@@ -14,11 +14,13 @@
 //! - [`names`]: the names and labels berth gives to what it creates.
 //! - [`topology`]: members, their identities and addresses, per engine.
 //! - [`template`]: the template variable set and rendering of config files, env and commands.
+//! - [`exec`]: the role probe and actions as run in members: rendered commands, target env.
 //! - [`load`]: the pipeline from files to a [`load::ValidatedApp`].
 //! - [`rollout`]: the rollout planner: which member to update next, when to switch over.
 //! - [`membership`]: scaling with `memberJoin`/`memberLeave`: the next size and the action first.
 
 pub mod diag;
+pub mod exec;
 pub mod load;
 pub mod membership;
 pub mod names;

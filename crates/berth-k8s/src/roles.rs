@@ -1,11 +1,15 @@
 //! Roles and actions on Kubernetes, as pure decisions the operator carries out: which label a
-//! member's pod should carry after a role probe, and the command that runs a part's action
-//! (switchover, memberJoin, memberLeave) in a member's pod (the action's `BERTH_TARGET*`
-//! variables, which the local engine passes as environment, are set with `env`, since an exec
-//! cannot set environment variables).
+//! member's pod should carry after a role probe, and the commands the operator execs in pods:
+//! the role probe and the actions (switchover, memberJoin, memberLeave), rendered by the core
+//! (`berth_core::exec`) with Kubernetes addressing; an action's `BERTH_TARGET*` variables,
+//! which the local engine passes as environment, are set with `env`, since an exec cannot set
+//! environment variables.
 
+use berth_core::exec::{ActionTarget, ExecError, ExecKind};
+use berth_core::load::ValidatedApp;
 use berth_core::names;
-use berth_core::topology::KubernetesAddressing;
+use berth_core::spec::PartSpec;
+use berth_core::topology::{KubernetesAddressing, MemberRef};
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::{Value, json};
 
@@ -40,41 +44,44 @@ pub fn probe_due(pod: &Pod) -> bool {
         && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
 }
 
-/// The member an action is about: the one a switchover hands leadership to, or the one that
-/// joins or leaves.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ActionTarget {
-    /// Its stable DNS name.
-    pub address: String,
-    /// Its pod name.
-    pub member: String,
-    /// Its ordinal.
-    pub ordinal: i32,
+/// The `kind` command of part `index` as it runs in the part's pods: rendered once for every
+/// member with Kubernetes addressing, as the pod template's commands are.
+///
+/// # Errors
+/// The first word that does not render.
+pub fn exec_command(
+    app: &ValidatedApp,
+    index: usize,
+    kind: ExecKind,
+) -> Result<Option<Vec<String>>, ExecError> {
+    let addressing = KubernetesAddressing::new(&app.namespace());
+    app.exec_command(index, kind, &addressing, None)
 }
 
-impl ActionTarget {
-    /// Member `ordinal` of `workload`, addressed through the `headless` Service of `namespace`.
-    pub fn member(workload: &str, ordinal: i32, headless: &str, namespace: &str) -> Self {
-        let member = names::member_name(workload, ordinal);
-        let domain = KubernetesAddressing::new(namespace).cluster_domain;
-        Self {
-            address: KubernetesAddressing::stable_name(&member, headless, namespace, &domain),
-            member,
-            ordinal,
-        }
-    }
+/// Member `ordinal` of `part` as the target of an action, addressed by its stable DNS name.
+pub fn action_target(app: &ValidatedApp, part: &PartSpec, ordinal: i32) -> ActionTarget {
+    let workload = names::workload_name(&app.name(), &part.name);
+    let headless = names::headless_service_name(&workload, part);
+    let member = MemberRef {
+        part: part.name.clone(),
+        workload,
+        ordinal,
+    };
+    ActionTarget::new(
+        &member,
+        &headless,
+        &KubernetesAddressing::new(&app.namespace()),
+    )
 }
 
-/// The argv that runs `action` in a member's pod with the target in `BERTH_TARGET*`.
-pub fn action_command(action: &[String], target: &ActionTarget) -> Vec<String> {
-    let mut argv = vec![
-        "env".to_string(),
-        format!("BERTH_TARGET={}", target.address),
-        format!("BERTH_TARGET_MEMBER={}", target.member),
-        format!("BERTH_TARGET_ORDINAL={}", target.ordinal),
-    ];
-    argv.extend(action.iter().cloned());
-    argv
+/// The argv that runs a rendered action `command` in a member's pod with the target's
+/// variables ([`ActionTarget::env`]) set through `env`, since an exec cannot set environment.
+pub fn action_command(command: &[String], target: &ActionTarget) -> Vec<String> {
+    let env = target.env().into_iter().map(|(k, v)| format!("{k}={v}"));
+    std::iter::once("env".to_string())
+        .chain(env)
+        .chain(command.iter().cloned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -145,5 +152,32 @@ mod tests {
                 "/x.sh"
             ]
         );
+    }
+
+    #[test]
+    fn the_redis_switchover_runs_rendered_with_its_target() {
+        let inputs = berth_core::load::Inputs {
+            app_file: "redis.yaml".into(),
+            app_text: include_str!("../../../examples/redis.yaml").into(),
+            ..Default::default()
+        };
+        let app = berth_core::load::load(&inputs).unwrap();
+        let command = exec_command(&app, 0, ExecKind::Switchover)
+            .unwrap()
+            .unwrap();
+        let target = action_target(&app, &app.parts()[0], 2);
+        assert_eq!(
+            action_command(&command, &target),
+            [
+                "env",
+                "BERTH_TARGET=redis-2.redis-headless.default.svc.cluster.local",
+                "BERTH_TARGET_MEMBER=redis-2",
+                "BERTH_TARGET_ORDINAL=2",
+                "/bin/sh",
+                "/etc/redis/switchover.sh"
+            ]
+        );
+        let probe = exec_command(&app, 0, ExecKind::RoleProbe).unwrap().unwrap();
+        assert!(probe[2].contains("-p 6379 info replication"), "{probe:?}");
     }
 }

@@ -1,12 +1,14 @@
 //! What each member runs locally, computed without I/O from a validated app: its argv (from
 //! `local.command` or the container's command and args), its env (the `BERTH_*` variables with
 //! local values, then the container's env, templates rendered and `$(VAR)` expanded like
-//! Kubernetes does), its rendered config files, directories, readiness probe and stop grace.
+//! Kubernetes does), its rendered config files, directories, readiness probe and stop grace,
+//! and its role probe and actions (rendered by the core's `exec`, then `$(VAR)` expanded).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use berth_core::exec::{ActionTarget, ExecKind};
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::spec::{ActionSpec, PartSpec, PodManagement};
@@ -113,6 +115,17 @@ pub struct MemberPlan {
     pub revision: String,
 }
 
+impl MemberPlan {
+    /// This member as the target of an action run in another one (`BERTH_TARGET*`).
+    pub fn as_target(&self) -> ActionTarget {
+        ActionTarget {
+            address: self.ip.to_string(),
+            member: self.name.clone(),
+            ordinal: self.member.ordinal,
+        }
+    }
+}
+
 /// Plans every member of every part, in start order.
 ///
 /// Members of a part that declares `memberJoin` or `memberLeave` learn of membership changes
@@ -199,13 +212,8 @@ fn plan_member(
         .map(|p| probe_plan(p, container, part, &render, &lookup))
         .transpose()?
         .flatten();
-    let role_probe = role_probe(part, &render, &lookup)?;
-    let topology = &part.state.topology;
-    let action =
-        |spec: Option<&ActionSpec>| spec.map(|a| action_plan(a, &render, &lookup)).transpose();
-    let switchover = action(topology.switchover())?;
-    let member_join = action(topology.member_join())?;
-    let member_leave = action(topology.member_leave())?;
+    let (role_probe, [switchover, member_join, member_leave]) =
+        exec_plans(app, index, member, addressing, &lookup)?;
     let file_pairs: Vec<(String, String)> = files
         .iter()
         .map(|f| (f.path.display().to_string(), f.content.clone()))
@@ -327,39 +335,53 @@ fn probe_plan(
     }))
 }
 
-/// A topology action's words rendered and expanded for the member that runs it.
-fn action_plan(
-    action: &ActionSpec,
-    render: &dyn Fn(&str) -> Result<String, String>,
+/// The role probe and the actions (switchover, memberJoin, memberLeave) of `member`: rendered
+/// by the core for it, then `$(VAR)` expanded from its env.
+fn exec_plans(
+    app: &ValidatedApp,
+    index: usize,
+    member: &MemberRef,
+    addressing: &LocalAddressing,
     lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<ActionPlan, String> {
-    let argv = action
-        .exec
-        .iter()
-        .map(|w| render(w).map(|r| expand(&r, lookup)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let secs = u64::try_from(action.timeout_seconds).unwrap_or(30).max(1);
-    Ok(ActionPlan {
-        argv,
+) -> Result<ExecPlans, String> {
+    let command = |kind: ExecKind| {
+        let rendered = app.exec_command(index, kind, addressing, Some(member));
+        let words = rendered.map_err(|e| format!("{}: {e}", member.name()))?;
+        Ok::<_, String>(words.map(|w| w.iter().map(|w| expand(w, lookup)).collect::<Vec<_>>()))
+    };
+    let part = &app.parts()[index];
+    let action = |kind: ExecKind| {
+        let spec = kind.action(&part.state.topology);
+        command(kind).map(|argv| action_plan(spec, argv))
+    };
+    Ok((
+        role_probe(part, command(ExecKind::RoleProbe)?),
+        [
+            action(ExecKind::Switchover)?,
+            action(ExecKind::MemberJoin)?,
+            action(ExecKind::MemberLeave)?,
+        ],
+    ))
+}
+
+/// A member's role probe (argv and period), and its switchover, memberJoin and memberLeave.
+type ExecPlans = (Option<(Vec<String>, Duration)>, [Option<ActionPlan>; 3]);
+
+/// A topology action with its `argv` (rendered by the core and expanded for the member that
+/// runs it) and its timeout.
+fn action_plan(action: Option<&ActionSpec>, argv: Option<Vec<String>>) -> Option<ActionPlan> {
+    let secs = u64::try_from(action?.timeout_seconds).unwrap_or(30).max(1);
+    Some(ActionPlan {
+        argv: argv?,
         timeout: Duration::from_secs(secs),
     })
 }
 
-fn role_probe(
-    part: &PartSpec,
-    render: &dyn Fn(&str) -> Result<String, String>,
-    lookup: &dyn Fn(&str) -> Option<String>,
-) -> Result<Option<(Vec<String>, Duration)>, String> {
-    let Some(probe) = &part.state.topology.role_probe else {
-        return Ok(None);
-    };
-    let argv = probe
-        .exec
-        .iter()
-        .map(|w| render(w).map(|r| expand(&r, lookup)))
-        .collect::<Result<Vec<_>, _>>()?;
+/// The role probe's `argv` (rendered and expanded like an action's) and its period.
+fn role_probe(part: &PartSpec, argv: Option<Vec<String>>) -> Option<(Vec<String>, Duration)> {
+    let probe = part.state.topology.role_probe.as_ref()?;
     let period = Duration::from_secs(u64::try_from(probe.period_seconds).unwrap_or(2).max(1));
-    Ok(Some((argv, period)))
+    Some((argv?, period))
 }
 
 /// A probe port: a number, or a name among the container's and the part's ports.

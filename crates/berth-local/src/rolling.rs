@@ -334,7 +334,8 @@ async fn switchover(
     }
 }
 
-/// Runs an action with the member's env plus `BERTH_TARGET*`, in the member's directory.
+/// Runs an action with the member's env plus the target's `BERTH_TARGET*`
+/// (`berth_core::exec::ActionTarget::env`), in the member's directory.
 pub(crate) async fn run_action(
     argv: &[String],
     limit: Duration,
@@ -346,9 +347,7 @@ pub(crate) async fn run_action(
         .args(args)
         .env_clear()
         .envs(process_env(member))
-        .env("BERTH_TARGET", target.ip.to_string())
-        .env("BERTH_TARGET_MEMBER", &target.name)
-        .env("BERTH_TARGET_ORDINAL", target.member.ordinal.to_string())
+        .envs(target.as_target().env())
         .current_dir(&member.dir)
         .stdin(Stdio::null())
         .kill_on_drop(true)

@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use berth_core::exec::{ActionTarget, ExecKind};
 use berth_core::load::ValidatedApp;
 use berth_core::membership::{self, Actions, Change};
 use berth_core::names;
-use berth_core::spec::{ActionSpec, PartSpec, StatefulApp, WorkloadKind};
-use berth_k8s::roles::ActionTarget;
+use berth_core::spec::{StatefulApp, WorkloadKind};
+use berth_k8s::roles;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::EventType;
@@ -54,8 +55,8 @@ pub(crate) async fn admit(
     validated: &ValidatedApp,
 ) -> ValidatedApp {
     let mut admitted = validated.clone();
-    for (index, part) in validated.parts().iter().enumerate() {
-        if let Some(replicas) = admitted_size(app, ctx, validated, part).await {
+    for index in 0..validated.parts().len() {
+        if let Some(replicas) = admitted_size(app, ctx, validated, index).await {
             admitted.app.spec.parts[index].replicas = Some(replicas);
         }
     }
@@ -67,8 +68,9 @@ async fn admitted_size(
     app: &StatefulApp,
     ctx: &Context,
     validated: &ValidatedApp,
-    part: &PartSpec,
+    index: usize,
 ) -> Option<i32> {
+    let part = &validated.parts()[index];
     let (join, leave) = (
         part.state.topology.member_join(),
         part.state.topology.member_leave(),
@@ -104,16 +106,16 @@ async fn admitted_size(
     let Some(change) = plan.change else {
         return Some(plan.replicas);
     };
-    let (action, subject, run_in, verb) = match change {
-        Change::Join { ordinal, run_in } => (join?, ordinal, run_in, "Join"),
-        Change::Leave { ordinal, run_in } => (leave?, ordinal, run_in, "Leave"),
+    let (kind, subject, run_in) = match change {
+        Change::Join { ordinal, run_in } => (ExecKind::MemberJoin, ordinal, run_in),
+        Change::Leave { ordinal, run_in } => (ExecKind::MemberLeave, ordinal, run_in),
     };
-    let headless = names::headless_service_name(&workload, part);
-    let target = ActionTarget::member(&workload, subject, &headless, &namespace);
+    kind.action(&part.state.topology)?;
+    let target = roles::action_target(validated, part, subject);
     let runner = pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(&names::member_name(&workload, run_in)))?;
-    if run_action(app, ctx, action, runner, &target, verb).await {
+    if run_action(app, ctx, validated, index, kind, runner, &target).await {
         ctx.admitted.record(&key, plan.replicas);
         Some(plan.replicas)
     } else {
@@ -121,16 +123,23 @@ async fn admitted_size(
     }
 }
 
-/// Runs a membership action in `runner`; publishes `Member<verb>` or `Member<verb>Failed`.
+/// Runs membership action `kind` of part `index` in `runner`; publishes `Member<verb>` or
+/// `Member<verb>Failed`.
 async fn run_action(
     app: &StatefulApp,
     ctx: &Context,
-    action: &ActionSpec,
+    validated: &ValidatedApp,
+    index: usize,
+    kind: ExecKind,
     runner: &Pod,
     target: &ActionTarget,
-    verb: &str,
 ) -> bool {
-    let succeeded = prober::run_action(&ctx.client, runner, action, target).await;
+    let verb = if kind == ExecKind::MemberJoin {
+        "Join"
+    } else {
+        "Leave"
+    };
+    let succeeded = prober::run_action(&ctx.client, runner, validated, index, kind, target).await;
     let runner_name = runner.metadata.name.clone().unwrap_or_default();
     let member = &target.member;
     let (type_, reason, note) = if succeeded {

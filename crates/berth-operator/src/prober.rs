@@ -1,4 +1,5 @@
-//! Role probes on Kubernetes: every part with a `roleProbe` gets its command run in each
+//! Role probes on Kubernetes: every part with a `roleProbe` gets its command (rendered by the
+//! core, like every command the operator execs: `berth_k8s::roles::exec_command`) run in each
 //! running member's first container (the `pods/exec` API) every `periodSeconds`; the first line it
 //! prints becomes the pod label `berth.io/role` (`berth_k8s::roles`). Role Services select that
 //! label, and the rollout planner reads it. Reconciles register what to probe; one loop per scope
@@ -8,10 +9,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use berth_core::exec::{ActionTarget, ExecKind};
 use berth_core::load::ValidatedApp;
 use berth_core::names;
-use berth_core::spec::ActionSpec;
-use berth_k8s::roles::{self, ActionTarget};
+use berth_k8s::roles;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, Patch, PatchParams};
@@ -93,16 +94,29 @@ impl Prober {
 fn probe_targets(app: &ValidatedApp) -> Vec<ProbeTarget> {
     app.parts()
         .iter()
-        .filter_map(|part| {
+        .enumerate()
+        .filter_map(|(index, part)| {
             let probe = part.state.topology.role_probe.as_ref()?;
             Some(ProbeTarget {
                 namespace: app.namespace(),
                 selector: names::selector_labels(&app.name(), &part.name),
-                command: probe.exec.clone(),
+                command: rendered(app, index, ExecKind::RoleProbe)?,
                 period: Duration::from_secs(u64::try_from(probe.period_seconds).unwrap_or(2)),
             })
         })
         .collect()
+}
+
+/// Part `index`'s `kind` command as it runs in its pods (rendered by the core); `None` when
+/// the part declares none, or when it does not render (logged; validation makes that rare).
+pub fn rendered(app: &ValidatedApp, index: usize, kind: ExecKind) -> Option<Vec<String>> {
+    match roles::exec_command(app, index, kind) {
+        Ok(command) => command,
+        Err(e) => {
+            tracing::warn!(app = %app.name(), namespace = %app.namespace(), error = %e, "cannot render a command");
+            None
+        }
+    }
 }
 
 /// Runs the scope's probes until the process ends.
@@ -148,15 +162,22 @@ pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) {
     }
 }
 
-/// Runs a part's action (switchover, memberJoin, memberLeave) in `pod` with `target` in
-/// `BERTH_TARGET*`, within the action's timeout; whether it succeeded.
+/// Runs part `index`'s action `kind` (switchover, memberJoin, memberLeave), rendered, in `pod`
+/// with `target` in `BERTH_TARGET*`, within the action's timeout; whether it succeeded.
 pub async fn run_action(
     client: &Client,
     pod: &Pod,
-    action: &ActionSpec,
+    app: &ValidatedApp,
+    index: usize,
+    kind: ExecKind,
     target: &ActionTarget,
 ) -> bool {
-    let command = roles::action_command(&action.exec, target);
+    let action = kind.action(&app.parts()[index].state.topology);
+    let (Some(action), Some(command)) = (action, rendered(app, index, kind)) else {
+        return false;
+    };
+    let command = roles::action_command(&command, target);
+    tracing::info!(pod = %pod.name_any(), command = ?command, "running an action");
     let limit = Duration::from_secs(u64::try_from(action.timeout_seconds).unwrap_or(30));
     tokio::time::timeout(limit, exec(client, pod, command))
         .await
@@ -186,4 +207,27 @@ pub async fn exec(client: &Client, pod: &Pod, command: Vec<String>) -> Option<St
     let status = process.take_status()?.await;
     let succeeded = status.is_some_and(|s| s.status.as_deref() == Some("Success"));
     succeeded.then_some(stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berth_core::load::{Inputs, load};
+
+    #[test]
+    fn the_redis_example_registers_its_probe_rendered() {
+        let inputs = Inputs {
+            app_file: "redis.yaml".into(),
+            app_text: include_str!("../../../examples/redis.yaml").into(),
+            ..Default::default()
+        };
+        let targets = probe_targets(&load(&inputs).unwrap());
+        let command = &targets[0].command;
+        assert_eq!(command[..2], ["/bin/sh", "-c"]);
+        assert!(
+            command[2].starts_with("redis-cli -h $BERTH_POD_IP -p 6379 info replication"),
+            "{command:?}"
+        );
+        assert_eq!(targets[0].period, Duration::from_secs(2));
+    }
 }

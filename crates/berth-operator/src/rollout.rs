@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
+use berth_core::exec::ExecKind;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::rollout::{self, Policy, Step};
-use berth_core::spec::{ActionSpec, PartSpec, StatefulApp, WorkloadKind};
+use berth_core::spec::{PartSpec, StatefulApp, WorkloadKind};
 use berth_k8s::inplace::{self, Method};
 use berth_k8s::prune::ObjectKey;
-use berth_k8s::roles::ActionTarget;
+use berth_k8s::roles;
 use berth_k8s::status::Observed;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
@@ -28,6 +29,8 @@ use crate::{Error, MANAGER, Result};
 /// One StatefulSet part being rolled, with what every member update needs.
 struct PartRollout<'a> {
     app: &'a StatefulApp,
+    validated: &'a ValidatedApp,
+    index: usize,
     part: &'a PartSpec,
     namespace: String,
     template: PodTemplateSpec,
@@ -44,12 +47,10 @@ pub(crate) async fn roll_members(
     observed: &Observed,
 ) -> Result<bool> {
     let mut rolling = false;
-    for part in validated
-        .parts()
-        .iter()
-        .filter(|p| p.kind == WorkloadKind::StatefulSet)
-    {
-        rolling |= roll_part(app, ctx, validated, part, objects, observed).await?;
+    for (index, part) in validated.parts().iter().enumerate() {
+        if part.kind == WorkloadKind::StatefulSet {
+            rolling |= roll_part(app, ctx, validated, index, objects, observed).await?;
+        }
     }
     Ok(rolling)
 }
@@ -59,10 +60,11 @@ async fn roll_part(
     app: &StatefulApp,
     ctx: &Context,
     validated: &ValidatedApp,
-    part: &PartSpec,
+    index: usize,
     objects: &[(ObjectKey, Value)],
     observed: &Observed,
 ) -> Result<bool> {
+    let part = &validated.parts()[index];
     let namespace = validated.namespace();
     let workload = names::workload_name(&validated.name(), &part.name);
     let Some(set) = observed.stateful_sets.get(&workload) else {
@@ -82,16 +84,17 @@ async fn roll_part(
     let Some(members) = berth_k8s::rollout::member_states(set, &pods, Timestamp::now()) else {
         return Ok(false);
     };
-    let switchover = part.state.topology.switchover();
     let policy = Policy::resolve(
         &part.update,
         &part.state.topology,
         part.desired_replicas(),
-        switchover.is_some(),
+        part.state.topology.switchover().is_some(),
     );
     let plan = rollout::plan(&members, &policy);
     let rollout = PartRollout {
         app,
+        validated,
+        index,
         part,
         namespace,
         template,
@@ -111,10 +114,8 @@ async fn roll_part(
             }
             Step::Switchover { from } => {
                 let to = rollout::switchover_target(&members, from, &policy.roles);
-                if let (Some(leader), Some(to), Some(action)) = (pod_of(from), to, switchover) {
-                    let headless = names::headless_service_name(&workload, part);
-                    let target = ActionTarget::member(&workload, to, &headless, &rollout.namespace);
-                    switch_over(ctx, &rollout, action, leader, pod_of(to), &target).await;
+                if let (Some(leader), Some(to)) = (pod_of(from), to) {
+                    switch_over(ctx, &rollout, leader, (to, pod_of(to))).await;
                 }
             }
         }
@@ -181,21 +182,29 @@ async fn update_member(ctx: &Context, rollout: &PartRollout<'_>, pod: &Pod) -> R
 /// plan that still names it leader may switch it over again.
 const SWITCHOVER_SETTLE: Duration = Duration::from_secs(30);
 
-/// Runs the part's switchover action in the leader's pod, handing leadership to `target`, then
+/// Runs the part's switchover action in the leader's pod, handing leadership to member `to`, then
 /// probes both members at once so the planner sees the move without waiting a probe period.
 async fn switch_over(
     ctx: &Context,
     rollout: &PartRollout<'_>,
-    action: &ActionSpec,
     leader: &Pod,
-    target_pod: Option<&Pod>,
-    target: &ActionTarget,
+    (to, target_pod): (i32, Option<&Pod>),
 ) {
+    let target = &roles::action_target(rollout.validated, rollout.part, to);
     let (from, to) = (leader.name_any(), &target.member);
     if !ctx.switchover_due(leader, SWITCHOVER_SETTLE) {
         return;
     }
-    let (type_, reason, note) = if prober::run_action(&ctx.client, leader, action, target).await {
+    let (app, index) = (rollout.validated, rollout.index);
+    let switched = prober::run_action(
+        &ctx.client,
+        leader,
+        app,
+        index,
+        ExecKind::Switchover,
+        target,
+    );
+    let (type_, reason, note) = if switched.await {
         (
             EventType::Normal,
             "Switchover",
@@ -209,9 +218,9 @@ async fn switch_over(
         )
     };
     publish(ctx, rollout.app, type_, reason, &note).await;
-    if let Some(probe) = rollout.part.state.topology.role_probe.as_ref() {
+    if let Some(probe) = prober::rendered(app, index, ExecKind::RoleProbe) {
         for pod in std::iter::once(leader).chain(target_pod) {
-            prober::probe(&ctx.client, pod, probe.exec.clone()).await;
+            prober::probe(&ctx.client, pod, probe.clone()).await;
         }
     }
 }

@@ -1,5 +1,5 @@
 //! Every template of an app must render: config file contents, env values, commands and args,
-//! and local command overrides. Unknown variables are errors, never empty strings.
+//! local command overrides, and the role probe's and actions' commands. Unknown variables are errors, never empty strings.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Container;
 use serde_json::Value;
 
 use crate::diag::Diagnostics;
+use crate::exec::ExecKind;
 use crate::spec::StatefulApp;
 use crate::template::{self, TemplateContext};
 use crate::topology::KubernetesAddressing;
@@ -50,6 +51,12 @@ pub fn check_templates(
         }
         for (j, word) in part.local.iter().flat_map(|l| l.command.iter()).enumerate() {
             check(format!("{at}.local.command[{j}]"), word);
+        }
+        for kind in ExecKind::ALL {
+            let words = kind.words(&part.state.topology).into_iter().flatten();
+            for (k, word) in words.enumerate() {
+                check(kind.path(i, k), word);
+            }
         }
     }
     problems.into_result(())
