@@ -209,7 +209,7 @@ mod tests {
 
     #[test]
     fn the_hold_hands_the_partition_to_the_controller() {
-        let mut object = json!({"spec": {"updateStrategy": {"type": "OnDelete"}, "template": {}}});
+        let mut object = json!({"metadata": {}, "spec": {"updateStrategy": {"type": "OnDelete"}, "template": {}}});
         mark_template_digest(&mut object);
         assert_eq!(
             object["metadata"]["annotations"][TEMPLATE_DIGEST_ANNOTATION],
