@@ -4,10 +4,10 @@
 
 mod operator_common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use operator_common::*;
-use serde_json::Value;
 
 #[test]
 fn each_example_becomes_ready_with_its_objects() {
