@@ -12,6 +12,7 @@
 //! - [`status`]: the app's status from observed workloads and pods (pure).
 //! - [`prune`]: which owned objects are no longer wanted (pure).
 //! - [`lease`]: leader-election decisions (pure).
+//! - [`member`]: whether a member's pod is ready, one rule for status and rollouts (pure).
 //! - [`rollout`]: the rollout planner's view of a StatefulSet's members, from its pods (pure).
 //! - [`inplace`]: in-place updates: the template hash, readiness gate and pod patches (pure).
 //! - [`roles`]: role labels from probe results, and switchover commands (pure).
@@ -19,6 +20,7 @@
 pub mod crd;
 pub mod inplace;
 pub mod lease;
+pub mod member;
 mod pod;
 pub mod prune;
 pub mod render;

@@ -42,15 +42,10 @@ pub fn member_states(set: &StatefulSet, pods: &[Pod], now: Timestamp) -> Option<
 
 fn member_of(pod: &Pod, ordinal: i32, update_revision: &str, now: Timestamp) -> MemberState {
     let label = |k: &str| pod.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
-    let ready_condition = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    // The kubelet folds readiness gates into Ready; checking the gate too keeps a member in an
-    // in-place update unready even where nothing does that (kwok) or before the kubelet has.
-    let ready =
-        ready_condition.is_some_and(|c| c.status == "True") && crate::inplace::gate_open(pod);
+    let ready_condition = crate::member::ready_condition(pod);
+    // The kubelet folds readiness gates into Ready; the shared rule checks the gate too, which
+    // keeps a member in an in-place update unready even where nothing does that (kwok).
+    let ready = crate::member::is_ready(pod);
     let unready_since = match ready_condition {
         Some(c) if !ready => c.last_transition_time.as_ref().map(|t| t.0),
         None => pod.metadata.creation_timestamp.as_ref().map(|t| t.0),

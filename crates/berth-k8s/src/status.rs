@@ -12,6 +12,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::member::{self, ready_condition};
+
 /// How long a member may stay unready before the app is `Degraded`, unless the part says otherwise.
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i64 = 600;
 
@@ -270,7 +272,6 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
                 .and_then(|s| s.status.as_ref())
             {
                 status.replicas = s.replicas;
-                status.ready = s.ready_replicas.unwrap_or(0);
                 status.updated = s.updated_replicas.unwrap_or(0);
                 status.current_revision = s.current_revision.clone();
                 status.update_revision = s.update_revision.clone();
@@ -283,7 +284,6 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
                 .and_then(|d| d.status.as_ref())
             {
                 status.replicas = s.replicas.unwrap_or(0);
-                status.ready = s.ready_replicas.unwrap_or(0);
                 status.updated = s.updated_replicas.unwrap_or(0);
             }
         }
@@ -294,12 +294,14 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
                 .and_then(|d| d.status.as_ref())
             {
                 status.replicas = s.current_number_scheduled;
-                status.ready = s.number_ready;
                 status.updated = s.updated_number_scheduled.unwrap_or(0);
             }
         }
     }
     status.members = members_of(app, part, observed);
+    // Counted from the members, not the workload's `readyReplicas`: controllers count a
+    // terminating pod that still reports Ready.
+    status.ready = status.members.iter().filter(|m| m.ready).count() as i32;
     if let Some(current) = prevailing_revision(&status.members) {
         // Under the operator StatefulSets use OnDelete, whose controller never advances
         // currentRevision; the revision most members run is the truth.
@@ -328,7 +330,7 @@ fn members_of(app: &str, part: &PartSpec, observed: &Observed) -> Vec<MemberStat
             let label = |k: &str| pod.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
             MemberStatus {
                 name: pod.metadata.name.clone().unwrap_or_default(),
-                ready: ready_since(pod).is_some(),
+                ready: member::is_ready(pod),
                 node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 revision: label("controller-revision-hash").or_else(|| label("pod-template-hash")),
                 role: label(names::LABEL_ROLE),
@@ -361,26 +363,6 @@ fn natural_key(name: &str) -> (String, u64) {
         }
         _ => (name.to_string(), 0),
     }
-}
-
-/// When the pod last became ready, or `None` while it is not ready.
-fn ready_since(pod: &Pod) -> Option<Timestamp> {
-    ready_condition(pod)
-        .filter(|c| c.status == "True")
-        .map(|c| {
-            c.last_transition_time
-                .as_ref()
-                .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
-        })
-}
-
-fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
 }
 
 /// Pods unready for longer than their part's progress deadline.

@@ -47,7 +47,7 @@ pub struct AppliedObject {
 pub struct StatusSummary {
     /// Part names, comma-separated.
     pub parts: String,
-    /// Ready members over desired members, e.g. `3/3`.
+    /// Ready members over desired members, e.g. `3/3`; terminating members are not ready.
     pub ready: String,
 }
 
@@ -81,7 +81,7 @@ pub struct PartStatus {
     pub name: String,
     /// Members that exist.
     pub replicas: i32,
-    /// Members that are ready.
+    /// Members that are ready; a terminating member is not.
     pub ready: i32,
     /// Members on the update revision.
     pub updated: i32,
@@ -102,7 +102,7 @@ pub struct PartStatus {
 pub struct MemberStatus {
     /// Member (pod) name.
     pub name: String,
-    /// Whether it is ready.
+    /// Whether it is ready: its pod is Ready and not terminating.
     pub ready: bool,
     /// The node it runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
