@@ -302,9 +302,9 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
     // Counted from the members, not the workload's `readyReplicas`: controllers count a
     // terminating pod that still reports Ready.
     status.ready = status.members.iter().filter(|m| m.ready).count() as i32;
-    if let Some(current) = prevailing_revision(&status.members) {
+    if let Some(current) = current_revision(&status.members, status.update_revision.as_deref()) {
         // Under the operator StatefulSets use OnDelete, whose controller never advances
-        // currentRevision; the revision most members run is the truth.
+        // currentRevision; what the members run is the truth.
         status.current_revision = Some(current);
     }
     status
@@ -342,13 +342,22 @@ fn members_of(app: &str, part: &PartSpec, observed: &Observed) -> Vec<MemberStat
     members
 }
 
-/// The revision most members run (ties: the lexically smallest, to stay deterministic).
-fn prevailing_revision(members: &[MemberStatus]) -> Option<String> {
+/// The oldest revision a member still runs, so that `current == update` means the rollout is
+/// done: the update revision once every member runs it; otherwise the revision of the members
+/// not yet on it (the one most of them run, ties broken lexically, to stay deterministic).
+/// `None` when no member reports a revision.
+fn current_revision(members: &[MemberStatus], update: Option<&str>) -> Option<String> {
+    let revisions: Vec<&str> = members
+        .iter()
+        .filter_map(|m| m.revision.as_deref())
+        .collect();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in members.iter().filter_map(|m| m.revision.as_deref()) {
+    for r in revisions.iter().filter(|r| Some(**r) != update) {
         *counts.entry(r).or_default() += 1;
     }
-    let most = counts.values().copied().max()?;
+    let Some(most) = counts.values().copied().max() else {
+        return (!revisions.is_empty()).then(|| update.unwrap_or_default().to_string());
+    };
     counts
         .into_iter()
         .find(|(_, n)| *n == most)
@@ -433,6 +442,37 @@ mod tests {
         assert!(
             !observed(2, Some(2)).caught_up("other"),
             "a missing workload"
+        );
+    }
+
+    fn on(revisions: &[&str]) -> Vec<MemberStatus> {
+        revisions
+            .iter()
+            .map(|r| MemberStatus {
+                revision: Some(r.to_string()),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_current_revision_is_the_old_one_while_any_member_runs_it() {
+        let current = |members: &[&str]| current_revision(&on(members), Some("new"));
+        assert_eq!(current(&["old", "new", "new"]).as_deref(), Some("old"));
+        assert_eq!(current(&["new", "new", "new"]).as_deref(), Some("new"));
+        assert_eq!(
+            current(&["b", "a", "new"]).as_deref(),
+            Some("a"),
+            "ties: lexical"
+        );
+        assert_eq!(
+            current(&["a", "b", "b"]).as_deref(),
+            Some("b"),
+            "most not updated"
+        );
+        assert_eq!(
+            current_revision(&[MemberStatus::default()], Some("new")),
+            None
         );
     }
 

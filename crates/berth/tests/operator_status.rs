@@ -50,3 +50,35 @@ fn a_terminating_member_is_not_ready() {
     assert_eq!(a["status"]["parts"][0]["ready"], 2, "{}", a["status"]);
     assert_ne!(a["status"]["phase"], "Ready", "{}", a["status"]);
 }
+
+#[test]
+fn the_current_revision_stays_old_while_any_member_runs_it() {
+    let Some((cluster, ns)) = setup("op-current-rev") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = web_with_update(&ns.name, "{partition: 1}");
+    apply(cluster, &manifest);
+    let before = wait_ready(cluster, &ns.name, "web");
+    let old = before["status"]["parts"][0]["updateRevision"].clone();
+    apply(
+        cluster,
+        &manifest.replace("nginx-slim:0.8", "nginx-slim:0.9"),
+    );
+    let part = wait_until("web-2 and web-1 on the new revision", TIMEOUT, || {
+        let a = wait_ready(cluster, &ns.name, "web");
+        let part = a["status"]["parts"][0].clone();
+        let new = &part["updateRevision"];
+        let updated = ["web-1", "web-2"]
+            .iter()
+            .all(|m| &member(&a, m)["revision"] == new);
+        (*new != old && updated).then_some(part)
+    });
+    assert_eq!(part["members"][0]["name"], "web-0");
+    assert_eq!(part["members"][0]["revision"], old, "{part}");
+    assert_eq!(
+        part["currentRevision"], old,
+        "web-0 still runs the old revision: {part}"
+    );
+    assert_ne!(part["currentRevision"], part["updateRevision"], "{part}");
+}

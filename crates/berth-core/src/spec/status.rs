@@ -85,7 +85,10 @@ pub struct PartStatus {
     pub ready: i32,
     /// Members on the update revision.
     pub updated: i32,
-    /// Revision most members run.
+    /// The oldest revision a member still runs: equal to `updateRevision` once every member
+    /// runs that, so `currentRevision == updateRevision` means the rollout is done. While some
+    /// members still run another revision (mid-rollout, or below a `partition`), it is theirs
+    /// (the one most of them run when there are several; ties broken lexically).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<String>,
     /// Revision members are being updated to.
