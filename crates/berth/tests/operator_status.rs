@@ -82,3 +82,45 @@ fn the_current_revision_stays_old_while_any_member_runs_it() {
     );
     assert_ne!(part["currentRevision"], part["updateRevision"], "{part}");
 }
+
+/// The web example with a second volume, `scratch`, first, whose claims are deleted.
+fn web_with_scratch_volume(ns: &str) -> String {
+    example("web", ns).replacen(
+        "        persistent:\n          - name: www\n",
+        "        persistent:\n          - name: scratch\n            size: 1Gi\n            mountPath: /scratch\n            retention: {whenScaled: Delete, whenDeleted: Delete}\n          - name: www\n            retention: {whenScaled: Retain, whenDeleted: Retain}\n",
+        1,
+    )
+}
+
+#[test]
+fn volumes_with_different_retention_policies_are_invalid_and_nothing_is_applied() {
+    let Some((cluster, ns)) = setup("op-retention") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = web_with_scratch_volume(&ns.name);
+    assert!(manifest.contains("name: scratch"), "{manifest}");
+    apply(cluster, &manifest);
+    let a = wait_until("the Invalid phase", TIMEOUT, || {
+        let a = app(cluster, &ns.name, "web");
+        (a["status"]["phase"] == "Invalid").then_some(a)
+    });
+    let ready = a["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone();
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(
+            "spec.parts[0].state.persistent[1].retention.whenDeleted: `Retain` differs from \
+             `Delete` of volume `scratch` (spec.parts[0].state.persistent[0].retention.whenDeleted); \
+             a StatefulSet has one retention policy for all its volumes"
+        ),
+        "{message}"
+    );
+    assert!(names_of(cluster, &ns.name, "statefulsets").is_empty());
+    assert!(names_of(cluster, &ns.name, "configmaps").is_empty());
+}
