@@ -123,8 +123,12 @@ pub fn compute(
                 ", waiting for its controller to observe the new spec"
             };
             format!(
-                "{}: {}/{} ready, {} updated{waiting}",
-                s.name, s.ready, desired[i], s.updated
+                "{}: {}/{} ready, {} updated{waiting}{}",
+                s.name,
+                s.ready,
+                desired[i],
+                s.updated,
+                not_ready_members(s)
             )
         })
         .collect();
@@ -328,18 +332,70 @@ fn members_of(app: &str, part: &PartSpec, observed: &Observed) -> Vec<MemberStat
     let mut members: Vec<MemberStatus> = pods_of(app, part, observed)
         .map(|pod| {
             let label = |k: &str| pod.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
+            let why = member::not_ready(pod);
             MemberStatus {
                 name: pod.metadata.name.clone().unwrap_or_default(),
-                ready: member::is_ready(pod),
+                ready: why.is_none(),
                 node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 revision: label("controller-revision-hash").or_else(|| label("pod-template-hash")),
                 role: label(names::LABEL_ROLE),
                 updated_in_place: crate::inplace::updated_in_place(pod),
+                message: why
+                    .as_ref()
+                    .map(|w| w.message.clone())
+                    .filter(|m| !m.is_empty()),
+                reason: why.map(|w| w.reason),
             }
         })
         .collect();
+    members.extend(missing_members(app, part, observed, &members));
     members.sort_by_key(|m| natural_key(&m.name));
     members
+}
+
+/// The members of a StatefulSet part its controller should have created but whose pods do not
+/// exist (yet), as not ready with reason `NoPod`.
+fn missing_members(
+    app: &str,
+    part: &PartSpec,
+    observed: &Observed,
+    present: &[MemberStatus],
+) -> Vec<MemberStatus> {
+    let workload = names::workload_name(app, &part.name);
+    let Some(set) = observed.stateful_sets.get(&workload) else {
+        return Vec::new();
+    };
+    let replicas = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let why = member::NotReady::no_pod();
+    (0..replicas)
+        .map(|ordinal| names::member_name(&workload, ordinal))
+        .filter(|name| present.iter().all(|m| &m.name != name))
+        .map(|name| MemberStatus {
+            name,
+            reason: Some(why.reason.clone()),
+            message: Some(why.message.clone()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The not-ready members of a part with their reasons, for the `Ready` condition's message.
+fn not_ready_members(part: &PartStatus) -> String {
+    let reasons: Vec<String> = part
+        .members
+        .iter()
+        .filter(|m| !m.ready)
+        .map(|m| match (&m.reason, &m.message) {
+            (Some(r), Some(msg)) => format!("{} {r}: {msg}", m.name),
+            (Some(r), None) => format!("{} {r}", m.name),
+            _ => format!("{} not ready", m.name),
+        })
+        .collect();
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join("; "))
+    }
 }
 
 /// The oldest revision a member still runs, so that `current == update` means the rollout is

@@ -124,3 +124,73 @@ fn volumes_with_different_retention_policies_are_invalid_and_nothing_is_applied(
     assert!(names_of(cluster, &ns.name, "statefulsets").is_empty());
     assert!(names_of(cluster, &ns.name, "configmaps").is_empty());
 }
+
+/// The app's `Ready` condition.
+fn ready_condition(a: &Value) -> Value {
+    a["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_member_that_cannot_be_scheduled_shows_why() {
+    let Some((cluster, ns)) = setup("op-unschedulable") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("zookeeper", &ns.name).replacen(
+        "            size: 100G\n",
+        "            size: 100G\n            storageClass: e2e-no-such-class\n",
+        1,
+    );
+    apply(cluster, &manifest);
+    let a = wait_until(
+        "zookeeper-server-0 to show why it is not ready",
+        TIMEOUT,
+        || {
+            let a = app(cluster, &ns.name, "zookeeper");
+            (member(&a, "zookeeper-server-0")["reason"] == "Unschedulable").then_some(a)
+        },
+    );
+    let first = member(&a, "zookeeper-server-0");
+    let message = first["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("unbound immediate PersistentVolumeClaims"),
+        "{first}"
+    );
+    // OrderedReady: the next members wait for the first one.
+    assert_eq!(
+        member(&a, "zookeeper-server-1")["reason"],
+        "NoPod",
+        "{}",
+        a["status"]
+    );
+    let ready = ready_condition(&a);
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("zookeeper-server-0 Unschedulable: "),
+        "{ready}"
+    );
+    assert_eq!(a["status"]["summary"]["ready"], "0/3");
+}
+
+#[test]
+fn the_zookeeper_example_uses_the_default_storage_class_and_becomes_ready() {
+    let Some((cluster, ns)) = setup("op-zk-default-class") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("zookeeper", &ns.name);
+    assert!(!manifest.contains("storageClass: "), "{manifest}");
+    apply(cluster, &manifest);
+    let a = wait_ready(cluster, &ns.name, "zookeeper");
+    assert_eq!(a["status"]["summary"]["ready"], "3/3");
+    let members = a["status"]["parts"][0]["members"].as_array().unwrap();
+    assert!(members.iter().all(|m| m["reason"].is_null()), "{members:?}");
+}

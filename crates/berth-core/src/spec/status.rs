@@ -119,4 +119,13 @@ pub struct MemberStatus {
     /// Whether its last update was in place.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub updated_in_place: bool,
+    /// Why it is not ready (unset while ready): `NoPod` (not created yet), `Terminating`,
+    /// `Unschedulable` (with the scheduler's message, e.g. unbound volume claims), a container's
+    /// waiting reason such as `ImagePullBackOff`, `ErrImagePull` or `CrashLoopBackOff`, or the
+    /// pod's `Ready` condition reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Details of `reason`: the scheduler's or kubelet's message, a crash loop's last exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

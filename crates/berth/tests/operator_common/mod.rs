@@ -62,12 +62,12 @@ impl Drop for Operator {
     }
 }
 
-/// An example as a resource in `ns`; ZooKeeper's storage class becomes the cluster default.
+/// An example as a resource in `ns`, as shipped (its volumes use the cluster's default
+/// StorageClass).
 pub fn example(name: &str, ns: &str) -> String {
     let text =
         std::fs::read_to_string(repo_root().join("examples").join(format!("{name}.yaml"))).unwrap();
     text.replacen("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"), 1)
-        .replace("            storageClass: zk-storage\n", "")
 }
 
 pub fn apply(cluster: &Cluster, manifest: &str) {
