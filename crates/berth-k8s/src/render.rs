@@ -278,6 +278,8 @@ fn stateful_set(
             selector: selector(part, n),
             template: pod,
             update_strategy: Some(stateful_set_update(part, mode)),
+            // Under the operator (OnDelete) the planner waits it out; shown for availableReplicas.
+            min_ready_seconds: part.update.min_ready_seconds,
             volume_claim_templates: (!claims.is_empty()).then_some(claims),
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
@@ -375,6 +377,7 @@ fn deployment(
                     max_surge: None,
                 }),
             }),
+            min_ready_seconds: part.update.min_ready_seconds,
             ..Default::default()
         }),
         ..Default::default()
@@ -407,6 +410,7 @@ fn daemon_set(
                     }
                 }),
             }),
+            min_ready_seconds: part.update.min_ready_seconds,
             ..Default::default()
         }),
         ..Default::default()

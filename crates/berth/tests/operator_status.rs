@@ -194,3 +194,66 @@ fn the_zookeeper_example_uses_the_default_storage_class_and_becomes_ready() {
     let members = a["status"]["parts"][0]["members"].as_array().unwrap();
     assert!(members.iter().all(|m| m["reason"].is_null()), "{members:?}");
 }
+
+/// Seconds since the epoch of an RFC 3339 UTC time such as `2026-01-02T03:04:05.678901Z`.
+fn epoch_seconds(time: &str) -> f64 {
+    let (date, clock) = time.trim_end_matches('Z').split_once('T').unwrap();
+    let d: Vec<i64> = date.split('-').map(|p| p.parse().unwrap()).collect();
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
+    // Days from 1970-01-01 (the civil-date algorithm, March-based years).
+    let days = 365 * y + y / 4 - y / 100 + y / 400 + (153 * m + 2) / 5 + d[2] - 719_469;
+    let c: Vec<f64> = clock.split(':').map(|p| p.parse().unwrap()).collect();
+    days as f64 * 86_400.0 + c[0] * 3600.0 + c[1] * 60.0 + c[2]
+}
+
+/// The `eventTime`s of the operator's `RollingUpdate` events, in order.
+fn rolling_update_times(cluster: &Cluster, ns: &str) -> Vec<f64> {
+    let events = cluster.get_json(&["events.events.k8s.io", "-n", ns]);
+    let mut times: Vec<f64> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == "RollingUpdate")
+        .map(|e| epoch_seconds(e["eventTime"].as_str().unwrap()))
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}
+
+#[test]
+fn min_ready_seconds_spaces_the_rollout_steps() {
+    assert_eq!(epoch_seconds("1970-01-02T00:00:01.5Z"), 86_401.5);
+    assert_eq!(epoch_seconds("2000-03-01T00:00:00Z"), 951_868_800.0);
+    let Some((cluster, ns)) = setup("op-min-ready") else {
+        return;
+    };
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = web_with_update(&ns.name, "{minReadySeconds: 5}");
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    let jsonpath = "jsonpath={.spec.minReadySeconds}";
+    let rendered = cluster.ok(
+        &["get", "statefulset", "web", "-n", &ns.name, "-o", jsonpath],
+        "",
+    );
+    assert_eq!(rendered, "5");
+    apply(
+        cluster,
+        &manifest.replace("nginx-slim:0.8", "nginx-slim:0.9"),
+    );
+    let order = replacement_order(cluster, &ns.name, 3);
+    assert_eq!(order, ["web-2", "web-1", "web-0"]);
+    let times = rolling_update_times(cluster, &ns.name);
+    assert_eq!(times.len(), 3, "{times:?}");
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 5.0,
+            "steps {:.1}s apart, minReadySeconds is 5: {times:?}",
+            pair[1] - pair[0]
+        );
+    }
+}
