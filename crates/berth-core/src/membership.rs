@@ -151,6 +151,7 @@ mod tests {
             ready,
             role: (!role.is_empty()).then(|| role.to_string()),
             unready_seconds: 0,
+            ready_seconds: 0,
         }
     }
 

@@ -8,7 +8,9 @@
 //! - voting members down never exceed what keeps a majority of the voting members up;
 //! - a member that is already unready and outdated may always be replaced: replacing it takes
 //!   nothing more down, and it is how a rollout stuck on a broken revision recovers once the spec
-//!   is fixed (kubernetes#67250).
+//!   is fixed (kubernetes#67250);
+//! - an updated member ready for less than `minReadySeconds` is not yet available: it counts as
+//!   down.
 
 use crate::spec::{RoleSpec, UpdateStrategy};
 
@@ -25,6 +27,8 @@ pub struct MemberState {
     pub role: Option<String>,
     /// Seconds it has been unready (0 when ready).
     pub unready_seconds: u64,
+    /// Seconds it has been ready (0 when unready).
+    pub ready_seconds: u64,
 }
 
 /// The policy, resolved from the part's spec.
@@ -42,6 +46,8 @@ pub struct Policy {
     pub switchover: bool,
     /// Seconds an updated member may stay unready before the rollout is degraded.
     pub progress_deadline_seconds: u64,
+    /// Seconds a member must have been ready to count as available.
+    pub min_ready_seconds: u64,
 }
 
 /// One thing to do now.
@@ -94,6 +100,9 @@ impl Policy {
             progress_deadline_seconds: update
                 .progress_deadline_seconds
                 .map_or(600, |s| u64::try_from(s).unwrap_or(600)),
+            min_ready_seconds: update
+                .min_ready_seconds
+                .map_or(0, |s| u64::try_from(s).unwrap_or(0)),
         }
     }
 
@@ -142,8 +151,23 @@ fn absolute(
     n.max(1)
 }
 
+/// The members as the planner counts them: an updated one ready for less than
+/// `minReadySeconds` is not yet available, so it counts as down (but not as unready for the
+/// progress deadline). An outdated one serves already: taking it down costs availability, so it
+/// is not one of the unready members that may always be replaced.
+fn available(members: &[MemberState], policy: &Policy) -> Vec<MemberState> {
+    members
+        .iter()
+        .map(|m| MemberState {
+            ready: m.ready && (!m.updated || m.ready_seconds >= policy.min_ready_seconds),
+            ..m.clone()
+        })
+        .collect()
+}
+
 /// Plans the next steps of a rollout.
 pub fn plan(members: &[MemberState], policy: &Policy) -> Plan {
+    let members = available(members, policy);
     let mut sorted: Vec<&MemberState> = members.iter().collect();
     sorted.sort_by_key(|m| m.ordinal);
     let stuck: Vec<i32> = sorted

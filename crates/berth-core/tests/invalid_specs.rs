@@ -175,6 +175,12 @@ const CASES: &[Case] = &[
         "app.yaml:31: spec.parts[0].state.persistent[1].name: duplicate volume name `data` (first used at spec.parts[0].state.persistent[0].name)",
     ),
     case(
+        "volumes with different retention",
+        "            mountPath: /data\n",
+        "            mountPath: /data\n            retention: {whenScaled: Delete, whenDeleted: Delete}\n          - name: keep\n            size: 1Gi\n            mountPath: /keep\n            retention: {whenScaled: Delete, whenDeleted: Retain}\n",
+        "app.yaml:35: spec.parts[0].state.persistent[1].retention.whenDeleted: `Retain` differs from `Delete` of volume `data` (spec.parts[0].state.persistent[0].retention.whenDeleted); a StatefulSet has one retention policy for all its volumes",
+    ),
+    case(
         "volume without mount",
         "            mountPath: /data\n",
         "",

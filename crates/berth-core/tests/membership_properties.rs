@@ -23,6 +23,7 @@ fn group(ready: &[bool], leader: usize) -> Vec<MemberState> {
             ready: *r,
             role: Some(if i == leader { "leader" } else { "follower" }.to_string()),
             unready_seconds: 0,
+            ready_seconds: 0,
         })
         .collect()
 }

@@ -42,6 +42,7 @@ prop_compose! {
             ready: ready[i],
             role: Some(if has_leader && i == leader { "leader" } else if observers[i] { "observer" } else { "follower" }.to_string()),
             unready_seconds: if ready[i] { 0 } else { 30 },
+            ready_seconds: if ready[i] { 3600 } else { 0 },
         }).collect()
     }
 }
@@ -53,7 +54,7 @@ prop_compose! {
         max_unavailable in 1..=(n as i32).max(1),
         switchover in any::<bool>(),
     ) -> Policy {
-        Policy { strategy, partition, max_unavailable, roles: roles(), switchover, progress_deadline_seconds: 600 }
+        Policy { strategy, partition, max_unavailable, roles: roles(), switchover, progress_deadline_seconds: 600, min_ready_seconds: 0 }
     }
 }
 
@@ -195,6 +196,7 @@ fn member(ordinal: i32, updated: bool, ready: bool, role: &str) -> MemberState {
         ready,
         role: Some(role.into()),
         unready_seconds: if ready { 0 } else { 900 },
+        ready_seconds: if ready { 3600 } else { 0 },
     }
 }
 
@@ -207,6 +209,7 @@ fn role_aware_goes_observer_then_followers_then_switchover() {
         roles: roles(),
         switchover: true,
         progress_deadline_seconds: 600,
+        min_ready_seconds: 0,
     };
     let members = vec![
         member(0, false, true, "leader"),
@@ -259,6 +262,7 @@ fn ordered_goes_from_the_highest_ordinal_one_at_a_time() {
         roles: vec![],
         switchover: false,
         progress_deadline_seconds: 600,
+        min_ready_seconds: 0,
     };
     let members: Vec<_> = (0..4)
         .map(|i| MemberState {
@@ -267,6 +271,7 @@ fn ordered_goes_from_the_highest_ordinal_one_at_a_time() {
             ready: true,
             role: None,
             unready_seconds: 0,
+            ready_seconds: 3600,
         })
         .collect();
     assert_eq!(
@@ -284,6 +289,7 @@ fn a_stuck_member_is_reported_and_replaced_once_the_spec_is_fixed() {
         roles: vec![],
         switchover: false,
         progress_deadline_seconds: 600,
+        min_ready_seconds: 0,
     };
     let broken = vec![
         member(0, false, true, "x"),
@@ -306,4 +312,63 @@ fn a_stuck_member_is_reported_and_replaced_once_the_spec_is_fixed() {
         plan(&fixed, &policy).steps,
         vec![Step::Update { ordinal: 2 }]
     );
+}
+
+fn ordered(min_ready_seconds: u64) -> Policy {
+    Policy {
+        strategy: UpdateStrategy::Ordered,
+        partition: 0,
+        max_unavailable: 1,
+        roles: vec![],
+        switchover: false,
+        progress_deadline_seconds: 600,
+        min_ready_seconds,
+    }
+}
+
+#[test]
+fn the_next_member_waits_until_the_updated_one_has_been_ready_min_ready_seconds() {
+    let members = |ready_seconds: u64| {
+        let mut m: Vec<MemberState> = (0..3)
+            .map(|i| MemberState {
+                ordinal: i,
+                updated: i == 2,
+                ready: true,
+                role: None,
+                unready_seconds: 0,
+                ready_seconds: 3600,
+            })
+            .collect();
+        m[2].ready_seconds = ready_seconds;
+        m
+    };
+    let young = plan(&members(2), &ordered(5));
+    assert!(young.steps.is_empty(), "{young:?}");
+    assert!(!young.complete && young.stuck.is_empty());
+    assert_eq!(updates(&plan(&members(5), &ordered(5))), [1]);
+    assert_eq!(updates(&plan(&members(0), &ordered(0))), [1], "0: no wait");
+}
+
+proptest! {
+    /// An updated member ready for less than minReadySeconds counts exactly like an unready one
+    /// (that has not been unready long enough to be stuck).
+    #[test]
+    fn a_member_ready_too_briefly_counts_as_unavailable(
+        (members, policy) in case(),
+        young in any::<prop::sample::Index>(),
+        min_ready in 1u64..60,
+    ) {
+        let mut members = members;
+        let i = young.index(members.len());
+        let policy = Policy { min_ready_seconds: min_ready, ..policy };
+        members[i].updated = true;
+        let mut briefly = members.clone();
+        briefly[i].ready = true;
+        briefly[i].unready_seconds = 0;
+        briefly[i].ready_seconds = min_ready - 1;
+        members[i].ready = false;
+        members[i].unready_seconds = 0;
+        members[i].ready_seconds = 0;
+        prop_assert_eq!(plan(&briefly, &policy), plan(&members, &policy));
+    }
 }

@@ -13,6 +13,7 @@
 //! - [`partition`]: canaries under the operator: members below a partition keep the old revision (pure).
 //! - [`prune`]: which owned objects are no longer wanted (pure).
 //! - [`lease`]: leader-election decisions (pure).
+//! - [`member`]: whether a member's pod is ready, one rule for status and rollouts (pure).
 //! - [`rollout`]: the rollout planner's view of a StatefulSet's members, from its pods (pure).
 //! - [`inplace`]: in-place updates: the template hash, readiness gate and pod patches (pure).
 //! - [`ownership`]: whose an existing object is, before berth applies over or deletes it (pure).
@@ -21,6 +22,7 @@
 pub mod crd;
 pub mod inplace;
 pub mod lease;
+pub mod member;
 pub mod ownership;
 pub mod partition;
 mod pod;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use berth_core::load::{RenderedFile, ValidatedApp};
 use berth_core::names;
-use berth_core::spec::{PartSpec, PodUpdatePolicy, RetentionAction, UpdateStrategy, WorkloadKind};
+use berth_core::spec::{
+    PartSpec, PodUpdatePolicy, Retention, RetentionAction, UpdateStrategy, WorkloadKind,
+};
 use berth_core::topology::KubernetesAddressing;
 use k8s_openapi::api::apps::v1::{
     DaemonSet, DaemonSetSpec, DaemonSetUpdateStrategy, Deployment, DeploymentSpec,
@@ -35,6 +37,15 @@ pub enum RenderError {
         path: String,
         /// What went wrong.
         message: String,
+    },
+    /// The part's volumes differ in retention policy, and a StatefulSet has one (validation
+    /// rejects such apps; render never picks one of them silently).
+    #[error(
+        "{path}.retention: differs from the first volume's; a StatefulSet has one retention policy for all its volumes"
+    )]
+    Retention {
+        /// Field path of the volume whose policy differs.
+        path: String,
     },
     /// An object could not be turned into JSON.
     #[error("failed to serialise {what}: {source}")]
@@ -145,7 +156,15 @@ fn render_part(
         out.push(to_value(&client_service(part, service, &n))?);
     }
     out.push(match part.kind {
-        WorkloadKind::StatefulSet => to_value(&stateful_set(part, &n, pod, mode))?,
+        WorkloadKind::StatefulSet => {
+            let retention = part
+                .state
+                .claim_retention()
+                .map_err(|i| RenderError::Retention {
+                    path: format!("spec.parts[{index}].state.persistent[{i}]"),
+                })?;
+            to_value(&stateful_set(part, &n, pod, mode, retention))?
+        }
         WorkloadKind::Deployment => to_value(&deployment(part, &n, pod))?,
         WorkloadKind::DaemonSet => to_value(&daemon_set(part, &n, pod))?,
     });
@@ -242,6 +261,7 @@ fn stateful_set(
     n: &PartNames,
     pod: k8s_openapi::api::core::v1::PodTemplateSpec,
     mode: Mode,
+    retention: Retention,
 ) -> StatefulSet {
     let claims: Vec<PersistentVolumeClaim> = part
         .state
@@ -249,12 +269,6 @@ fn stateful_set(
         .iter()
         .map(|v| claim_template(v, part, n))
         .collect();
-    let retention = part
-        .state
-        .persistent
-        .first()
-        .map(|v| v.retention)
-        .unwrap_or_default();
     StatefulSet {
         metadata: meta(n.workload, part, n),
         spec: Some(StatefulSetSpec {
@@ -264,6 +278,8 @@ fn stateful_set(
             selector: selector(part, n),
             template: pod,
             update_strategy: Some(stateful_set_update(part, mode)),
+            // Under the operator (OnDelete) the planner waits it out; shown for availableReplicas.
+            min_ready_seconds: part.update.min_ready_seconds,
             volume_claim_templates: (!claims.is_empty()).then_some(claims),
             persistent_volume_claim_retention_policy: Some(
                 StatefulSetPersistentVolumeClaimRetentionPolicy {
@@ -361,6 +377,7 @@ fn deployment(
                     max_surge: None,
                 }),
             }),
+            min_ready_seconds: part.update.min_ready_seconds,
             ..Default::default()
         }),
         ..Default::default()
@@ -393,6 +410,7 @@ fn daemon_set(
                     }
                 }),
             }),
+            min_ready_seconds: part.update.min_ready_seconds,
             ..Default::default()
         }),
         ..Default::default()

@@ -33,6 +33,7 @@ pub fn member_states(set: &StatefulSet, pods: &[Pod], now: Timestamp) -> Option<
                     ready: false,
                     role: None,
                     unready_seconds: 0,
+                    ready_seconds: 0,
                 },
             }
         })
@@ -42,29 +43,32 @@ pub fn member_states(set: &StatefulSet, pods: &[Pod], now: Timestamp) -> Option<
 
 fn member_of(pod: &Pod, ordinal: i32, update_revision: &str, now: Timestamp) -> MemberState {
     let label = |k: &str| pod.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
-    let ready_condition = pod
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
-    // The kubelet folds readiness gates into Ready; checking the gate too keeps a member in an
-    // in-place update unready even where nothing does that (kwok) or before the kubelet has.
-    let ready =
-        ready_condition.is_some_and(|c| c.status == "True") && crate::inplace::gate_open(pod);
+    let ready_condition = crate::member::ready_condition(pod);
+    // The kubelet folds readiness gates into Ready; the shared rule checks the gate too, which
+    // keeps a member in an in-place update unready even where nothing does that (kwok).
+    let ready = crate::member::is_ready(pod);
     let unready_since = match ready_condition {
         Some(c) if !ready => c.last_transition_time.as_ref().map(|t| t.0),
         None => pod.metadata.creation_timestamp.as_ref().map(|t| t.0),
         _ => None,
     };
+    let seconds_since = |t: Timestamp| u64::try_from(now.as_second() - t.as_second()).unwrap_or(0);
     MemberState {
         ordinal,
         updated: label(REVISION_LABEL).as_deref() == Some(update_revision),
         ready,
         role: label(names::LABEL_ROLE),
-        unready_seconds: unready_since.map_or(0, |t| {
-            u64::try_from(now.as_second() - t.as_second()).unwrap_or(0)
-        }),
+        unready_seconds: unready_since.map_or(0, seconds_since),
+        ready_seconds: crate::member::ready_since(pod).map_or(0, |t| surely_since(t, now)),
     }
+}
+
+/// Whole seconds surely elapsed since `t`, a condition's transition time: those carry whole
+/// seconds only, so the transition may have happened up to a second after `t`. Counting that
+/// second out keeps `minReadySeconds` a lower bound.
+fn surely_since(t: Timestamp, now: Timestamp) -> u64 {
+    let millis = now.as_millisecond() - t.as_millisecond() - 1000;
+    u64::try_from(millis / 1000).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -129,7 +133,8 @@ mod tests {
                 updated: false,
                 ready: true,
                 role: Some("leader".into()),
-                unready_seconds: 0
+                unready_seconds: 0,
+                ready_seconds: 0
             }
         );
         assert_eq!(
@@ -139,10 +144,19 @@ mod tests {
                 updated: true,
                 ready: false,
                 role: None,
-                unready_seconds: 0
+                unready_seconds: 0,
+                ready_seconds: 0
             }
         );
         assert!(members[2].updated && !members[2].ready);
+    }
+
+    #[test]
+    fn ready_seconds_count_only_what_surely_elapsed() {
+        let at = |ms: i64| Timestamp::from_millisecond(ms).unwrap();
+        assert_eq!(surely_since(at(10_000), at(15_999)), 4);
+        assert_eq!(surely_since(at(10_000), at(16_000)), 5);
+        assert_eq!(surely_since(at(10_000), at(10_500)), 0);
     }
 
     #[test]

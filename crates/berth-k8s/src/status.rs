@@ -12,6 +12,8 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
+use crate::member::{self, ready_condition};
+
 /// How long a member may stay unready before the app is `Degraded`, unless the part says otherwise.
 pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i64 = 600;
 
@@ -124,8 +126,12 @@ pub fn compute(
                 ", waiting for its controller to observe the new spec"
             };
             format!(
-                "{}: {}/{} ready, {} updated{waiting}",
-                s.name, s.ready, desired[i], s.updated
+                "{}: {}/{} ready, {} updated{waiting}{}",
+                s.name,
+                s.ready,
+                desired[i],
+                s.updated,
+                not_ready_members(s)
             )
         })
         .collect();
@@ -289,7 +295,6 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
                 .and_then(|s| s.status.as_ref())
             {
                 status.replicas = s.replicas;
-                status.ready = s.ready_replicas.unwrap_or(0);
                 status.updated = s.updated_replicas.unwrap_or(0);
                 status.current_revision = s.current_revision.clone();
                 status.update_revision = s.update_revision.clone();
@@ -302,7 +307,6 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
                 .and_then(|d| d.status.as_ref())
             {
                 status.replicas = s.replicas.unwrap_or(0);
-                status.ready = s.ready_replicas.unwrap_or(0);
                 status.updated = s.updated_replicas.unwrap_or(0);
             }
         }
@@ -313,15 +317,17 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
                 .and_then(|d| d.status.as_ref())
             {
                 status.replicas = s.current_number_scheduled;
-                status.ready = s.number_ready;
                 status.updated = s.updated_number_scheduled.unwrap_or(0);
             }
         }
     }
     status.members = members_of(app, part, observed);
-    if let Some(current) = prevailing_revision(&status.members) {
+    // Counted from the members, not the workload's `readyReplicas`: controllers count a
+    // terminating pod that still reports Ready.
+    status.ready = status.members.iter().filter(|m| m.ready).count() as i32;
+    if let Some(current) = current_revision(&status.members, status.update_revision.as_deref()) {
         // Under the operator StatefulSets use OnDelete, whose controller never advances
-        // currentRevision; the revision most members run is the truth.
+        // currentRevision; what the members run is the truth.
         status.current_revision = Some(current);
     }
     status
@@ -345,27 +351,88 @@ fn members_of(app: &str, part: &PartSpec, observed: &Observed) -> Vec<MemberStat
     let mut members: Vec<MemberStatus> = pods_of(app, part, observed)
         .map(|pod| {
             let label = |k: &str| pod.metadata.labels.as_ref().and_then(|l| l.get(k)).cloned();
+            let why = member::not_ready(pod);
             MemberStatus {
                 name: pod.metadata.name.clone().unwrap_or_default(),
-                ready: ready_since(pod).is_some(),
+                ready: why.is_none(),
                 node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
                 revision: label("controller-revision-hash").or_else(|| label("pod-template-hash")),
                 role: label(names::LABEL_ROLE),
                 updated_in_place: crate::inplace::updated_in_place(pod),
+                message: why
+                    .as_ref()
+                    .map(|w| w.message.clone())
+                    .filter(|m| !m.is_empty()),
+                reason: why.map(|w| w.reason),
             }
         })
         .collect();
+    members.extend(missing_members(app, part, observed, &members));
     members.sort_by_key(|m| natural_key(&m.name));
     members
 }
 
-/// The revision most members run (ties: the lexically smallest, to stay deterministic).
-fn prevailing_revision(members: &[MemberStatus]) -> Option<String> {
+/// The members of a StatefulSet part its controller should have created but whose pods do not
+/// exist (yet), as not ready with reason `NoPod`.
+fn missing_members(
+    app: &str,
+    part: &PartSpec,
+    observed: &Observed,
+    present: &[MemberStatus],
+) -> Vec<MemberStatus> {
+    let workload = names::workload_name(app, &part.name);
+    let Some(set) = observed.stateful_sets.get(&workload) else {
+        return Vec::new();
+    };
+    let replicas = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    let why = member::NotReady::no_pod();
+    (0..replicas)
+        .map(|ordinal| names::member_name(&workload, ordinal))
+        .filter(|name| present.iter().all(|m| &m.name != name))
+        .map(|name| MemberStatus {
+            name,
+            reason: Some(why.reason.clone()),
+            message: Some(why.message.clone()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The not-ready members of a part with their reasons, for the `Ready` condition's message.
+fn not_ready_members(part: &PartStatus) -> String {
+    let reasons: Vec<String> = part
+        .members
+        .iter()
+        .filter(|m| !m.ready)
+        .map(|m| match (&m.reason, &m.message) {
+            (Some(r), Some(msg)) => format!("{} {r}: {msg}", m.name),
+            (Some(r), None) => format!("{} {r}", m.name),
+            _ => format!("{} not ready", m.name),
+        })
+        .collect();
+    if reasons.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", reasons.join("; "))
+    }
+}
+
+/// The oldest revision a member still runs, so that `current == update` means the rollout is
+/// done: the update revision once every member runs it; otherwise the revision of the members
+/// not yet on it (the one most of them run, ties broken lexically, to stay deterministic).
+/// `None` when no member reports a revision.
+fn current_revision(members: &[MemberStatus], update: Option<&str>) -> Option<String> {
+    let revisions: Vec<&str> = members
+        .iter()
+        .filter_map(|m| m.revision.as_deref())
+        .collect();
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in members.iter().filter_map(|m| m.revision.as_deref()) {
+    for r in revisions.iter().filter(|r| Some(**r) != update) {
         *counts.entry(r).or_default() += 1;
     }
-    let most = counts.values().copied().max()?;
+    let Some(most) = counts.values().copied().max() else {
+        return (!revisions.is_empty()).then(|| update.unwrap_or_default().to_string());
+    };
     counts
         .into_iter()
         .find(|(_, n)| *n == most)
@@ -380,26 +447,6 @@ fn natural_key(name: &str) -> (String, u64) {
         }
         _ => (name.to_string(), 0),
     }
-}
-
-/// When the pod last became ready, or `None` while it is not ready.
-fn ready_since(pod: &Pod) -> Option<Timestamp> {
-    ready_condition(pod)
-        .filter(|c| c.status == "True")
-        .map(|c| {
-            c.last_transition_time
-                .as_ref()
-                .map_or(Timestamp::UNIX_EPOCH, |t| t.0)
-        })
-}
-
-fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    pod.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == "Ready")
 }
 
 /// Pods unready for longer than their part's progress deadline.
@@ -470,6 +517,37 @@ mod tests {
         assert!(
             !observed(2, Some(2)).caught_up("other"),
             "a missing workload"
+        );
+    }
+
+    fn on(revisions: &[&str]) -> Vec<MemberStatus> {
+        revisions
+            .iter()
+            .map(|r| MemberStatus {
+                revision: Some(r.to_string()),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_current_revision_is_the_old_one_while_any_member_runs_it() {
+        let current = |members: &[&str]| current_revision(&on(members), Some("new"));
+        assert_eq!(current(&["old", "new", "new"]).as_deref(), Some("old"));
+        assert_eq!(current(&["new", "new", "new"]).as_deref(), Some("new"));
+        assert_eq!(
+            current(&["b", "a", "new"]).as_deref(),
+            Some("a"),
+            "ties: lexical"
+        );
+        assert_eq!(
+            current(&["a", "b", "b"]).as_deref(),
+            Some("b"),
+            "most not updated"
+        );
+        assert_eq!(
+            current_revision(&[MemberStatus::default()], Some("new")),
+            None
         );
     }
 

@@ -110,12 +110,13 @@ pub fn reconcile(running: &[(String, String)], desired: &[(String, String)]) -> 
 }
 
 /// The planner's view of a member: `wanted` is the revision being rolled out, `seen` what the
-/// supervisor published of the member (absent: not started yet).
+/// supervisor published of the member (absent: not started yet), `seconds` how long it has been
+/// in its current readiness (ready or not).
 pub fn planner_member(
     ordinal: i32,
     wanted: &str,
     seen: Option<&crate::home::MemberState>,
-    unready_seconds: u64,
+    seconds: u64,
 ) -> rollout::MemberState {
     let ready = seen.is_some_and(|m| m.ready);
     rollout::MemberState {
@@ -123,7 +124,8 @@ pub fn planner_member(
         updated: seen.is_some_and(|m| m.revision == wanted),
         ready,
         role: seen.map(|m| m.role.clone()).filter(|r| !r.is_empty()),
-        unready_seconds: if ready { 0 } else { unready_seconds },
+        unready_seconds: if ready { 0 } else { seconds },
+        ready_seconds: if ready { seconds } else { 0 },
     }
 }
 
@@ -163,6 +165,7 @@ mod tests {
             ready,
             role: Some(role.to_string()).filter(|r| !r.is_empty()),
             unready_seconds: 0,
+            ready_seconds: 0,
         }
     }
 

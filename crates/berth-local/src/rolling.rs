@@ -22,6 +22,9 @@ use crate::plan::MemberPlan;
 use crate::shared::Shared;
 use crate::supervisor::{Members, Signals, process_env};
 
+/// How long a member found ready when a rollout starts counts as ready already.
+const LONG_READY: Duration = Duration::from_secs(24 * 3600);
+
 /// How long the role probe may take to show a switchover.
 const SWITCHOVER_SETTLE: Duration = Duration::from_secs(30);
 
@@ -72,11 +75,12 @@ pub(crate) async fn roll_out(
     Outcome::Done
 }
 
-/// The planner's view of `plans` now; `unready` records since when each member is unready.
+/// The planner's view of `plans` now; `since` records each member's readiness and since when it
+/// has had it (for the progress deadline and `minReadySeconds`).
 fn observe(
     shared: &Shared,
     plans: &[Arc<MemberPlan>],
-    unready: &mut BTreeMap<String, Instant>,
+    since: &mut BTreeMap<String, (bool, Instant)>,
 ) -> Vec<rollout::MemberState> {
     let snapshot = shared.snapshot();
     let now = Instant::now();
@@ -84,13 +88,18 @@ fn observe(
         .iter()
         .map(|p| {
             let seen = snapshot.members.iter().find(|m| m.name == p.name);
-            let since = if seen.is_some_and(|m| m.ready) {
-                unready.remove(&p.name);
-                now
+            let ready = seen.is_some_and(|m| m.ready);
+            // A member already ready when first seen has been for long: it is available.
+            let first = if ready {
+                now.checked_sub(LONG_READY).unwrap_or(now)
             } else {
-                *unready.entry(p.name.clone()).or_insert(now)
+                now
             };
-            let secs = now.duration_since(since).as_secs();
+            let entry = since.entry(p.name.clone()).or_insert((ready, first));
+            if entry.0 != ready {
+                *entry = (ready, now);
+            }
+            let secs = now.duration_since(entry.1).as_secs();
             decide::planner_member(p.member.ordinal, &p.revision, seen, secs)
         })
         .collect()
@@ -128,8 +137,8 @@ async fn roll_part(
         .filter(|p| p.member.part == part.name && members.running.contains_key(&p.name))
         .cloned()
         .collect();
-    let mut unready = BTreeMap::new();
-    let states = observe(&shared, &plans, &mut unready);
+    let mut since = BTreeMap::new();
+    let states = observe(&shared, &plans, &mut since);
     if states.iter().all(|m| m.updated) {
         return Outcome::Done;
     }
@@ -161,7 +170,7 @@ async fn roll_part(
     let mut reported_stuck: Vec<String> = Vec::new();
     let mut restarted: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
-        let states = observe(&shared, &plans, &mut unready);
+        let states = observe(&shared, &plans, &mut since);
         report_ready(events, &plans, &states, &mut restarted);
         let planned = rollout::plan(&states, &policy);
         let name_of = |ordinal: i32| {
@@ -236,7 +245,7 @@ async fn roll_part(
                     members.stop(&plan.name).await;
                     members.start(&plan.name);
                     shared.member(&plan.name, |m| m.revision.clone_from(&plan.revision));
-                    unready.insert(plan.name.clone(), Instant::now());
+                    since.insert(plan.name.clone(), (false, Instant::now()));
                 }
                 Step::Switchover { from } => {
                     let result =
@@ -303,10 +312,10 @@ async fn switchover(
     }
     shared.reprobe_roles();
     let mut changed = shared.subscribe();
-    let mut unready = BTreeMap::new();
+    let mut since = BTreeMap::new();
     let deadline = began + action.timeout.max(SWITCHOVER_SETTLE);
     loop {
-        let now_states = observe(shared, plans, &mut unready);
+        let now_states = observe(shared, plans, &mut since);
         if let Some(new) = decide::new_leader(&now_states, from, &policy.roles) {
             let name = by_ordinal(new).map(|p| p.name.clone()).unwrap_or_default();
             append_event(

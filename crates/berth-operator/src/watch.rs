@@ -123,8 +123,8 @@ pub fn reflect_apps(
 
 /// Drops the parts of a watched object the operator never reads, so that caches of thousands of
 /// objects stay small. What stays: metadata (names, labels, owners, versions, berth's
-/// annotations), workload replicas and status, a pod's node, conditions, gates and containers'
-/// images.
+/// annotations), workload replicas and status, a pod's node, conditions, gates, containers'
+/// images and why they wait.
 pub trait Slim {
     /// Removes what is not needed.
     fn slim(&mut self);
@@ -177,10 +177,13 @@ impl Slim for PodDisruptionBudget {
 
 impl Slim for Pod {
     /// Keeps the node, conditions, readiness gates, and each container's name and image with
-    /// the status fields an in-place update is judged by.
+    /// the status fields an in-place update is judged by, and what a not-ready member's reason
+    /// is made of (`berth_k8s::member::not_ready`): the waiting state's reason and message and
+    /// the last termination's exit code. (The scheduler's message is in the conditions.)
     fn slim(&mut self) {
         use k8s_openapi::api::core::v1::{
-            Container, ContainerState, ContainerStatus, PodSpec, PodStatus,
+            Container, ContainerState, ContainerStateTerminated, ContainerStatus, PodSpec,
+            PodStatus,
         };
         let spec = self.spec.take().unwrap_or_default();
         self.spec = Some(PodSpec {
@@ -208,7 +211,17 @@ impl Slim for Pod {
                         restart_count: c.restart_count,
                         state: c.state.map(|s| ContainerState {
                             running: s.running,
+                            waiting: s.waiting,
                             ..Default::default()
+                        }),
+                        last_state: c.last_state.and_then(|s| s.terminated).map(|t| {
+                            ContainerState {
+                                terminated: Some(ContainerStateTerminated {
+                                    exit_code: t.exit_code,
+                                    ..Default::default()
+                                }),
+                                ..Default::default()
+                            }
                         }),
                         ..Default::default()
                     })

@@ -166,7 +166,9 @@ fn params_are_listed_as_a_table_and_as_json() {
         .success()
         .stdout(
             predicate::str::contains("storageClass")
-                .and(predicate::str::contains("zk-storage"))
+                .and(predicate::str::contains(
+                    "storage class of the data volumes",
+                ))
                 .and(predicate::str::contains("KEY")),
         );
     let out = berth()

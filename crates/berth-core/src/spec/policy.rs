@@ -119,4 +119,9 @@ pub struct UpdatePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub progress_deadline_seconds: Option<i32>,
+    /// Seconds an updated member must have been ready before it counts as available and the
+    /// next member is touched (as `minReadySeconds` of upstream workloads); 0 when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_ready_seconds: Option<i32>,
 }

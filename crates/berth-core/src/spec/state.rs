@@ -85,7 +85,9 @@ pub struct VolumeSpec {
     /// Mounts of the volume or its sub-paths.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<MountSpec>,
-    /// What happens to the claims on scale-down and deletion (retained by default).
+    /// What happens to the claims on scale-down and deletion (retained by default). A
+    /// StatefulSet has one retention policy for all its claims: every volume of a part must have
+    /// the same one.
     #[serde(default)]
     pub retention: Retention,
 }
@@ -97,6 +99,25 @@ impl ConfigFile {
             None => Some(0o644),
             Some(text) if (3..=4).contains(&text.len()) => i32::from_str_radix(text, 8).ok(),
             Some(_) => None,
+        }
+    }
+}
+
+impl StateSpec {
+    /// The retention policy of the part's volume claims. A StatefulSet has one policy for all
+    /// its claims, so the volumes must agree: `Err(i)` names the first volume whose policy
+    /// differs from volume 0's. No volumes: the default.
+    pub fn claim_retention(&self) -> Result<Retention, usize> {
+        let Some(first) = self.persistent.first() else {
+            return Ok(Retention::default());
+        };
+        match self
+            .persistent
+            .iter()
+            .position(|v| v.retention != first.retention)
+        {
+            Some(i) => Err(i),
+            None => Ok(first.retention),
         }
     }
 }

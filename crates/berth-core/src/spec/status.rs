@@ -47,7 +47,7 @@ pub struct AppliedObject {
 pub struct StatusSummary {
     /// Part names, comma-separated.
     pub parts: String,
-    /// Ready members over desired members, e.g. `3/3`.
+    /// Ready members over desired members, e.g. `3/3`; terminating members are not ready.
     pub ready: String,
 }
 
@@ -81,11 +81,14 @@ pub struct PartStatus {
     pub name: String,
     /// Members that exist.
     pub replicas: i32,
-    /// Members that are ready.
+    /// Members that are ready; a terminating member is not.
     pub ready: i32,
     /// Members on the update revision.
     pub updated: i32,
-    /// Revision most members run.
+    /// The oldest revision a member still runs: equal to `updateRevision` once every member
+    /// runs that, so `currentRevision == updateRevision` means the rollout is done. While some
+    /// members still run another revision (mid-rollout, or below a `partition`), it is theirs
+    /// (the one most of them run when there are several; ties broken lexically).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_revision: Option<String>,
     /// Revision members are being updated to.
@@ -102,7 +105,7 @@ pub struct PartStatus {
 pub struct MemberStatus {
     /// Member (pod) name.
     pub name: String,
-    /// Whether it is ready.
+    /// Whether it is ready: its pod is Ready and not terminating.
     pub ready: bool,
     /// The node it runs on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,4 +119,13 @@ pub struct MemberStatus {
     /// Whether its last update was in place.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub updated_in_place: bool,
+    /// Why it is not ready (unset while ready): `NoPod` (not created yet), `Terminating`,
+    /// `Unschedulable` (with the scheduler's message, e.g. unbound volume claims), a container's
+    /// waiting reason such as `ImagePullBackOff`, `ErrImagePull` or `CrashLoopBackOff`, or the
+    /// pod's `Ready` condition reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Details of `reason`: the scheduler's or kubelet's message, a crash loop's last exit code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }

@@ -56,6 +56,7 @@ fn check_persistent(part: &PartSpec, containers: &[String], at: &str, c: &mut Ch
             .enumerate()
             .map(|(i, v)| (format!("{at}.persistent[{i}].name"), v.name.as_str())),
     );
+    check_retention(part, at, c);
     for (i, v) in volumes.iter().enumerate() {
         let here = format!("{at}.persistent[{i}]");
         c.dns_label(&v.name, 63, format!("{here}.name"), "volume name");
@@ -98,6 +99,40 @@ fn check_persistent(part: &PartSpec, containers: &[String], at: &str, c: &mut Ch
                 containers,
                 &format!("{here}.mounts[{j}].containers"),
                 c,
+            );
+        }
+    }
+}
+
+/// Every volume of a part needs the first one's retention policy: the StatefulSet has one.
+fn check_retention(part: &PartSpec, at: &str, c: &mut Checker) {
+    let volumes = &part.state.persistent;
+    let Some(first) = volumes.first() else {
+        return;
+    };
+    for (i, v) in volumes.iter().enumerate().skip(1) {
+        let fields = [
+            (
+                "whenScaled",
+                v.retention.when_scaled,
+                first.retention.when_scaled,
+            ),
+            (
+                "whenDeleted",
+                v.retention.when_deleted,
+                first.retention.when_deleted,
+            ),
+        ];
+        for (field, this, theirs) in fields {
+            c.require(
+                this == theirs,
+                format!("{at}.persistent[{i}].retention.{field}"),
+                format!(
+                    "`{this:?}` differs from `{theirs:?}` of volume `{}` \
+                     ({at}.persistent[0].retention.{field}); a StatefulSet has one retention \
+                     policy for all its volumes",
+                    first.name
+                ),
             );
         }
     }

@@ -85,12 +85,12 @@ impl Drop for Operator {
     }
 }
 
-/// An example as a resource in `ns`; ZooKeeper's storage class becomes the cluster default.
+/// An example as a resource in `ns`, as shipped (its volumes use the cluster's default
+/// StorageClass).
 pub fn example(name: &str, ns: &str) -> String {
     let text =
         std::fs::read_to_string(repo_root().join("examples").join(format!("{name}.yaml"))).unwrap();
     text.replacen("metadata:\n", &format!("metadata:\n  namespace: {ns}\n"), 1)
-        .replace("            storageClass: zk-storage\n", "")
 }
 
 pub fn apply(cluster: &Cluster, manifest: &str) {
@@ -316,4 +316,51 @@ pub fn role_labels(cluster: &Cluster, ns: &str) -> Vec<String> {
         .collect();
     roles.sort();
     roles.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A finalizer on a pod, removed again when dropped, so the pod (and the test namespace) can go.
+pub struct Finalizer {
+    cluster: &'static Cluster,
+    namespace: String,
+    pod: String,
+}
+
+impl Finalizer {
+    pub const NAME: &'static str = "e2e.berth.io/hold";
+
+    /// Adds the finalizer to `pod`: deleting it then leaves it Terminating until this is dropped.
+    pub fn hold(cluster: &'static Cluster, namespace: &str, pod: &str) -> Self {
+        let patch = format!(r#"{{"metadata":{{"finalizers":["{}"]}}}}"#, Self::NAME);
+        cluster.ok(
+            &[
+                "patch", "pod", pod, "-n", namespace, "--type", "merge", "-p", &patch,
+            ],
+            "",
+        );
+        Self {
+            cluster,
+            namespace: namespace.to_string(),
+            pod: pod.to_string(),
+        }
+    }
+}
+
+impl Drop for Finalizer {
+    fn drop(&mut self) {
+        let patch = r#"{"metadata":{"finalizers":null}}"#;
+        let _ = self.cluster.run(
+            &[
+                "patch",
+                "pod",
+                &self.pod,
+                "-n",
+                &self.namespace,
+                "--type",
+                "merge",
+                "-p",
+                patch,
+            ],
+            "",
+        );
+    }
 }
