@@ -2,7 +2,9 @@
 //! `local.command` or the container's command and args), its env (the `BERTH_*` variables with
 //! local values, then the container's env, templates rendered and `$(VAR)` expanded like
 //! Kubernetes does), its rendered config files, directories, readiness probe and stop grace,
-//! and its role probe and actions (rendered by the core's `exec`, then `$(VAR)` expanded).
+//! and its role probe and actions (rendered by the core's `exec`). Exec probes and actions are not
+//! `$(VAR)` expanded: Kubernetes expands only a container's command, args and env, and both
+//! engines must run the same command (use `$VAR` through a shell).
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -209,11 +211,11 @@ fn plan_member(
     let probe = container
         .readiness_probe
         .as_ref()
-        .map(|p| probe_plan(p, container, part, &render, &lookup))
+        .map(|p| probe_plan(p, container, part, &render))
         .transpose()?
         .flatten();
     let (role_probe, [switchover, member_join, member_leave]) =
-        exec_plans(app, index, member, addressing, &lookup)?;
+        exec_plans(app, index, member, addressing)?;
     let file_pairs: Vec<(String, String)> = files
         .iter()
         .map(|f| (f.path.display().to_string(), f.content.clone()))
@@ -306,14 +308,11 @@ fn probe_plan(
     container: &Container,
     part: &PartSpec,
     render: &dyn Fn(&str) -> Result<String, String>,
-    lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Option<ProbePlan>, String> {
     let port = |p: &IntOrString| resolve_port(p, container, part);
     let action = if let Some(exec) = &probe.exec {
         let words = exec.command.iter().flatten();
-        let argv = words
-            .map(|w| render(w).map(|r| expand(&r, lookup)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let argv = words.map(|w| render(w)).collect::<Result<Vec<_>, _>>()?;
         Some(ProbeAction::Exec(argv))
     } else if let Some(tcp) = &probe.tcp_socket {
         port(&tcp.port).map(ProbeAction::Tcp)
@@ -335,19 +334,17 @@ fn probe_plan(
     }))
 }
 
-/// The role probe and the actions (switchover, memberJoin, memberLeave) of `member`: rendered
-/// by the core for it, then `$(VAR)` expanded from its env.
+/// The role probe and the actions (switchover, memberJoin, memberLeave) of `member`, rendered
+/// by the core for it (not `$(VAR)` expanded, as on Kubernetes).
 fn exec_plans(
     app: &ValidatedApp,
     index: usize,
     member: &MemberRef,
     addressing: &LocalAddressing,
-    lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ExecPlans, String> {
     let command = |kind: ExecKind| {
         let rendered = app.exec_command(index, kind, addressing, Some(member));
-        let words = rendered.map_err(|e| format!("{}: {e}", member.name()))?;
-        Ok::<_, String>(words.map(|w| w.iter().map(|w| expand(w, lookup)).collect::<Vec<_>>()))
+        rendered.map_err(|e| format!("{}: {e}", member.name()))
     };
     let part = &app.parts()[index];
     let action = |kind: ExecKind| {
@@ -367,8 +364,8 @@ fn exec_plans(
 /// A member's role probe (argv and period), and its switchover, memberJoin and memberLeave.
 type ExecPlans = (Option<(Vec<String>, Duration)>, [Option<ActionPlan>; 3]);
 
-/// A topology action with its `argv` (rendered by the core and expanded for the member that
-/// runs it) and its timeout.
+/// A topology action with its `argv` (rendered by the core for the member that runs it) and its
+/// timeout.
 fn action_plan(action: Option<&ActionSpec>, argv: Option<Vec<String>>) -> Option<ActionPlan> {
     let secs = u64::try_from(action?.timeout_seconds).unwrap_or(30).max(1);
     Some(ActionPlan {
@@ -377,7 +374,7 @@ fn action_plan(action: Option<&ActionSpec>, argv: Option<Vec<String>>) -> Option
     })
 }
 
-/// The role probe's `argv` (rendered and expanded like an action's) and its period.
+/// The role probe's `argv` (rendered like an action's) and its period.
 fn role_probe(part: &PartSpec, argv: Option<Vec<String>>) -> Option<(Vec<String>, Duration)> {
     let probe = part.state.topology.role_probe.as_ref()?;
     let period = Duration::from_secs(u64::try_from(probe.period_seconds).unwrap_or(2).max(1));
@@ -550,5 +547,17 @@ spec:
         assert_eq!(m1.probe.as_ref().unwrap().action, ProbeAction::Tcp(7000));
         assert_eq!(m1.grace, Duration::from_secs(30));
         assert_ne!(plans[0].revision, m1.revision);
+    }
+
+    #[test]
+    fn exec_actions_are_not_var_expanded_as_on_kubernetes() {
+        let actions = "          actions:\n            memberJoin: {exec: [kv, join, \"$(BERTH_MEMBER)\"]}\n";
+        let plans = plan_text(&with_actions(APP, actions));
+        assert_eq!(
+            plans[1].member_join.as_ref().unwrap().argv,
+            ["kv", "join", "$(BERTH_MEMBER)"],
+            "Kubernetes runs an exec as written; the local engine must too"
+        );
+        assert_eq!(plans[1].argv[1], "--name=kv-1", "the container's command is expanded");
     }
 }

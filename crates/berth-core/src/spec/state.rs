@@ -276,8 +276,8 @@ pub struct TopologyState {
 /// A command berth runs in a member.
 ///
 /// The words are templates, rendered like the role probe's (`crate::exec`: once for all
-/// members on Kubernetes, for the member that runs it locally), and `$(VAR)` references expand
-/// from the member's env. The process gets the member's env
+/// members on Kubernetes, for the member that runs it locally); `$(VAR)` is not expanded (as in
+/// any Kubernetes exec), so use `$VAR` through a shell. The process gets the member's env
 /// (`BERTH_*`) plus `BERTH_TARGET` (the address of the member the action is about),
 /// `BERTH_TARGET_MEMBER` (its name) and `BERTH_TARGET_ORDINAL`. Exit status 0 means done.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
