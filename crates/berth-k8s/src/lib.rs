@@ -6,6 +6,7 @@
 //!
 //! ## Layout
 //! - [`render`]: a validated app to an ordered list of objects, and those to YAML.
+//! - [`render_dir`]: `berth render -o DIR`: files to write, and files of an earlier render to remove (pure).
 //! - `pod`: the pod template berth builds from the user's one (env, mounts, volumes, affinity).
 //! - `services`: the headless and client Services.
 //! - [`crd`]: the `StatefulApp` CustomResourceDefinition.
@@ -26,6 +27,7 @@ pub mod partition;
 mod pod;
 pub mod prune;
 pub mod render;
+pub mod render_dir;
 pub mod roles;
 pub mod rollout;
 mod services;

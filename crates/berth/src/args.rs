@@ -23,7 +23,10 @@ pub enum Command {
         /// The app and its values.
         #[command(flatten)]
         app: AppArgs,
-        /// Write one file per object into this directory instead of printing.
+        /// Write one file per object into this directory instead of printing. Files of an
+        /// earlier render into it that are no longer rendered are removed (berth lists the
+        /// files it wrote in DIR/.berth-render); a non-empty directory berth did not write is
+        /// refused.
         #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
         output_dir: Option<PathBuf>,
     },

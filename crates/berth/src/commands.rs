@@ -82,25 +82,8 @@ fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), Failure> 
             );
             Ok(())
         }
-        Some(dir) => write_objects(dir, &objects),
+        Some(dir) => crate::outdir::write_objects(dir, &objects),
     }
-}
-
-/// Writes every object to its own file; everything is serialised before the first write.
-fn write_objects(dir: &Path, objects: &[Value]) -> Result<(), Failure> {
-    let mut files = Vec::with_capacity(objects.len());
-    for (i, object) in objects.iter().enumerate() {
-        let text = render::to_yaml(std::slice::from_ref(object))
-            .map_err(|e| format!("render failed: {e}"))?;
-        files.push((dir.join(render::file_name(i, object)), text));
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
-    for (path, text) in &files {
-        std::fs::write(path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
-    }
-    println!("wrote {} objects to {}", files.len(), dir.display());
-    Ok(())
 }
 
 fn list_params(app: &Path, format: Format) -> Result<(), Failure> {

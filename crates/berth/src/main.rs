@@ -7,6 +7,7 @@ mod commands;
 mod input;
 mod local;
 mod operator;
+mod outdir;
 mod table;
 
 use std::process::ExitCode;

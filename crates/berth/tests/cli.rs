@@ -123,14 +123,10 @@ fn render_to_a_directory_writes_one_file_per_object_in_order() {
         .args(["render", "examples/web.yaml", "-o", out.to_str().unwrap()])
         .assert()
         .success();
-    let mut files: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    files.sort();
     assert_eq!(
-        files,
+        file_names(&out),
         [
+            ".berth-render",
             "00-configmap-web-topology.yaml",
             "01-service-nginx.yaml",
             "02-service-web-http.yaml",
@@ -138,6 +134,8 @@ fn render_to_a_directory_writes_one_file_per_object_in_order() {
             "04-poddisruptionbudget-web.yaml"
         ]
     );
+    let manifest = std::fs::read_to_string(out.join(".berth-render")).unwrap();
+    assert!(manifest.ends_with("\n03-statefulset-web.yaml\n04-poddisruptionbudget-web.yaml\n"));
 }
 
 #[test]
@@ -180,4 +178,105 @@ fn params_are_listed_as_a_table_and_as_json() {
     assert_eq!(rows[4]["key"], "replicas");
     assert_eq!(rows[4]["type"], "int");
     assert_eq!(rows[4]["default"], 3);
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn rendering_again_into_a_directory_removes_objects_no_longer_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    berth()
+        .args(["render", "examples/web.yaml", "-o", out_arg])
+        .assert()
+        .success();
+    assert!(out.join("04-poddisruptionbudget-web.yaml").exists());
+    // Someone else's file beside berth's stays.
+    write(&out, "kustomization.yaml", "resources: []\n");
+    // One member: no PodDisruptionBudget any more.
+    berth()
+        .args([
+            "render",
+            "examples/web.yaml",
+            "--set",
+            "replicas=1",
+            "-o",
+            out_arg,
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed 1 no longer rendered"));
+    assert_eq!(
+        file_names(&out),
+        [
+            ".berth-render",
+            "00-configmap-web-topology.yaml",
+            "01-service-nginx.yaml",
+            "02-service-web-http.yaml",
+            "03-statefulset-web.yaml",
+            "kustomization.yaml"
+        ]
+    );
+}
+
+#[test]
+fn render_refuses_a_non_empty_directory_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "notes.txt", "mine\n");
+    berth()
+        .args([
+            "render",
+            "examples/web.yaml",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains(dir.path().to_str().unwrap())
+                .and(predicate::str::contains(
+                    "was not written by `berth render -o`",
+                ))
+                .and(predicate::str::contains("new or empty directory")),
+        );
+    assert_eq!(file_names(dir.path()), ["notes.txt"]);
+}
+
+#[test]
+fn a_failed_render_leaves_the_previous_files_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    berth()
+        .args(["render", "examples/web.yaml", "-o", out_arg])
+        .assert()
+        .success();
+    let before: Vec<(String, String)> = file_names(&out)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read_to_string(out.join(&n)).unwrap()))
+        .collect();
+    berth()
+        .args([
+            "render",
+            "examples/web.yaml",
+            "--set",
+            "replicas=-1",
+            "-o",
+            out_arg,
+        ])
+        .assert()
+        .code(1);
+    let after: Vec<(String, String)> = file_names(&out)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read_to_string(out.join(&n)).unwrap()))
+        .collect();
+    assert_eq!(before, after);
 }
