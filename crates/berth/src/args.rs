@@ -32,7 +32,7 @@ pub enum Command {
     },
     /// List an app's delivery parameters.
     Params {
-        /// The app manifest.
+        /// The app manifest; `-` reads it from standard input.
         app: PathBuf,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
@@ -64,9 +64,10 @@ pub enum Command {
 /// An app manifest with its delivery-parameter values.
 #[derive(Args, Debug)]
 pub struct AppArgs {
-    /// The app manifest (a StatefulApp resource).
+    /// The app manifest (a StatefulApp resource); `-` reads it from standard input.
     pub app: PathBuf,
-    /// Values files for the app's parameters, applied in order.
+    /// Values files for the app's parameters, applied in order; `-` reads one from standard
+    /// input (when the app is not read from there).
     #[arg(short = 'f', long = "values", value_name = "FILE")]
     pub values: Vec<PathBuf>,
     /// A parameter value, `key=value`; applied after values files.

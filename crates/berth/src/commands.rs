@@ -3,13 +3,13 @@
 use std::path::Path;
 
 use berth_core::diag::Diagnostics;
-use berth_core::load::{self, ValidatedApp};
+use berth_core::load::{self, Inputs, ValidatedApp};
 use berth_core::params;
 use berth_k8s::{crd, render};
 use serde_json::{Value, json};
 
 use crate::args::{AppArgs, Cli, Command, Format};
-use crate::input::read_inputs;
+use crate::input::{read_inputs, read_source};
 
 /// Why a command failed; printed to stderr before exiting with code 1.
 pub type Failure = String;
@@ -49,18 +49,20 @@ fn explain(problems: &Diagnostics) -> Failure {
     )
 }
 
-pub(crate) fn load_app(args: &AppArgs) -> Result<ValidatedApp, Failure> {
+/// Reads (standard input at most once) and checks an app with its values.
+pub(crate) fn load_app(args: &AppArgs) -> Result<(Inputs, ValidatedApp), Failure> {
     let inputs = read_inputs(args).map_err(|d| explain(&d))?;
-    load::load(&inputs).map_err(|d| explain(&d))
+    let app = load::load(&inputs).map_err(|d| explain(&d))?;
+    Ok((inputs, app))
 }
 
 fn validate(args: &AppArgs) -> Result<(), Failure> {
-    let app = load_app(args)?;
+    let (inputs, app) = load_app(args)?;
     let members: i32 = app.parts().iter().map(|p| p.desired_replicas()).sum();
     let parts = app.parts().len();
     println!(
         "{}: valid ({parts} part{}, {members} member{})",
-        args.app.display(),
+        inputs.app_file,
         plural(parts as i32),
         plural(members)
     );
@@ -72,7 +74,7 @@ fn plural(n: i32) -> &'static str {
 }
 
 fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), Failure> {
-    let app = load_app(args)?;
+    let (_, app) = load_app(args)?;
     let objects = render::render(&app).map_err(|e| format!("render failed: {e}"))?;
     match output_dir {
         None => {
@@ -87,10 +89,8 @@ fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), Failure> 
 }
 
 fn list_params(app: &Path, format: Format) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(app)
-        .map_err(|e| format!("{}: cannot read the file: {e}", app.display()))?;
-    let (definitions, doc) =
-        load::load_param_definitions(&app.display().to_string(), &text).map_err(|d| explain(&d))?;
+    let (file, text) = read_source(app).map_err(|d| d.to_string())?;
+    let (definitions, doc) = load::load_param_definitions(&file, &text).map_err(|d| explain(&d))?;
     let rows: Vec<Value> = definitions
         .iter()
         .map(|p| {

@@ -1,7 +1,9 @@
 //! The `berth` binary's contract: exit codes, where output goes, and that nothing is written
-//! when input is invalid.
+//! when input is invalid, `-` for standard input, and `render -o` into a directory.
 
 use std::path::{Path, PathBuf};
+
+mod local_common;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -279,4 +281,62 @@ fn a_failed_render_leaves_the_previous_files_intact() {
         .map(|n| (n.clone(), std::fs::read_to_string(out.join(&n)).unwrap()))
         .collect();
     assert_eq!(before, after);
+}
+
+/// `berth ARGS` with `text` on standard input.
+fn berth_with_stdin(args: &[&str], text: &str) -> assert_cmd::assert::Assert {
+    berth().args(args).write_stdin(text).assert()
+}
+
+const BAD_APP: &str = "apiVersion: berth.io/v1alpha1\nkind: StatefulApp\nmetadata: {name: a}\nspec:\n  parts:\n  - name: p\n    replicas: -2\n    template: {spec: {containers: [{name: c, image: i}]}}\n";
+
+#[test]
+fn a_dash_reads_the_app_from_stdin_and_messages_name_it() {
+    let zookeeper = std::fs::read_to_string(repo().join("examples/zookeeper.yaml")).unwrap();
+    berth_with_stdin(&["validate", "-"], &zookeeper)
+        .success()
+        .stdout(predicate::str::contains(
+            "<stdin>: valid (1 part, 3 members)",
+        ));
+    berth_with_stdin(&["validate", "-"], BAD_APP)
+        .code(1)
+        .stderr(predicate::str::contains(
+            "<stdin>:7: spec.parts[0].replicas: expected a member count from 0 to 1000, found -2",
+        ));
+    berth_with_stdin(&["render", "-", "--set", "replicas=5"], &zookeeper)
+        .success()
+        .stdout(predicate::str::contains("server.5=zookeeper-server-4."));
+    berth_with_stdin(&["params", "-", "-o", "json"], &zookeeper)
+        .success()
+        .stdout(predicate::str::contains("\"key\": \"replicas\""));
+}
+
+#[test]
+fn a_dash_reads_a_values_file_from_stdin_but_only_one_file_can() {
+    berth_with_stdin(
+        &["validate", "examples/zookeeper.yaml", "-f", "-"],
+        "image: zookeeper:3.9\nreplcas: 5\n",
+    )
+    .code(1)
+    .stderr(predicate::str::contains(
+        "<stdin>:2: replcas: unknown parameter `replcas`",
+    ));
+    berth_with_stdin(&["validate", "-", "-f", "-"], BAD_APP)
+        .code(1)
+        .stderr(predicate::str::contains(
+            "2 files are named `-`, but only one (the app or one values file) can be read from standard input",
+        ));
+}
+
+#[test]
+fn up_reads_the_app_from_stdin() {
+    let app = local_common::LocalApp::new("stdin");
+    let manifest = "apiVersion: berth.io/v1alpha1\nkind: StatefulApp\nmetadata: {name: stdin}\nspec:\n  parts:\n  - name: stdin\n    template:\n      spec:\n        terminationGracePeriodSeconds: 1\n        containers: [{name: main, image: example/none:1, command: [sleep, '1000']}]\n";
+    app.berth(&["up", "-", "--slot", "90"])
+        .write_stdin(manifest)
+        .assert()
+        .success();
+    let members = app.members();
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert_eq!(members[0]["ready"], true);
 }
