@@ -10,6 +10,7 @@
 //! - `pod`: the pod template berth builds from the user's one (env, mounts, volumes, affinity).
 //! - `services`: the headless and client Services.
 //! - [`crd`]: the `StatefulApp` CustomResourceDefinition.
+//! - [`reference`]: the spec's field reference (`docs/reference.md`), from the same schema.
 //! - [`status`]: the app's status from observed workloads and pods (pure).
 //! - [`partition`]: canaries under the operator: members below a partition keep the old revision (pure).
 //! - [`prune`]: which owned objects are no longer wanted (pure).
@@ -26,6 +27,7 @@ pub mod ownership;
 pub mod partition;
 mod pod;
 pub mod prune;
+pub mod reference;
 pub mod render;
 pub mod render_dir;
 pub mod roles;

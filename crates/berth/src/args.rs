@@ -40,6 +40,8 @@ pub enum Command {
     },
     /// Print the StatefulApp CustomResourceDefinition.
     Crd,
+    /// Print the StatefulApp field reference (Markdown, as in docs/reference.md).
+    Reference,
     /// Reconcile StatefulApps on a Kubernetes cluster.
     Operator(crate::operator::OperatorArgs),
     /// Run an app on this machine (members as processes under a background supervisor);

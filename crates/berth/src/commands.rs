@@ -5,7 +5,7 @@ use std::path::Path;
 use berth_core::diag::Diagnostics;
 use berth_core::load::{self, Inputs, ValidatedApp};
 use berth_core::params;
-use berth_k8s::{crd, render};
+use berth_k8s::{crd, reference, render};
 use serde_json::{Value, json};
 
 use crate::args::{AppArgs, Cli, Command, Format};
@@ -31,6 +31,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logs(args) => crate::local::logs(&args),
         Command::Down(args) => crate::local::down(&args),
         Command::LocalSupervisor(args) => crate::local::supervise(&args),
+        Command::Reference => {
+            print!("{}", reference::reference_markdown());
+            Ok(())
+        }
         Command::Crd => {
             print!(
                 "{}",

@@ -340,3 +340,19 @@ fn up_reads_the_app_from_stdin() {
     assert_eq!(members.len(), 1, "{members:?}");
     assert_eq!(members[0]["ready"], true);
 }
+
+#[test]
+fn the_committed_reference_is_what_berth_reference_prints() {
+    let printed = berth()
+        .arg("reference")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let committed = std::fs::read_to_string(repo().join("docs/reference.md")).unwrap();
+    assert!(
+        String::from_utf8(printed).unwrap() == committed,
+        "docs/reference.md is stale: run `cargo run -- reference > docs/reference.md`"
+    );
+}
