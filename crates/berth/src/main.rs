@@ -1,4 +1,5 @@
-//! The `berth` command line: validate, render, params, crd, the operator and the local engine.
+//! The `berth` command line: validate, render, params, crd, reference, the operator and the
+//! local engine.
 //!
 //! Exit codes: 0 success, 1 invalid input or failed operation, 2 usage error (clap's own).
 
