@@ -6,9 +6,11 @@
 //!
 //! ## Layout
 //! - [`render`]: a validated app to an ordered list of objects, and those to YAML.
+//! - [`render_dir`]: `berth render -o DIR`: files to write, and files of an earlier render to remove (pure).
 //! - `pod`: the pod template berth builds from the user's one (env, mounts, volumes, affinity).
 //! - `services`: the headless and client Services.
 //! - [`crd`]: the `StatefulApp` CustomResourceDefinition.
+//! - [`reference`]: the spec's field reference (`docs/reference.md`), from the same schema.
 //! - [`status`]: the app's status from observed workloads and pods (pure).
 //! - [`partition`]: canaries under the operator: members below a partition keep the old revision (pure).
 //! - [`prune`]: which owned objects are no longer wanted (pure).
@@ -27,7 +29,9 @@ pub mod ownership;
 pub mod partition;
 mod pod;
 pub mod prune;
+pub mod reference;
 pub mod render;
+pub mod render_dir;
 pub mod roles;
 pub mod rollout;
 mod services;

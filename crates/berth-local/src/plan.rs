@@ -551,13 +551,17 @@ spec:
 
     #[test]
     fn exec_actions_are_not_var_expanded_as_on_kubernetes() {
-        let actions = "          actions:\n            memberJoin: {exec: [kv, join, \"$(BERTH_MEMBER)\"]}\n";
+        let actions =
+            "          actions:\n            memberJoin: {exec: [kv, join, \"$(BERTH_MEMBER)\"]}\n";
         let plans = plan_text(&with_actions(APP, actions));
         assert_eq!(
             plans[1].member_join.as_ref().unwrap().argv,
             ["kv", "join", "$(BERTH_MEMBER)"],
             "Kubernetes runs an exec as written; the local engine must too"
         );
-        assert_eq!(plans[1].argv[1], "--name=kv-1", "the container's command is expanded");
+        assert_eq!(
+            plans[1].argv[1], "--name=kv-1",
+            "the container's command is expanded"
+        );
     }
 }

@@ -23,13 +23,16 @@ pub enum Command {
         /// The app and its values.
         #[command(flatten)]
         app: AppArgs,
-        /// Write one file per object into this directory instead of printing.
+        /// Write one file per object into this directory instead of printing. Files of an
+        /// earlier render into it that are no longer rendered are removed (berth lists the
+        /// files it wrote in DIR/.berth-render); a non-empty directory berth did not write is
+        /// refused.
         #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
         output_dir: Option<PathBuf>,
     },
     /// List an app's delivery parameters.
     Params {
-        /// The app manifest.
+        /// The app manifest; `-` reads it from standard input.
         app: PathBuf,
         /// Output format.
         #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
@@ -37,6 +40,8 @@ pub enum Command {
     },
     /// Print the StatefulApp CustomResourceDefinition.
     Crd,
+    /// Print the StatefulApp field reference (Markdown, as in docs/reference.md).
+    Reference,
     /// Reconcile StatefulApps on a Kubernetes cluster.
     Operator(crate::operator::OperatorArgs),
     /// Run an app on this machine (members as processes under a background supervisor);
@@ -61,9 +66,10 @@ pub enum Command {
 /// An app manifest with its delivery-parameter values.
 #[derive(Args, Debug)]
 pub struct AppArgs {
-    /// The app manifest (a StatefulApp resource).
+    /// The app manifest (a StatefulApp resource); `-` reads it from standard input.
     pub app: PathBuf,
-    /// Values files for the app's parameters, applied in order.
+    /// Values files for the app's parameters, applied in order; `-` reads one from standard
+    /// input (when the app is not read from there).
     #[arg(short = 'f', long = "values", value_name = "FILE")]
     pub values: Vec<PathBuf>,
     /// A parameter value, `key=value`; applied after values files.

@@ -3,13 +3,13 @@
 use std::path::Path;
 
 use berth_core::diag::Diagnostics;
-use berth_core::load::{self, ValidatedApp};
+use berth_core::load::{self, Inputs, ValidatedApp};
 use berth_core::params;
-use berth_k8s::{crd, render};
+use berth_k8s::{crd, reference, render};
 use serde_json::{Value, json};
 
 use crate::args::{AppArgs, Cli, Command, Format};
-use crate::input::read_inputs;
+use crate::input::{read_inputs, read_source};
 
 /// Why a command failed; printed to stderr before exiting with code 1.
 pub type Failure = String;
@@ -31,6 +31,10 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logs(args) => crate::local::logs(&args),
         Command::Down(args) => crate::local::down(&args),
         Command::LocalSupervisor(args) => crate::local::supervise(&args),
+        Command::Reference => {
+            print!("{}", reference::reference_markdown());
+            Ok(())
+        }
         Command::Crd => {
             print!(
                 "{}",
@@ -49,18 +53,20 @@ fn explain(problems: &Diagnostics) -> Failure {
     )
 }
 
-pub(crate) fn load_app(args: &AppArgs) -> Result<ValidatedApp, Failure> {
+/// Reads (standard input at most once) and checks an app with its values.
+pub(crate) fn load_app(args: &AppArgs) -> Result<(Inputs, ValidatedApp), Failure> {
     let inputs = read_inputs(args).map_err(|d| explain(&d))?;
-    load::load(&inputs).map_err(|d| explain(&d))
+    let app = load::load(&inputs).map_err(|d| explain(&d))?;
+    Ok((inputs, app))
 }
 
 fn validate(args: &AppArgs) -> Result<(), Failure> {
-    let app = load_app(args)?;
+    let (inputs, app) = load_app(args)?;
     let members: i32 = app.parts().iter().map(|p| p.desired_replicas()).sum();
     let parts = app.parts().len();
     println!(
         "{}: valid ({parts} part{}, {members} member{})",
-        args.app.display(),
+        inputs.app_file,
         plural(parts as i32),
         plural(members)
     );
@@ -72,7 +78,7 @@ fn plural(n: i32) -> &'static str {
 }
 
 fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), Failure> {
-    let app = load_app(args)?;
+    let (_, app) = load_app(args)?;
     let objects = render::render(&app).map_err(|e| format!("render failed: {e}"))?;
     match output_dir {
         None => {
@@ -82,32 +88,13 @@ fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), Failure> 
             );
             Ok(())
         }
-        Some(dir) => write_objects(dir, &objects),
+        Some(dir) => crate::outdir::write_objects(dir, &objects),
     }
-}
-
-/// Writes every object to its own file; everything is serialised before the first write.
-fn write_objects(dir: &Path, objects: &[Value]) -> Result<(), Failure> {
-    let mut files = Vec::with_capacity(objects.len());
-    for (i, object) in objects.iter().enumerate() {
-        let text = render::to_yaml(std::slice::from_ref(object))
-            .map_err(|e| format!("render failed: {e}"))?;
-        files.push((dir.join(render::file_name(i, object)), text));
-    }
-    std::fs::create_dir_all(dir)
-        .map_err(|e| format!("{}: cannot create the directory: {e}", dir.display()))?;
-    for (path, text) in &files {
-        std::fs::write(path, text).map_err(|e| format!("{}: cannot write: {e}", path.display()))?;
-    }
-    println!("wrote {} objects to {}", files.len(), dir.display());
-    Ok(())
 }
 
 fn list_params(app: &Path, format: Format) -> Result<(), Failure> {
-    let text = std::fs::read_to_string(app)
-        .map_err(|e| format!("{}: cannot read the file: {e}", app.display()))?;
-    let (definitions, doc) =
-        load::load_param_definitions(&app.display().to_string(), &text).map_err(|d| explain(&d))?;
+    let (file, text) = read_source(app).map_err(|d| d.to_string())?;
+    let (definitions, doc) = load::load_param_definitions(&file, &text).map_err(|d| explain(&d))?;
     let rows: Vec<Value> = definitions
         .iter()
         .map(|p| {

@@ -10,7 +10,6 @@ use clap::Args;
 
 use crate::args::{AppArgs, Format};
 use crate::commands::{Failure, load_app};
-use crate::input::read_inputs;
 
 /// Where local apps keep their state.
 #[derive(Args, Debug)]
@@ -127,8 +126,7 @@ fn home(args: &HomeArgs) -> Result<Home, Failure> {
 }
 
 pub fn up(args: &UpArgs) -> Result<(), Failure> {
-    let app = load_app(&args.app)?;
-    let inputs = read_inputs(&args.app).map_err(|d| d.to_string())?;
+    let (inputs, app) = load_app(&args.app)?;
     let home = home(&args.home)?;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find berth itself: {e}"))?;
     let options = UpOptions {
@@ -145,8 +143,7 @@ pub fn up(args: &UpArgs) -> Result<(), Failure> {
 }
 
 pub fn apply(args: &ApplyArgs) -> Result<(), Failure> {
-    let app = load_app(&args.app)?;
-    let inputs = read_inputs(&args.app).map_err(|d| d.to_string())?;
+    let (inputs, app) = load_app(&args.app)?;
     let timeout = Duration::from_secs(args.timeout);
     control::apply(&home(&args.home)?, &inputs, &app, timeout)
 }

@@ -1,4 +1,5 @@
-//! The `berth` command line: validate, render, params, crd, the operator and the local engine.
+//! The `berth` command line: validate, render, params, crd, reference, the operator and the
+//! local engine.
 //!
 //! Exit codes: 0 success, 1 invalid input or failed operation, 2 usage error (clap's own).
 
@@ -7,6 +8,7 @@ mod commands;
 mod input;
 mod local;
 mod operator;
+mod outdir;
 mod table;
 
 use std::process::ExitCode;

@@ -1,7 +1,9 @@
 //! The `berth` binary's contract: exit codes, where output goes, and that nothing is written
-//! when input is invalid.
+//! when input is invalid, `-` for standard input, and `render -o` into a directory.
 
 use std::path::{Path, PathBuf};
+
+mod local_common;
 
 use assert_cmd::Command;
 use predicates::prelude::*;
@@ -123,14 +125,10 @@ fn render_to_a_directory_writes_one_file_per_object_in_order() {
         .args(["render", "examples/web.yaml", "-o", out.to_str().unwrap()])
         .assert()
         .success();
-    let mut files: Vec<String> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    files.sort();
     assert_eq!(
-        files,
+        file_names(&out),
         [
+            ".berth-render",
             "00-configmap-web-topology.yaml",
             "01-service-nginx.yaml",
             "02-service-web-http.yaml",
@@ -138,6 +136,8 @@ fn render_to_a_directory_writes_one_file_per_object_in_order() {
             "04-poddisruptionbudget-web.yaml"
         ]
     );
+    let manifest = std::fs::read_to_string(out.join(".berth-render")).unwrap();
+    assert!(manifest.ends_with("\n03-statefulset-web.yaml\n04-poddisruptionbudget-web.yaml\n"));
 }
 
 #[test]
@@ -182,4 +182,179 @@ fn params_are_listed_as_a_table_and_as_json() {
     assert_eq!(rows[4]["key"], "replicas");
     assert_eq!(rows[4]["type"], "int");
     assert_eq!(rows[4]["default"], 3);
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn rendering_again_into_a_directory_removes_objects_no_longer_rendered() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    berth()
+        .args(["render", "examples/web.yaml", "-o", out_arg])
+        .assert()
+        .success();
+    assert!(out.join("04-poddisruptionbudget-web.yaml").exists());
+    // Someone else's file beside berth's stays.
+    write(&out, "kustomization.yaml", "resources: []\n");
+    // One member: no PodDisruptionBudget any more.
+    berth()
+        .args([
+            "render",
+            "examples/web.yaml",
+            "--set",
+            "replicas=1",
+            "-o",
+            out_arg,
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("removed 1 no longer rendered"));
+    assert_eq!(
+        file_names(&out),
+        [
+            ".berth-render",
+            "00-configmap-web-topology.yaml",
+            "01-service-nginx.yaml",
+            "02-service-web-http.yaml",
+            "03-statefulset-web.yaml",
+            "kustomization.yaml"
+        ]
+    );
+}
+
+#[test]
+fn render_refuses_a_non_empty_directory_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "notes.txt", "mine\n");
+    berth()
+        .args([
+            "render",
+            "examples/web.yaml",
+            "-o",
+            dir.path().to_str().unwrap(),
+        ])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains(dir.path().to_str().unwrap())
+                .and(predicate::str::contains(
+                    "was not written by `berth render -o`",
+                ))
+                .and(predicate::str::contains("new or empty directory")),
+        );
+    assert_eq!(file_names(dir.path()), ["notes.txt"]);
+}
+
+#[test]
+fn a_failed_render_leaves_the_previous_files_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let out_arg = out.to_str().unwrap();
+    berth()
+        .args(["render", "examples/web.yaml", "-o", out_arg])
+        .assert()
+        .success();
+    let before: Vec<(String, String)> = file_names(&out)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read_to_string(out.join(&n)).unwrap()))
+        .collect();
+    berth()
+        .args([
+            "render",
+            "examples/web.yaml",
+            "--set",
+            "replicas=-1",
+            "-o",
+            out_arg,
+        ])
+        .assert()
+        .code(1);
+    let after: Vec<(String, String)> = file_names(&out)
+        .into_iter()
+        .map(|n| (n.clone(), std::fs::read_to_string(out.join(&n)).unwrap()))
+        .collect();
+    assert_eq!(before, after);
+}
+
+/// `berth ARGS` with `text` on standard input.
+fn berth_with_stdin(args: &[&str], text: &str) -> assert_cmd::assert::Assert {
+    berth().args(args).write_stdin(text).assert()
+}
+
+const BAD_APP: &str = "apiVersion: berth.io/v1alpha1\nkind: StatefulApp\nmetadata: {name: a}\nspec:\n  parts:\n  - name: p\n    replicas: -2\n    template: {spec: {containers: [{name: c, image: i}]}}\n";
+
+#[test]
+fn a_dash_reads_the_app_from_stdin_and_messages_name_it() {
+    let zookeeper = std::fs::read_to_string(repo().join("examples/zookeeper.yaml")).unwrap();
+    berth_with_stdin(&["validate", "-"], &zookeeper)
+        .success()
+        .stdout(predicate::str::contains(
+            "<stdin>: valid (1 part, 3 members)",
+        ));
+    berth_with_stdin(&["validate", "-"], BAD_APP)
+        .code(1)
+        .stderr(predicate::str::contains(
+            "<stdin>:7: spec.parts[0].replicas: expected a member count from 0 to 1000, found -2",
+        ));
+    berth_with_stdin(&["render", "-", "--set", "replicas=5"], &zookeeper)
+        .success()
+        .stdout(predicate::str::contains("server.5=zookeeper-server-4."));
+    berth_with_stdin(&["params", "-", "-o", "json"], &zookeeper)
+        .success()
+        .stdout(predicate::str::contains("\"key\": \"replicas\""));
+}
+
+#[test]
+fn a_dash_reads_a_values_file_from_stdin_but_only_one_file_can() {
+    berth_with_stdin(
+        &["validate", "examples/zookeeper.yaml", "-f", "-"],
+        "image: zookeeper:3.9\nreplcas: 5\n",
+    )
+    .code(1)
+    .stderr(predicate::str::contains(
+        "<stdin>:2: replcas: unknown parameter `replcas`",
+    ));
+    berth_with_stdin(&["validate", "-", "-f", "-"], BAD_APP)
+        .code(1)
+        .stderr(predicate::str::contains(
+            "2 files are named `-`, but only one (the app or one values file) can be read from standard input",
+        ));
+}
+
+#[test]
+fn up_reads_the_app_from_stdin() {
+    let app = local_common::LocalApp::new("stdin");
+    let manifest = "apiVersion: berth.io/v1alpha1\nkind: StatefulApp\nmetadata: {name: stdin}\nspec:\n  parts:\n  - name: stdin\n    template:\n      spec:\n        terminationGracePeriodSeconds: 1\n        containers: [{name: main, image: example/none:1, command: [sleep, '1000']}]\n";
+    app.berth(&["up", "-", "--slot", "90"])
+        .write_stdin(manifest)
+        .assert()
+        .success();
+    let members = app.members();
+    assert_eq!(members.len(), 1, "{members:?}");
+    assert_eq!(members[0]["ready"], true);
+}
+
+#[test]
+fn the_committed_reference_is_what_berth_reference_prints() {
+    let printed = berth()
+        .arg("reference")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let committed = std::fs::read_to_string(repo().join("docs/reference.md")).unwrap();
+    assert!(
+        String::from_utf8(printed).unwrap() == committed,
+        "docs/reference.md is stale: run `cargo run -- reference > docs/reference.md`"
+    );
 }

@@ -70,16 +70,20 @@ pub const KIND: &str = "StatefulApp";
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StatefulAppSpec {
-    /// Delivery parameters: typed keys that set values at paths in this spec.
+    /// Delivery parameters: typed keys that set values at paths in this spec, so the people who
+    /// deliver the app set `replicas: 5` in a values file (or `--set replicas=5`) instead of
+    /// editing the spec. `berth params` lists them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]
     pub params: Vec<ParamSpec>,
-    /// The app's workloads, each with its own members and state.
+    /// The app's workloads, each with its own members and state; part names are unique.
     #[schemars(length(min = 1, max = 16))]
     // A map-keyed list: the API server rejects duplicate part names and merges parts by name.
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub parts: Vec<PartSpec>,
-    /// Arbitrary objects created or updated in order after the parts' own objects.
+    /// Arbitrary Kubernetes objects (each with `apiVersion`, `kind` and `metadata.name`),
+    /// rendered and applied in order after the parts' own objects; the operator deletes those
+    /// that leave the list. The local engine ignores them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "state::any_objects_schema")]
     pub extra_objects: Vec<serde_json::Value>,
@@ -106,18 +110,19 @@ pub enum ParamType {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ParamSpec {
-    /// The key, e.g. `image` or `resourceRequest.cpu`.
+    /// The key set in values files and with `--set`, e.g. `image` or `resourceRequest.cpu`.
     pub key: String,
-    /// Where the value goes: a field path into this resource, e.g. `spec.parts[0].replicas`.
+    /// Where the value goes: a field path into this resource, with list indexes, e.g.
+    /// `spec.parts[0].replicas` or `spec.parts[0].template.spec.containers[0].image`.
     pub path: String,
-    /// The value's type.
+    /// The value's type; values of another type are rejected naming the values file and line.
     #[serde(default, rename = "type")]
     pub kind: ParamType,
     /// The value used when none is given; without it, the value already at `path` is the default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "state::any_value_schema")]
     pub default: Option<serde_json::Value>,
-    /// Whether a value must be given.
+    /// Whether a value must be given (in a values file or with `--set`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub required: bool,
     /// What the parameter means, for the people who set it.

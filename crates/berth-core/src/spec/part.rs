@@ -35,30 +35,31 @@ pub enum PodManagement {
     {"rule": "!(has(self.kind) && self.kind == 'DaemonSet' && has(self.replicas))", "message": "a DaemonSet runs one member per node: remove replicas"}
 ]))]
 pub struct PartSpec {
-    /// The part's name; members are named `<app>-<part>-<ordinal>` (`<app>-<ordinal>` when the
-    /// part is named like the app).
+    /// The part's name, e.g. `server`. Its workload is named `<app>-<part>` (`<app>` when the
+    /// part is named like the app) and its members `<workload>-<ordinal>`, e.g. `zookeeper-server-0`.
     #[schemars(length(min = 1, max = 40))]
     pub name: String,
-    /// The workload kind.
+    /// The Kubernetes workload the part becomes.
     #[serde(default)]
     pub kind: WorkloadKind,
-    /// How many members; not allowed for a DaemonSet. Defaults to 1.
+    /// How many members (1 when unset); not allowed for a DaemonSet, which runs one per node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1000))]
     pub replicas: Option<i32>,
-    /// Ordered or parallel start and stop.
+    /// Whether members start and stop one after another or all at once.
     #[serde(default)]
     pub pod_management: PodManagement,
-    /// The pod template, as in any Kubernetes workload. Strings in containers' `command`,
-    /// `args` and env `value`s are templates.
+    /// The members' pod template, as in any Kubernetes workload: at least one container with
+    /// an image. berth adds the labels, volumes, mounts, config files and `BERTH_*` env it
+    /// needs. Strings in containers' `command`, `args` and env `value`s are templates.
     pub template: PodTemplateSpec,
     /// The part's five kinds of state.
     #[serde(default)]
     pub state: StateSpec,
-    /// Services beyond the headless one.
+    /// Client-facing Services, beyond the headless Service that gives members stable names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<ServiceSpec>,
-    /// Spreading and disruption budget.
+    /// How members are spread over nodes, and their PodDisruptionBudget.
     #[serde(default)]
     pub scheduling: SchedulingSpec,
     /// How members are updated when the part changes.
@@ -97,7 +98,7 @@ pub struct ServiceSpec {
     /// Names of topology ports to expose; all of them when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<String>,
-    /// The Service type.
+    /// The Kubernetes Service type.
     #[serde(default, rename = "type")]
     pub service_type: ServiceType,
     /// Select only members currently holding this role (e.g. a write endpoint on the leader).

@@ -20,7 +20,7 @@ pub enum Spread {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DisruptionBudget {
-    /// Whether to create one (for parts with more than one member).
+    /// Whether to create one; it is only created for parts with more than one member.
     #[serde(default = "yes")]
     pub enabled: bool,
     /// Members that may be voluntarily disrupted at once; 1 (quorum-preserving) when unset.
@@ -48,10 +48,11 @@ pub struct SchedulingSpec {
     /// Spreading of members over `topologyKey` domains.
     #[serde(default)]
     pub spread: Spread,
-    /// Node label that defines a failure domain.
+    /// Node label whose values are the failure domains members are spread over, e.g.
+    /// `topology.kubernetes.io/zone`.
     #[serde(default = "default_topology_key")]
     pub topology_key: String,
-    /// The disruption budget.
+    /// The part's PodDisruptionBudget, limiting voluntary disruptions such as node drains.
     #[serde(default)]
     pub disruption_budget: DisruptionBudget,
 }
@@ -102,17 +103,18 @@ pub enum PodUpdatePolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdatePolicy {
-    /// Update order.
+    /// The order in which members take a new revision.
     #[serde(default)]
     pub strategy: UpdateStrategy,
-    /// Members with an ordinal below this keep the old revision (canary).
+    /// Members with an ordinal below this keep the old revision: `partition: 2` of 3 members
+    /// updates only member 2 (a canary). Unset or 0 updates every member.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub partition: Option<i32>,
     /// Members that may be down at once during an update (a number or a percentage); 1 when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_unavailable: Option<IntOrString>,
-    /// Recreate pods or update them in place.
+    /// Whether a member's pod is recreated or updated in place.
     #[serde(default)]
     pub pod_update_policy: PodUpdatePolicy,
     /// Seconds a member may stay unready on a new revision before the rollout is Degraded.

@@ -40,10 +40,10 @@ pub enum RetentionAction {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Retention {
-    /// When a member is removed by scaling down.
+    /// What happens to a member's claims when it is removed by scaling down.
     #[serde(default)]
     pub when_scaled: RetentionAction,
-    /// When the app is deleted.
+    /// What happens to every member's claims when the app is deleted.
     #[serde(default)]
     pub when_deleted: RetentionAction,
 }
@@ -69,9 +69,10 @@ pub struct MountSpec {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VolumeSpec {
-    /// Volume name, unique in the part.
+    /// Volume name, unique in the part, e.g. `data`; each member's claim is
+    /// `<name>-<member>`.
     pub name: String,
-    /// Requested size, a quantity such as `100G` or `1Gi`.
+    /// Requested size of each member's volume, a quantity such as `100G` or `1Gi`.
     pub size: String,
     /// Storage class; the cluster default when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -157,7 +158,8 @@ pub struct ConfigFile {
     pub name: String,
     /// Absolute path of the file in the containers.
     pub path: String,
-    /// The content, a template (see docs/templates.md).
+    /// The content, a template (see `docs/templates.md`), e.g.
+    /// `"{% for m in members %}server.{{ m.ordinal + 1 }}={{ m.host }}:2888:3888\n{% endfor %}"`.
     pub content: String,
     /// File mode as an octal string, e.g. `"0755"` for scripts; `"0644"` when unset. A string,
     /// because YAML 1.1 and 1.2 read an unquoted 0755 differently.
@@ -204,12 +206,13 @@ pub enum Protocol {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PortSpec {
-    /// Port name (an IANA service name: at most 15 characters).
+    /// Port name (an IANA service name: at most 15 characters), e.g. `client`; Services and
+    /// connection endpoints refer to ports by name.
     pub name: String,
-    /// Port number.
+    /// The port number members listen on.
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
-    /// Protocol.
+    /// The port's network protocol.
     #[serde(default)]
     pub protocol: Protocol,
 }
@@ -240,7 +243,8 @@ fn default_true() -> bool {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleProbe {
-    /// Command run in the member whose first output line names the role.
+    /// Command run in each member whose first output line names its role, one of `roles`, e.g.
+    /// `[sh, -c, "redis-cli -p 6379 role | head -1"]`. A template.
     pub exec: Vec<String>,
     /// Seconds between probes.
     #[serde(default = "default_probe_period")]
@@ -262,7 +266,8 @@ pub struct TopologyState {
     /// Name of the headless Service giving members stable DNS names; `<workload>-headless` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headless_service: Option<String>,
-    /// Roles members can hold.
+    /// Roles members can hold; with roles (and a role probe), updates are role-aware and
+    /// Services can select a role.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RoleSpec>,
     /// How a member's role is detected.
@@ -283,7 +288,7 @@ pub struct TopologyState {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ActionSpec {
-    /// The command line.
+    /// The command and its arguments, e.g. `[sh, -c, "redis-cli -h $BERTH_TARGET replicaof no one"]`.
     pub exec: Vec<String>,
     /// Seconds the command may run before it is killed and the action counts as failed.
     #[serde(default = "default_action_timeout")]
@@ -375,7 +380,7 @@ pub enum Affinity {
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SessionState {
-    /// The kind of affinity.
+    /// Whether clients stick to a member.
     #[serde(default)]
     pub affinity: Affinity,
     /// How long a client sticks to its member (1 to 86400 seconds; 10800 when unset).
@@ -402,7 +407,7 @@ pub enum EndpointProtocol {
 pub struct EndpointSpec {
     /// Name of a topology port.
     pub port: String,
-    /// The protocol spoken.
+    /// The protocol clients speak on the port.
     #[serde(default)]
     pub protocol: EndpointProtocol,
     /// Clients must balance over members themselves (a Service would pin each connection to one member).
