@@ -301,6 +301,18 @@ const CASES: &[Case] = &[
         "app.yaml:42: spec.parts[0].update.strategy: RoleAware updates need roles: declare them in state.topology.roles",
     ),
     case(
+        "role service without a role probe",
+        "          ports: [client]\n",
+        "          ports: [client]\n          role: leader\n",
+        "app.yaml:47: spec.parts[0].services[0].role: a Service selecting role `leader` needs members' roles, but spec.parts[0].state.topology.roleProbe is not declared: without it no member is ever selected",
+    ),
+    case(
+        "two writable roles",
+        "            - name: leader\n",
+        "            - name: leader\n              writable: true\n            - name: primary\n              writable: true\n",
+        "app.yaml:46: spec.parts[0].state.topology.roles[1].writable: `primary` is a second writable role (`leader` at spec.parts[0].state.topology.roles[0] is one): set spec.parts[0].state.topology.multipleWriters: true if members really take writes in both roles",
+    ),
+    case(
         "param path points nowhere",
         "path: spec.parts[0].replicas",
         "path: spec.parts[2].replicas",

@@ -241,9 +241,15 @@ pub struct TopologyState {
     /// Name of the headless Service giving members stable DNS names; `<workload>-headless` when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headless_service: Option<String>,
-    /// Roles members can hold.
+    /// Roles members can hold. At most one of them may be `writable` unless
+    /// `multipleWriters` is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RoleSpec>,
+    /// Allows more than one `writable` role (for multi-primary systems whose members take
+    /// writes under different role names). Without it, two writable roles are taken as a
+    /// mistake: switchovers and role-aware updates assume one leader role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multiple_writers: bool,
     /// How a member's role is detected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_probe: Option<RoleProbe>,
