@@ -1,5 +1,6 @@
 //! The pipeline from files to a [`ValidatedApp`]: parse → check resource header → resolve and
-//! apply delivery parameters → deserialise → validate rules → validate templates.
+//! apply delivery parameters → deserialise (and hold Kubernetes objects to their schemas) →
+//! validate rules → validate templates.
 //! Every step reports problems with file, line and field path.
 
 use std::collections::BTreeMap;
@@ -160,8 +161,18 @@ pub fn load(inputs: &Inputs) -> Result<ValidatedApp, Diagnostics> {
     if let Some(namespace) = &inputs.namespace {
         doc.value["metadata"]["namespace"] = Value::String(namespace.clone());
     }
-    let app: StatefulApp = deserialize(&doc, "")?;
-    validate::validate(&app).map_err(|d| doc.locate(d))?;
+    let mut problems = validate::check_kubernetes_objects(&doc.value);
+    let app: StatefulApp = match deserialize(&doc, "") {
+        Ok(app) => app,
+        Err(e) => {
+            problems.extend(e);
+            return Err(doc.locate(problems));
+        }
+    };
+    if let Err(e) = validate::validate(&app) {
+        problems.extend(e);
+    }
+    doc.locate(problems).into_result(())?;
     validate::check_templates(&app, &values).map_err(|d| doc.locate(d))?;
     Ok(ValidatedApp {
         app,

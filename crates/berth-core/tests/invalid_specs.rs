@@ -151,6 +151,42 @@ const CASES: &[Case] = &[
         "app.yaml:45: spec.parts[1].name: duplicate part name `server` (first used at spec.parts[0].name)",
     ),
     case(
+        "unknown field in the pod template",
+        "              image: zookeeper:3.8\n",
+        "              imagee: zookeeper:3.8\n",
+        "app.yaml:24: spec.parts[0].template.spec.containers[0].imagee: unknown field `imagee`; did you mean `image`?",
+    ),
+    case(
+        "unknown field in the pod template's metadata",
+        "          labels: {}\n",
+        "          labels: {}\n          annotation: {a: b}\n",
+        "app.yaml:21: spec.parts[0].template.metadata.annotation: unknown field `annotation`; did you mean `annotations`?",
+    ),
+    case(
+        "unknown pod field far from any known one",
+        "          containers:\n",
+        "          flavour: spicy\n          containers:\n",
+        "app.yaml:22: spec.parts[0].template.spec.flavour: unknown field `flavour`, expected one of `activeDeadlineSeconds`, `affinity`, `automountServiceAccountToken`, `containers`, `dnsConfig`, `dnsPolicy`, `enableServiceLinks`, `ephemeralContainers`, `hostAliases`, `hostIPC`, `hostNetwork`, `hostPID`, `hostUsers`, `hostname`, `imagePullSecrets`, `initContainers`, `nodeName`, `nodeSelector`, `os`, `overhead`, `preemptionPolicy`, `priority`, `priorityClassName`, `readinessGates`, `resourceClaims`, `resources`, `restartPolicy`, `runtimeClassName`, `schedulerName`, `schedulingGates`, `securityContext`, `serviceAccount`, `serviceAccountName`, `setHostnameAsFQDN`, `shareProcessNamespace`, `subdomain`, `terminationGracePeriodSeconds`, `tolerations`, `topologySpreadConstraints`, `volumes`",
+    ),
+    case(
+        "cpu that is no quantity",
+        "              image: zookeeper:3.8\n",
+        "              image: zookeeper:3.8\n              resources: {requests: {cpu: lots}}\n",
+        "app.yaml:25: spec.parts[0].template.spec.containers[0].resources.requests.cpu: `lots` is not a quantity: expected a number with an optional suffix such as 500m, 100G or 1Gi",
+    ),
+    case(
+        "volume size limit that is no quantity",
+        "          containers:\n",
+        "          volumes: [{name: tmp, emptyDir: {sizeLimit: 1GB}}]\n          containers:\n",
+        "app.yaml:22: spec.parts[0].template.spec.volumes[0].emptyDir.sizeLimit: `1GB` is not a quantity: expected a number with an optional suffix such as 500m, 100G or 1Gi",
+    ),
+    case(
+        "unknown field in an extra object of a built-in kind",
+        "  parts:\n",
+        "  extraObjects:\n    - apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: x}\n      dat: {a: b}\n  parts:\n",
+        "app.yaml:19: spec.extraObjects[0].dat: unknown field `dat`; did you mean `data`?",
+    ),
+    case(
         "no containers",
         "          containers:\n            - name: zk\n              image: zookeeper:3.8\n              command: [\"run\", \"{{ part.replicas }}\"]\n",
         "          containers: []\n",

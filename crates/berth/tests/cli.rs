@@ -181,3 +181,24 @@ fn params_are_listed_as_a_table_and_as_json() {
     assert_eq!(rows[4]["type"], "int");
     assert_eq!(rows[4]["default"], 3);
 }
+
+#[test]
+fn a_typo_in_the_pod_template_is_an_error_not_a_workload_without_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = write(
+        dir.path(),
+        "app.yaml",
+        "apiVersion: berth.io/v1alpha1\nkind: StatefulApp\nmetadata: {name: a}\nspec:\n  parts:\n  - name: p\n    template:\n      spec:\n        containers:\n        - name: c\n          imagee: i\n          resources: {limits: {cpu: lots}}\n",
+    );
+    berth()
+        .args(["render", app.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "app.yaml:11: spec.parts[0].template.spec.containers[0].imagee: unknown field `imagee`; did you mean `image`?",
+        ))
+        .stderr(predicate::str::contains(
+            "app.yaml:12: spec.parts[0].template.spec.containers[0].resources.limits.cpu: `lots` is not a quantity",
+        ));
+}
