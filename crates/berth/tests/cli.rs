@@ -202,3 +202,24 @@ fn a_typo_in_the_pod_template_is_an_error_not_a_workload_without_image() {
             "app.yaml:12: spec.parts[0].template.spec.containers[0].resources.limits.cpu: `lots` is not a quantity",
         ));
 }
+
+#[test]
+fn a_bad_value_is_reported_where_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = write(dir.path(), "v.yaml", "image: zookeeper:3.9\nreplicas: -2\n");
+    berth()
+        .args(["validate", "examples/zookeeper.yaml", "-f"])
+        .arg(&values)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "v.yaml:2: spec.parts[0].replicas: expected a member count from 0 to 1000, found -2",
+        ));
+    berth()
+        .args(["validate", "examples/zookeeper.yaml", "--set", "replicas=1001"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "--set replicas=1001: spec.parts[0].replicas: expected a member count from 0 to 1000, found 1001",
+        ));
+}
