@@ -1,5 +1,6 @@
 //! The pipeline from files to a [`ValidatedApp`]: parse → check resource header → resolve and
-//! apply delivery parameters → deserialise → validate rules → validate templates.
+//! apply delivery parameters → deserialise (and hold Kubernetes objects to their schemas) →
+//! validate rules → validate templates.
 //! Every step reports problems with file, line and field path.
 
 use std::collections::BTreeMap;
@@ -155,14 +156,27 @@ pub fn load(inputs: &Inputs) -> Result<ValidatedApp, Diagnostics> {
         .into_result(())?;
     let given = given_values(inputs)?;
     let values = params::resolve(&definitions, &given, &doc.value).map_err(|d| doc.locate(d))?;
+    let origins = params::origins(&definitions, &given, &doc);
     let applied = params::apply(&definitions, &values, &mut doc.value);
     doc.locate(applied).into_result(())?;
     if let Some(namespace) = &inputs.namespace {
         doc.value["metadata"]["namespace"] = Value::String(namespace.clone());
     }
-    let app: StatefulApp = deserialize(&doc, "")?;
-    validate::validate(&app).map_err(|d| doc.locate(d))?;
-    validate::check_templates(&app, &values).map_err(|d| doc.locate(d))?;
+    // Problems with a value a parameter wrote are reported where the value was given.
+    let locate = |d: Diagnostics| doc.locate(params::locate_by_origin(&origins, d));
+    let mut problems = validate::check_kubernetes_objects(&doc.value);
+    let app: StatefulApp = match deserialize_at(&doc.value, "") {
+        Ok(app) => app,
+        Err(e) => {
+            problems.extend(e);
+            return Err(locate(problems));
+        }
+    };
+    if let Err(e) = validate::validate(&app) {
+        problems.extend(e);
+    }
+    locate(problems).into_result(())?;
+    validate::check_templates(&app, &values).map_err(locate)?;
     Ok(ValidatedApp {
         app,
         params: values,
@@ -219,7 +233,7 @@ fn read_params(doc: &SourceDoc) -> Result<Vec<ParamSpec>, Diagnostics> {
     let Some(raw) = doc.value.pointer("/spec/params") else {
         return Ok(Vec::new());
     };
-    deserialize_at(doc, raw, "spec.params")
+    deserialize_at(raw, "spec.params").map_err(|d| doc.locate(d))
 }
 
 fn given_values(inputs: &Inputs) -> Result<Vec<GivenValue>, Diagnostics> {
@@ -238,16 +252,9 @@ fn given_values(inputs: &Inputs) -> Result<Vec<GivenValue>, Diagnostics> {
     problems.into_result(given)
 }
 
-fn deserialize<T: serde::de::DeserializeOwned>(
-    doc: &SourceDoc,
-    prefix: &str,
-) -> Result<T, Diagnostics> {
-    deserialize_at(doc, &doc.value, prefix)
-}
-
-/// Deserialises `value` (found at `prefix` in `doc`), naming the field path of the first error.
+/// Deserialises `value` (found at `prefix`), naming the field path of the first error in the
+/// spec's words; the diagnostic is not located yet.
 fn deserialize_at<T: serde::de::DeserializeOwned>(
-    doc: &SourceDoc,
     value: &Value,
     prefix: &str,
 ) -> Result<T, Diagnostics> {
@@ -260,8 +267,61 @@ fn deserialize_at<T: serde::de::DeserializeOwned>(
             (false, _) if inner.starts_with('[') => format!("{prefix}{inner}"),
             (false, _) => format!("{prefix}.{inner}"),
         };
-        let message = e.into_inner().to_string();
-        let line = doc.line_of(&path);
-        Diagnostics::one(Diagnostic::at(path, message).in_file(&doc.file, line))
+        Diagnostics::one(Diagnostic::at(
+            path,
+            plain_words(&e.into_inner().to_string()),
+        ))
     })
+}
+
+/// serde's `invalid type: string "x", expected i32` in the spec's words:
+/// `expected a whole number, found "x"`. Other messages are kept.
+fn plain_words(message: &str) -> String {
+    let body = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "));
+    let Some((found, expected)) = body.and_then(|b| b.rsplit_once(", expected ")) else {
+        return message.to_string();
+    };
+    format!(
+        "expected {}, found {}",
+        expected_words(expected),
+        found_words(found)
+    )
+}
+
+fn expected_words(expected: &str) -> String {
+    let words = match expected {
+        "i8" | "i16" | "i32" | "i64" | "u8" | "u16" | "u32" | "u64" | "usize" | "isize" => {
+            "a whole number"
+        }
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "a sequence" => "a list",
+        "a map" => "a mapping",
+        "IntOrString" => "a number or a string",
+        other if other.starts_with("struct ") || other.starts_with(char::is_uppercase) => {
+            "a mapping"
+        }
+        other => other,
+    };
+    words.to_string()
+}
+
+fn found_words(found: &str) -> String {
+    let quoted = |s: &str| s.trim_matches('`').to_string();
+    if let Some(text) = found.strip_prefix("string ") {
+        return text.to_string();
+    }
+    for kind in ["integer ", "floating point ", "boolean "] {
+        if let Some(value) = found.strip_prefix(kind) {
+            return quoted(value);
+        }
+    }
+    match found {
+        "map" => "a mapping".to_string(),
+        "sequence" => "a list".to_string(),
+        "null" | "unit value" => "nothing (null)".to_string(),
+        other => other.to_string(),
+    }
 }

@@ -33,6 +33,70 @@ impl GivenValue {
     }
 }
 
+/// Where the value written at a parameter's path came from: a values file's line, a `--set`
+/// argument, or the parameter's declared default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    /// The parameter's path, canonical (`spec.parts[0].replicas`).
+    pub path: String,
+    /// The file, or `--set key=value`.
+    pub file: String,
+    /// The line in that file.
+    pub line: Option<usize>,
+}
+
+/// The origin of every value [`apply`] writes that was not already in the spec: the last value
+/// given for the key, else the declared default.
+pub fn origins(params: &[ParamSpec], given: &[GivenValue], doc: &SourceDoc) -> Vec<Origin> {
+    let mut out = Vec::new();
+    for (i, p) in params.iter().enumerate() {
+        let Ok(path) = FieldPath::parse(&p.path) else {
+            continue;
+        };
+        let path = path.to_string();
+        let (file, line) = match given.iter().rev().find(|g| g.key == p.key) {
+            Some(g) if g.from_text => (format!("--set {}={}", g.key, text_of(&g.value)), None),
+            Some(g) => (g.origin.clone(), g.line),
+            None if p.default.is_some() => {
+                let line = doc.line_of(&format!("spec.params[{i}].default"));
+                (doc.file.clone(), line)
+            }
+            None => continue,
+        };
+        out.push(Origin { path, file, line });
+    }
+    out
+}
+
+/// Gives every unlocated diagnostic at or under a parameter's path the place its value came
+/// from (the most specific path; the later parameter when two write the same path).
+pub fn locate_by_origin(origins: &[Origin], mut diagnostics: Diagnostics) -> Diagnostics {
+    for d in diagnostics.0.iter_mut().filter(|d| d.file.is_none()) {
+        let under = |o: &&Origin| {
+            d.path == o.path
+                || d.path
+                    .strip_prefix(o.path.as_str())
+                    .is_some_and(|rest| rest.starts_with(['.', '[']))
+        };
+        let best = origins
+            .iter()
+            .filter(under)
+            .enumerate()
+            .max_by_key(|(i, o)| (o.path.len(), *i));
+        if let Some((_, o)) = best {
+            d.file = Some(o.file.clone());
+            d.line = o.line;
+        }
+    }
+    diagnostics
+}
+
+fn text_of(value: &Value) -> String {
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_string)
+}
+
 /// Reads a values file: a mapping of keys to values; nested mappings make dotted keys.
 ///
 /// # Errors

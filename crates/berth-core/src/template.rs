@@ -275,7 +275,73 @@ pub fn render(source: &str, context: &minijinja::Value) -> Result<String, Templa
             message,
         });
     }
-    template.render(context).map_err(to_error)
+    template.render(context).map_err(|e| {
+        let explained = (e.kind() == minijinja::ErrorKind::UndefinedError)
+            .then(|| {
+                e.detail()
+                    .and_then(|d| explain_undefined(&env, source, context, d))
+            })
+            .flatten();
+        let mut error = to_error(e);
+        if let Some(message) = explained {
+            error.message = message;
+        }
+        error
+    })
+}
+
+/// For an undefined `a.b.attr`: names it and lists what `a.b` has. A loop variable (`m` in
+/// `{% for m in members %}`) is looked at through the first item it iterates over.
+fn explain_undefined(
+    env: &Environment<'_>,
+    source: &str,
+    context: &minijinja::Value,
+    detail: &str,
+) -> Option<String> {
+    let expr = detail.split('`').nth(1)?;
+    let (base, _) = expr.rsplit_once('.')?;
+    let root = base.split(['.', '[']).next()?;
+    let scope = if VARIABLES.contains(&root) {
+        context.clone()
+    } else {
+        loop_scope(env, source, context, root)?
+    };
+    let value = env.compile_expression(base).ok()?.eval(scope).ok()?;
+    if value.kind() != minijinja::value::ValueKind::Map {
+        return None;
+    }
+    let mut keys: Vec<String> = value.try_iter().ok()?.map(|k| k.to_string()).collect();
+    keys.sort();
+    Some(format!(
+        "undefined `{expr}`; `{base}` has: {}",
+        keys.join(", ")
+    ))
+}
+
+/// `context` plus loop variable `name` bound to the first item of its `{% for name in ... %}`.
+fn loop_scope(
+    env: &Environment<'_>,
+    source: &str,
+    context: &minijinja::Value,
+    name: &str,
+) -> Option<minijinja::Value> {
+    let needle = format!("for {name} in ");
+    let start = source.find(&needle)? + needle.len();
+    let end = start + source[start..].find("%}")?;
+    let iterable = source[start..end].trim_end_matches('-').trim();
+    let iterable = iterable
+        .split(" if ")
+        .next()?
+        .trim_end_matches(" recursive");
+    let items = env.compile_expression(iterable).ok()?.eval(context).ok()?;
+    let first = items.try_iter().ok()?.next()?;
+    let mut pairs: Vec<(String, minijinja::Value)> = context
+        .try_iter()
+        .ok()?
+        .filter_map(|k| Some((k.to_string(), context.get_item(&k).ok()?)))
+        .collect();
+    pairs.push((name.to_string(), first));
+    Some(minijinja::Value::from_pairs(pairs))
 }
 
 fn environment() -> Environment<'static> {
@@ -325,7 +391,28 @@ mod tests {
             &context! { part => context!{ replicas => 3 } },
         )
         .unwrap_err();
-        assert!(err.message.contains("undefined"), "{err}");
+        assert_eq!(
+            err.message,
+            "undefined `part.replicaz`; `part` has: replicas"
+        );
+    }
+
+    #[test]
+    fn undefined_attributes_list_what_exists_also_through_loops() {
+        let ctx = context! {
+            ports => context!{ mysql => 3306, admin => 33062 },
+            members => vec![context!{ordinal => 0, address => "a"}],
+        };
+        let err = render("{{ ports.mysq }}", &ctx).unwrap_err();
+        assert_eq!(
+            err.message,
+            "undefined `ports.mysq`; `ports` has: admin, mysql"
+        );
+        let err = render("{% for m in members %}{{ m.adress }}{% endfor %}", &ctx).unwrap_err();
+        assert_eq!(
+            err.message,
+            "undefined `m.adress`; `m` has: address, ordinal"
+        );
     }
 
     #[test]

@@ -358,3 +358,45 @@ fn the_committed_reference_is_what_berth_reference_prints() {
         "docs/reference.md is stale: run `cargo run -- reference > docs/reference.md`"
     );
 }
+
+#[test]
+fn a_typo_in_the_pod_template_is_an_error_not_a_workload_without_image() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = write(
+        dir.path(),
+        "app.yaml",
+        "apiVersion: berth.io/v1alpha1\nkind: StatefulApp\nmetadata: {name: a}\nspec:\n  parts:\n  - name: p\n    template:\n      spec:\n        containers:\n        - name: c\n          imagee: i\n          resources: {limits: {cpu: lots}}\n",
+    );
+    berth()
+        .args(["render", app.to_str().unwrap()])
+        .assert()
+        .code(1)
+        .stdout("")
+        .stderr(predicate::str::contains(
+            "app.yaml:11: spec.parts[0].template.spec.containers[0].imagee: unknown field `imagee`; did you mean `image`?",
+        ))
+        .stderr(predicate::str::contains(
+            "app.yaml:12: spec.parts[0].template.spec.containers[0].resources.limits.cpu: `lots` is not a quantity",
+        ));
+}
+
+#[test]
+fn a_bad_value_is_reported_where_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = write(dir.path(), "v.yaml", "image: zookeeper:3.9\nreplicas: -2\n");
+    berth()
+        .args(["validate", "examples/zookeeper.yaml", "-f"])
+        .arg(&values)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "v.yaml:2: spec.parts[0].replicas: expected a member count from 0 to 1000, found -2",
+        ));
+    berth()
+        .args(["validate", "examples/zookeeper.yaml", "--set", "replicas=1001"])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "--set replicas=1001: spec.parts[0].replicas: expected a member count from 0 to 1000, found 1001",
+        ));
+}

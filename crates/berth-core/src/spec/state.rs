@@ -267,9 +267,15 @@ pub struct TopologyState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub headless_service: Option<String>,
     /// Roles members can hold; with roles (and a role probe), updates are role-aware and
-    /// Services can select a role.
+    /// Services can select a role. At most one of them may be `writable` unless
+    /// `multipleWriters` is set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RoleSpec>,
+    /// Allows more than one `writable` role (for multi-primary systems whose members take
+    /// writes under different role names). Without it, two writable roles are taken as a
+    /// mistake: switchovers and role-aware updates assume one leader role.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multiple_writers: bool,
     /// How a member's role is detected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_probe: Option<RoleProbe>,

@@ -1,9 +1,11 @@
 //! Every semantic rule of a `StatefulApp`, checked at once: each problem is collected with its
 //! field path, never stopping at the first. The same rules serve `berth validate`, the
-//! operator's status and the local engine.
+//! operator's status and the local engine. [`check_kubernetes_objects`] holds the Kubernetes
+//! objects inside the spec (pod templates, extra objects) to their schemas.
 
 mod part;
 mod state;
+mod strict;
 mod templates;
 
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use crate::diag::Diagnostics;
 use crate::names;
 use crate::spec::StatefulApp;
 
+pub use strict::check_kubernetes_objects;
 pub use templates::check_templates;
 
 /// Replica counts above this are taken as a mistake.

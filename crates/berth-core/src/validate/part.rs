@@ -87,6 +87,11 @@ fn check_services(part: &PartSpec, at: &str, c: &mut Checker) {
                 format!("{here}.role"),
                 format!("unknown role `{role}`; declared roles: {}", list(&roles)),
             );
+            c.require(
+                part.state.topology.role_probe.is_some(),
+                format!("{here}.role"),
+                format!("a Service selecting role `{role}` needs members' roles, but {at}.state.topology.roleProbe is not declared: without it no member is ever selected"),
+            );
         }
         if let Some(session) = &s.session_affinity {
             state::check_session(session, &format!("{here}.sessionAffinity"), c);

@@ -4,7 +4,7 @@ use super::Checker;
 use super::part::list;
 use crate::names;
 use crate::quantity;
-use crate::spec::{Affinity, PartSpec, SessionState, WorkloadKind};
+use crate::spec::{Affinity, PartSpec, SessionState, TopologyState, WorkloadKind};
 
 const ACCESS_MODES: [&str; 4] = [
     "ReadWriteOnce",
@@ -228,6 +228,7 @@ fn check_topology(part: &PartSpec, at: &str, c: &mut Checker) {
     for (i, r) in t.roles.iter().enumerate() {
         c.dns_label(&r.name, 63, format!("{at}.roles[{i}].name"), "role name");
     }
+    check_writers(t, &at, c);
     if let Some(probe) = &t.role_probe {
         c.require(
             !probe.exec.is_empty(),
@@ -275,6 +276,29 @@ fn check_topology(part: &PartSpec, at: &str, c: &mut Checker) {
                 "a switchover needs a role probe to find the leader: declare roleProbe",
             );
         }
+    }
+}
+
+/// At most one writable role, unless the part says it has several writers.
+fn check_writers(t: &TopologyState, at: &str, c: &mut Checker) {
+    if t.multiple_writers {
+        return;
+    }
+    let writable: Vec<(usize, &str)> = t
+        .roles
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.writable)
+        .map(|(i, r)| (i, r.name.as_str()))
+        .collect();
+    let Some((first, first_name)) = writable.first() else {
+        return;
+    };
+    for (i, name) in &writable[1..] {
+        c.problems.push(
+            format!("{at}.roles[{i}].writable"),
+            format!("`{name}` is a second writable role (`{first_name}` at {at}.roles[{first}] is one): set {at}.multipleWriters: true if members really take writes in both roles"),
+        );
     }
 }
 
@@ -394,5 +418,13 @@ spec:
         assert!(problems(empty).contains("an action needs a command"));
         let unknown = "          actions:\n            failover: {exec: [x]}\n";
         assert!(problems(unknown).contains("failover"));
+    }
+
+    #[test]
+    fn several_writable_roles_need_multiple_writers() {
+        let two = "          roles: [{name: a, writable: true}, {name: b, writable: true}]\n";
+        assert!(problems(two).contains("second writable role"));
+        let allowed = format!("{two}          multipleWriters: true\n");
+        assert_eq!(problems(&allowed), "");
     }
 }
