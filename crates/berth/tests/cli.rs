@@ -24,20 +24,25 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-#[test]
-fn the_committed_crd_is_what_berth_crd_prints() {
+/// Asserts that the committed `file` is what `berth COMMAND` prints.
+fn assert_generated(command: &str, file: &str) {
     let printed = berth()
-        .arg("crd")
+        .arg(command)
         .assert()
         .success()
         .get_output()
         .stdout
         .clone();
-    let committed = std::fs::read_to_string(repo().join("deploy/crd.yaml")).unwrap();
+    let committed = std::fs::read_to_string(repo().join(file)).unwrap();
     assert!(
         String::from_utf8(printed).unwrap() == committed,
-        "deploy/crd.yaml is stale: run `cargo run -- crd > deploy/crd.yaml`"
+        "{file} is stale: run `cargo run -- {command} > {file}`"
     );
+}
+
+#[test]
+fn the_committed_crd_is_what_berth_crd_prints() {
+    assert_generated("crd", "deploy/crd.yaml");
 }
 
 #[test]
@@ -345,18 +350,7 @@ fn up_reads_the_app_from_stdin() {
 
 #[test]
 fn the_committed_reference_is_what_berth_reference_prints() {
-    let printed = berth()
-        .arg("reference")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let committed = std::fs::read_to_string(repo().join("docs/reference.md")).unwrap();
-    assert!(
-        String::from_utf8(printed).unwrap() == committed,
-        "docs/reference.md is stale: run `cargo run -- reference > docs/reference.md`"
-    );
+    assert_generated("reference", "docs/reference.md");
 }
 
 #[test]

@@ -234,17 +234,7 @@ fn an_invalid_spec_gets_the_condition_and_an_event_and_nothing_is_applied() {
         cluster,
         &example("web", &ns.name).replace("ports: [web]", "ports: [admin]"),
     );
-    let a = wait_until("the Invalid phase", TIMEOUT, || {
-        let a = app(cluster, &ns.name, "web");
-        (a["status"]["phase"] == "Invalid").then_some(a)
-    });
-    let ready = a["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = ready_condition(&wait_phase(cluster, &ns.name, "web", "Invalid"));
     assert_eq!(ready["status"], "False");
     assert_eq!(
         ready["message"],

@@ -87,20 +87,9 @@ fn web_with_extras(ns: &str, objects: &str) -> String {
 
 /// The app once its phase is `Blocked`, with the Ready condition's reason and message.
 fn wait_blocked(cluster: &Cluster, ns: &str, name: &str) -> (String, String) {
-    wait_until(&format!("{ns}/{name} to be Blocked"), TIMEOUT, || {
-        let a = app(cluster, ns, name);
-        let generation = a["metadata"]["generation"].clone();
-        if a["status"]["phase"] != "Blocked" || a["status"]["observedGeneration"] != generation {
-            return None;
-        }
-        let ready = a["status"]["conditions"]
-            .as_array()?
-            .iter()
-            .find(|c| c["type"] == "Ready")?
-            .clone();
-        let text = |k: &str| ready[k].as_str().unwrap_or_default().to_string();
-        Some((text("reason"), text("message")))
-    })
+    let ready = ready_condition(&wait_phase(cluster, ns, name, "Blocked"));
+    let text = |k: &str| ready[k].as_str().unwrap_or_default().to_string();
+    (text("reason"), text("message"))
 }
 
 /// `kubectl get KIND NAME -o json` in `ns`, or `None` when it does not exist.

@@ -101,17 +101,7 @@ fn volumes_with_different_retention_policies_are_invalid_and_nothing_is_applied(
     let manifest = web_with_scratch_volume(&ns.name);
     assert!(manifest.contains("name: scratch"), "{manifest}");
     apply(cluster, &manifest);
-    let a = wait_until("the Invalid phase", TIMEOUT, || {
-        let a = app(cluster, &ns.name, "web");
-        (a["status"]["phase"] == "Invalid").then_some(a)
-    });
-    let ready = a["status"]["conditions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["type"] == "Ready")
-        .unwrap()
-        .clone();
+    let ready = ready_condition(&wait_phase(cluster, &ns.name, "web", "Invalid"));
     let message = ready["message"].as_str().unwrap_or_default();
     assert!(
         message.contains(
@@ -123,17 +113,6 @@ fn volumes_with_different_retention_policies_are_invalid_and_nothing_is_applied(
     );
     assert!(names_of(cluster, &ns.name, "statefulsets").is_empty());
     assert!(names_of(cluster, &ns.name, "configmaps").is_empty());
-}
-
-/// The app's `Ready` condition.
-fn ready_condition(a: &Value) -> Value {
-    a["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Ready")
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 #[test]

@@ -120,6 +120,27 @@ pub fn wait_ready(cluster: &Cluster, ns: &str, name: &str) -> Value {
     })
 }
 
+/// The app once its phase is `phase`, observed at its current generation.
+pub fn wait_phase(cluster: &Cluster, ns: &str, name: &str, phase: &str) -> Value {
+    wait_until(&format!("{ns}/{name} to be {phase}"), TIMEOUT, || {
+        let a = app(cluster, ns, name);
+        let generation = a["metadata"]["generation"].clone();
+        (a["status"]["phase"] == phase && a["status"]["observedGeneration"] == generation)
+            .then_some(a)
+    })
+}
+
+/// The app's `Ready` condition (`Null` when it has none).
+pub fn ready_condition(a: &Value) -> Value {
+    a["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
 pub fn names_of(cluster: &Cluster, ns: &str, kind: &str) -> BTreeSet<String> {
     let list = cluster.get_json(&[kind, "-n", ns, "-l", "app.kubernetes.io/managed-by=berth"]);
     list["items"]
