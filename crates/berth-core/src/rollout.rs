@@ -214,9 +214,12 @@ pub fn plan(members: &[MemberState], policy: &Policy) -> Plan {
                 break;
             }
             if policy.switchover && member.ready && has_ready_successor(&sorted, member, policy) {
-                steps.push(Step::Switchover {
-                    from: member.ordinal,
-                });
+                // Members restarting now would follow the old leader: wait until all serve.
+                if sorted.iter().all(|m| m.ordinal == member.ordinal || m.ready) {
+                    steps.push(Step::Switchover {
+                        from: member.ordinal,
+                    });
+                }
                 break;
             }
         }

@@ -151,6 +151,17 @@ proptest! {
     }
 
     #[test]
+    fn a_switchover_waits_until_every_other_member_serves((members, policy) in case()) {
+        let policy = Policy { strategy: UpdateStrategy::RoleAware, ..policy };
+        let p = plan(&members, &policy);
+        if let Some(Step::Switchover { from }) = p.steps.first() {
+            let serving = |m: &MemberState| m.ready && (!m.updated || m.ready_seconds >= policy.min_ready_seconds);
+            let others_serve = members.iter().all(|m| m.ordinal == *from || serving(m));
+            prop_assert!(others_serve, "switchover from {} while a member restarts: {:?}", from, members);
+        }
+    }
+
+    #[test]
     fn a_simulated_rollout_completes_with_the_leader_last((members, policy) in case()) {
         let mut members = members;
         for m in &mut members { m.ready = true; m.unready_seconds = 0; }
