@@ -215,7 +215,10 @@ pub fn plan(members: &[MemberState], policy: &Policy) -> Plan {
             }
             if policy.switchover && member.ready && has_ready_successor(&sorted, member, policy) {
                 // Members restarting now would follow the old leader: wait until all serve.
-                if sorted.iter().all(|m| m.ordinal == member.ordinal || m.ready) {
+                if sorted
+                    .iter()
+                    .all(|m| m.ordinal == member.ordinal || m.ready)
+                {
                     steps.push(Step::Switchover {
                         from: member.ordinal,
                     });
