@@ -559,3 +559,192 @@ fn ordinal_of(name: &str) -> i32 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(-1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::addressing::LocalAddressing;
+    use berth_core::load::{Inputs as AppInputs, ValidatedApp, load};
+    use std::path::Path;
+
+    /// A part with a leader role, a switchover and membership actions; `{replicas}`, `{flag}`
+    /// and `{update}` are filled in by [`app`].
+    const APP: &str = r#"
+apiVersion: berth.io/v1alpha1
+kind: StatefulApp
+metadata: {name: kv}
+spec:
+  parts:
+    - name: kv
+      replicas: {replicas}
+{update}      template:
+        spec:
+          containers:
+            - name: kv
+              image: kv:1
+              command: ["kv", "--flag={flag}"]
+              env:
+                - {name: MODE, value: "{flag}"}
+      state:
+        config:
+          files:
+            - {name: kv.conf, path: /etc/kv.conf, content: "a\nflag {flag}\nz\n"}
+        topology:
+          ports:
+            - {name: client, port: 7000}
+          roles:
+            - {name: leader, writable: true}
+            - {name: follower}
+          roleProbe:
+            exec: [kv, role]
+          actions:
+            switchover: {exec: [kv, switchover]}
+            memberJoin: {exec: [kv, join]}
+            memberLeave: {exec: [kv, leave]}
+"#;
+
+    fn app(replicas: i32, flag: &str, update: &str) -> (ValidatedApp, Vec<MemberPlan>) {
+        let text = APP
+            .replace("{replicas}", &replicas.to_string())
+            .replace("{flag}", flag)
+            .replace("{update}", update);
+        let inputs = AppInputs {
+            app_file: "kv.yaml".into(),
+            app_text: text,
+            ..Default::default()
+        };
+        let app = load(&inputs).unwrap();
+        let plans = crate::plan::plan_app(
+            &app,
+            &LocalAddressing::new(&app.app, Path::new("/h/kv"), 20),
+        )
+        .unwrap();
+        (app, plans)
+    }
+
+    /// The members of `plans` running, ready, with these roles.
+    fn running(plans: &[MemberPlan], roles: &[&str]) -> Vec<MemberState> {
+        plans
+            .iter()
+            .zip(roles)
+            .map(|(p, role)| MemberState {
+                name: p.name.clone(),
+                part: p.member.part.clone(),
+                ready: true,
+                role: role.to_string(),
+                revision: p.revision.clone(),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    fn steps(preview: &Preview) -> Vec<String> {
+        preview
+            .steps
+            .iter()
+            .map(|s| match s {
+                PlannedStep::Stop { member, leave_in } => format!("stop {member} {leave_in:?}"),
+                PlannedStep::Restart { member, .. } => format!("restart {member}"),
+                PlannedStep::Switchover { from, to } => format!("switchover {from} {to}"),
+                PlannedStep::Start { member, join_in } => format!("start {member} {join_in:?}"),
+            })
+            .collect()
+    }
+
+    fn run(
+        saved: &[MemberPlan],
+        state: &[MemberState],
+        new: &(ValidatedApp, Vec<MemberPlan>),
+    ) -> Preview {
+        preview(&Inputs {
+            running: state,
+            saved,
+            wanted: &new.1,
+            parts: new.0.parts(),
+        })
+    }
+
+    #[test]
+    fn followers_first_then_a_switchover_then_the_leader() {
+        let (_, old) = app(3, "a", "");
+        let state = running(&old, &["follower", "leader", "follower"]);
+        let p = run(&old, &state, &app(3, "b", ""));
+        assert_eq!(
+            steps(&p),
+            [
+                "restart kv-2",
+                "restart kv-0",
+                "switchover kv-1 kv-2",
+                "restart kv-1"
+            ]
+        );
+        let PlannedStep::Restart { because, role, .. } = &p.steps[3] else {
+            panic!("{p:?}");
+        };
+        assert_eq!(role.as_deref(), Some("follower"), "the leader moved away");
+        assert_eq!(because, &["command", "env MODE", "file config/kv.conf"]);
+        let Change::File { diff, .. } = &p.members[0].changes[2] else {
+            panic!("{p:?}");
+        };
+        assert!(diff.contains("-flag a\n+flag b\n"), "{diff}");
+        assert!(p.members.iter().all(|m| m.action == Action::Restart));
+    }
+
+    #[test]
+    fn an_unready_member_goes_first() {
+        let (_, old) = app(3, "a", "");
+        let mut state = running(&old, &["leader", "follower", "follower"]);
+        state[1].ready = false;
+        let p = run(&old, &state, &app(3, "b", ""));
+        assert_eq!(
+            steps(&p),
+            [
+                "restart kv-1",
+                "restart kv-2",
+                "switchover kv-0 kv-2",
+                "restart kv-0"
+            ]
+        );
+    }
+
+    #[test]
+    fn unchanged_members_are_kept_and_a_partition_holds_members() {
+        let (_, old) = app(3, "a", "");
+        let state = running(&old, &["leader", "follower", "follower"]);
+        assert!(run(&old, &state, &app(3, "a", "")).steps.is_empty());
+        let update = "      update: {partition: 2}\n";
+        let p = run(&old, &state, &app(3, "b", update));
+        assert_eq!(steps(&p), ["restart kv-2"]);
+        let actions: Vec<Action> = p.members.iter().map(|m| m.action).collect();
+        assert_eq!(actions, [Action::Held, Action::Held, Action::Restart]);
+    }
+
+    #[test]
+    fn scaling_runs_membership_actions_in_the_leader_or_the_lowest_staying_member() {
+        let (_, old) = app(3, "a", "");
+        let state = running(&old, &["follower", "leader", "follower"]);
+        let p = run(&old, &state, &app(5, "a", ""));
+        assert_eq!(
+            steps(&p),
+            ["start kv-3 Some(\"kv-1\")", "start kv-4 Some(\"kv-1\")"]
+        );
+        let p = run(&old, &state, &app(1, "a", ""));
+        assert_eq!(
+            steps(&p),
+            ["stop kv-2 Some(\"kv-0\")", "stop kv-1 Some(\"kv-0\")"]
+        );
+        assert_eq!(p.members.last().unwrap().action, Action::Stop);
+    }
+
+    #[test]
+    fn a_revision_left_by_an_unfinished_apply_is_a_reason() {
+        let (_, old) = app(3, "a", "");
+        let mut state = running(&old, &["leader", "follower", "follower"]);
+        state[2].revision = "older".into();
+        let p = run(&old, &state, &app(3, "a", ""));
+        assert_eq!(steps(&p), ["restart kv-2"]);
+        assert!(
+            matches!(&p.members[2].changes[0], Change::Revision { running, .. } if running == "older")
+        );
+    }
+}
