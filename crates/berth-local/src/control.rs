@@ -113,12 +113,23 @@ pub fn preview(home: &Home, app: &ValidatedApp) -> Result<Preview, String> {
     let saved = supervisor::saved_app(home, &name)
         .and_then(|saved| plan::plan_app(&saved, &LocalAddressing::new(&saved.app, &app_dir, slot)))
         .unwrap_or_default();
-    Ok(preview::preview(&preview::Inputs {
+    let mut preview = preview::preview(&preview::Inputs {
         running: &state.members,
         saved: &saved,
         wanted: &wanted,
         parts: app.parts(),
-    }))
+    });
+    for (part, replicas) in home.scale_overrides(&name) {
+        let spec = app.parts().iter().find(|p| p.name == part);
+        if let Some(spec) = spec.filter(|p| p.desired_replicas() != replicas) {
+            preview.notes.push(format!(
+                "`berth scale` set part {part} to {replicas} members; apply forgets that and \
+                 runs the spec's {}",
+                spec.desired_replicas()
+            ));
+        }
+    }
+    Ok(preview)
 }
 
 /// Sets the replicas of part `part` of the running `app` and waits until every member is ready.

@@ -77,7 +77,13 @@ fn performed(app: &LocalApp, after_line: usize) -> Vec<String> {
         .skip(after_line)
         .filter_map(|line| {
             let (_, event) = line.split_once(' ')?;
-            if let Some(rest) = event.strip_prefix("update ") {
+            if let Some(rest) = event.strip_prefix("stop ") {
+                let (member, _) = rest.split_once(": no longer wanted")?;
+                Some(format!("stop {member}"))
+            } else if let Some(rest) = event.strip_prefix("start ") {
+                let (member, _) = rest.split_once(": new member")?;
+                Some(format!("start {member}"))
+            } else if let Some(rest) = event.strip_prefix("update ") {
                 let (member, what) = rest.split_once(": ")?;
                 what.starts_with("restart")
                     .then(|| format!("restart {member}"))
@@ -176,6 +182,28 @@ fn plan_shows_the_order_the_rollout_takes_and_changes_nothing() {
         .assert()
         .success()
         .stdout(contains("nothing to do"));
+
+    // Scaled by hand to 4, the spec's 3 members come back with apply: redis-3 stops first,
+    // then the others roll out (their member list changes), as planned.
+    app.berth(&["scale", "redis", "redis", "4"])
+        .assert()
+        .success();
+    let json = app
+        .berth(&["plan", &changed, "-o", "json"])
+        .output()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&json.stdout).expect("plan JSON");
+    let steps = planned(&json);
+    assert_eq!(steps[0], "stop redis-3", "{json:#}");
+    assert_eq!(steps.iter().filter(|s| s.starts_with("restart")).count(), 3);
+    assert!(
+        json["notes"]
+            .to_string()
+            .contains("`berth scale` set part redis to 4")
+    );
+    let from = event_lines(&app);
+    app.berth(&["apply", &changed]).assert().success();
+    assert_eq!(performed(&app, from), steps);
 }
 
 /// `<app>-<part>-` as the running members are named (`redis-` for the example).
