@@ -6,22 +6,21 @@
 //! The order is not re-implemented: the preview follows the supervisor's reconcile (members to
 //! remove, then each part's rollout, then new members; see `supervisor::reload_once`), takes the
 //! same [`decide::reconcile`], [`decide::rollout_policy`] and [`decide::planner_member`], and
-//! iterates the core planner ([`berth_core::rollout::plan`]) as a simulation in which every
-//! restarted member comes back ready and a switchover hands the leader's role to its target.
+//! plays the core planner ([`berth_core::rollout::plan`]) through with
+//! [`berth_core::simulate`]: every restarted member comes back ready, a switchover hands the
+//! leader's role to its target.
 //! Membership actions run where [`berth_core::membership::action_member`] says.
 
 use std::collections::BTreeMap;
 
-use berth_core::rollout::{self, Policy, Step};
+use berth_core::rollout;
+use berth_core::simulate;
 use berth_core::spec::{PartSpec, UpdateStrategy};
 use serde::Serialize;
 
 use crate::decide;
 use crate::home::MemberState;
 use crate::plan::MemberPlan;
-
-/// How long a simulated member has been ready: past any `minReadySeconds`.
-const SETTLED: u64 = u64::MAX / 4;
 
 /// What an apply would do.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -247,13 +246,14 @@ fn remove_members(
     true
 }
 
-/// Simulates the rollout of `part`: the core planner's steps, each member coming back ready on
-/// its new revision, a switchover handing the leader's role to its target.
+/// Simulates the rollout of `part` ([`berth_core::simulate`]: the core planner's steps, each
+/// member coming back ready on its new revision, a switchover handing the leader's role to its
+/// target) and records it; `members` end as the simulation leaves them.
 fn roll_part(inputs: &Inputs, part: &PartSpec, members: &mut [Sim], out: &mut Preview) {
     if members.is_empty() || members.iter().all(|m| m.1.updated) {
         return;
     }
-    let mut policy = decide::rollout_policy(part, members.len());
+    let policy = decide::rollout_policy(part, members.len());
     let outdated = members.iter().filter(|m| !m.1.updated).count();
     out.notes.push(format!(
         "rollout of part {}: strategy {:?}, {outdated} of {} members outdated",
@@ -268,93 +268,42 @@ fn roll_part(inputs: &Inputs, part: &PartSpec, members: &mut [Sim], out: &mut Pr
         ));
         return;
     }
-    // Every round acts or lets restarted members get ready; twice the members bounds it.
-    for _ in 0..=(2 * members.len() + 2) {
-        let states: Vec<rollout::MemberState> = members.iter().map(|m| m.1.clone()).collect();
-        let planned = rollout::plan(&states, &policy);
-        if planned.complete {
-            return;
-        }
-        if planned.steps.is_empty() {
-            if !settle(members) {
-                out.notes.push(format!(
-                    "rollout of part {} would wait for {}",
-                    part.name, planned.waiting_for
-                ));
-                return;
-            }
-            continue;
-        }
-        for step in planned.steps {
-            perform(inputs, step, members, &mut policy, out);
-        }
-    }
-}
-
-/// Lets updated unready members become ready; `false` when there is none.
-fn settle(members: &mut [Sim]) -> bool {
-    let mut any = false;
-    for (_, m) in members.iter_mut().filter(|m| m.1.updated && !m.1.ready) {
-        (m.ready, m.ready_seconds, m.unready_seconds) = (true, SETTLED, 0);
-        any = true;
-    }
-    any
-}
-
-/// Records one planner step and its effect on the simulated members.
-fn perform(
-    inputs: &Inputs,
-    step: Step,
-    members: &mut [Sim],
-    policy: &mut Policy,
-    out: &mut Preview,
-) {
-    match step {
-        Step::Update { ordinal } => {
-            let Some((name, m)) = members.iter_mut().find(|m| m.1.ordinal == ordinal) else {
-                return;
-            };
-            out.steps.push(PlannedStep::Restart {
-                member: name.clone(),
-                role: m.role.clone(),
-                because: reasons(inputs, name).iter().map(Change::short).collect(),
-            });
-            m.updated = true;
-            (m.ready, m.ready_seconds, m.unready_seconds) = (true, SETTLED, 0);
-        }
-        Step::Switchover { from } => {
-            let states: Vec<rollout::MemberState> = members.iter().map(|m| m.1.clone()).collect();
-            let target = rollout::switchover_target(&states, from, &policy.roles);
-            let (Some(to), Some(from_name)) = (target, name_of(members, from)) else {
-                out.notes.push(
-                    "switchover: no ready member on the new revision to take over; \
-                     the leader would be updated without one"
-                        .to_string(),
-                );
-                policy.switchover = false;
-                return;
-            };
-            let to_name = name_of(members, to).unwrap_or_default();
-            let role_from = states
-                .iter()
-                .find(|m| m.ordinal == from)
-                .and_then(|m| m.role.clone());
-            let role_to = states
-                .iter()
-                .find(|m| m.ordinal == to)
-                .and_then(|m| m.role.clone());
-            for (_, m) in members.iter_mut() {
-                if m.ordinal == from {
-                    m.role.clone_from(&role_to);
-                } else if m.ordinal == to {
-                    m.role.clone_from(&role_from);
+    let states: Vec<rollout::MemberState> = members.iter().map(|m| m.1.clone()).collect();
+    let run = simulate::simulate(&states, &policy);
+    for action in run.actions {
+        let step = match action {
+            simulate::Action::Update { ordinal, role } => {
+                let member = name_of(members, ordinal).unwrap_or_default();
+                let because = reasons(inputs, &member).iter().map(Change::short).collect();
+                PlannedStep::Restart {
+                    member,
+                    role,
+                    because,
                 }
             }
-            out.steps.push(PlannedStep::Switchover {
-                from: from_name,
-                to: to_name,
-            });
-        }
+            simulate::Action::Switchover { from, to } => PlannedStep::Switchover {
+                from: name_of(members, from).unwrap_or_default(),
+                to: name_of(members, to).unwrap_or_default(),
+            },
+            simulate::Action::NoSwitchover { .. } => {
+                out.notes.push(
+                    "switchover: no ready member on the new revision to take over; the leader \
+                     would be updated without one"
+                        .to_string(),
+                );
+                continue;
+            }
+        };
+        out.steps.push(step);
+    }
+    if !run.waiting_for.is_empty() {
+        out.notes.push(format!(
+            "rollout of part {} would wait for {}",
+            part.name, run.waiting_for
+        ));
+    }
+    for (sim, end) in members.iter_mut().zip(run.members) {
+        sim.1 = end;
     }
 }
 
@@ -403,7 +352,7 @@ fn add_members(
         let ready = rollout::MemberState {
             updated: true,
             ready: true,
-            ready_seconds: SETTLED,
+            ready_seconds: simulate::SETTLED,
             ..state
         };
         members.push((name.clone(), ready));
