@@ -119,6 +119,7 @@ pub fn preview(home: &Home, app: &ValidatedApp) -> Result<Preview, String> {
         wanted: &wanted,
         parts: app.parts(),
     });
+    preview.app.clone_from(&name);
     for (part, replicas) in home.scale_overrides(&name) {
         let spec = app.parts().iter().find(|p| p.name == part);
         if let Some(spec) = spec.filter(|p| p.desired_replicas() != replicas) {

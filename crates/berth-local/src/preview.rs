@@ -25,6 +25,8 @@ use crate::plan::MemberPlan;
 /// What an apply would do.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Preview {
+    /// The app's name (set by the caller).
+    pub app: String,
     /// Every member running or wanted, in start order (members to stop last).
     pub members: Vec<MemberChange>,
     /// The actions, in the order the supervisor would take them.

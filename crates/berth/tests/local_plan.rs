@@ -141,6 +141,7 @@ fn plan_shows_the_order_the_rollout_takes_and_changes_nothing() {
     );
     let json: Value = serde_json::from_slice(&json.stdout).expect("plan JSON");
     assert_eq!(snapshot(&app), before, "berth plan wrote into the home");
+    assert_eq!(json["app"], "redis");
 
     // Replicas highest first, the master's role moved to the first one updated, the old master.
     let steps = planned(&json);
