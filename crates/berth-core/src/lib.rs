@@ -17,6 +17,7 @@
 //! - [`exec`]: the role probe and actions as run in members: rendered commands, target env.
 //! - [`load`]: the pipeline from files to a [`load::ValidatedApp`].
 //! - [`rollout`]: the rollout planner: which member to update next, when to switch over.
+//! - [`simulate`]: a rollout played through without performing it, for previews.
 //! - [`membership`]: scaling with `memberJoin`/`memberLeave`: the next size and the action first.
 
 pub mod diag;
@@ -28,6 +29,7 @@ pub mod params;
 pub mod path;
 pub mod quantity;
 pub mod rollout;
+pub mod simulate;
 pub mod source;
 pub mod spec;
 pub mod template;

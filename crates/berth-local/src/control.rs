@@ -1,6 +1,7 @@
 //! What the command line does with the local engine: `up` (check, save the inputs, start the
-//! supervisor, wait for readiness while printing progress), `status`, `logs` and `down`. The
-//! CLI only reads `state.json`; it controls the supervisor with signals.
+//! supervisor, wait for readiness while printing progress), `plan` (a preview of `apply`),
+//! `status`, `logs` and `down`. The CLI only reads `state.json`; it controls the supervisor with
+//! signals.
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -13,9 +14,11 @@ use berth_core::load::{Inputs, ValidatedApp};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use crate::addressing::LocalAddressing;
 use crate::home::{AppState, Home, Phase, SavedInputs, tail, write_atomic};
 use crate::os;
-use crate::plan::MemberPlan;
+use crate::plan::{self, MemberPlan};
+use crate::preview::{self, Preview};
 use crate::supervisor;
 
 /// How often the CLI looks at the published state.
@@ -83,6 +86,51 @@ pub fn apply(
     preflight(&supervisor::plan_members(home, app, None)?)?;
     save_inputs(home, &name, inputs)?;
     reload(home, &name, timeout)
+}
+
+/// What `apply` of `app` would do to its running members (`berth plan`), computed by
+/// [`crate::preview`] from the published state, the saved spec and `app`. Reads the home only.
+///
+/// # Errors
+/// The app does not run here, or a template fails.
+pub fn preview(home: &Home, app: &ValidatedApp) -> Result<Preview, String> {
+    let name = app.name();
+    let state = home
+        .state(&name)
+        .filter(|_| home.supervisor_running(&name))
+        .ok_or_else(|| {
+            format!(
+                "{name} is not running in {}; `berth up` it first",
+                home.root.display()
+            )
+        })?;
+    let slot = home
+        .read_slot(&name)
+        .ok_or_else(|| format!("{name} has no address slot"))?;
+    let app_dir = home.app_dir(&name);
+    let wanted = plan::plan_app(app, &LocalAddressing::new(&app.app, &app_dir, slot))?;
+    // The saved spec only explains the changes; without it, revisions still do.
+    let saved = supervisor::saved_app(home, &name)
+        .and_then(|saved| plan::plan_app(&saved, &LocalAddressing::new(&saved.app, &app_dir, slot)))
+        .unwrap_or_default();
+    let mut preview = preview::preview(&preview::Inputs {
+        running: &state.members,
+        saved: &saved,
+        wanted: &wanted,
+        parts: app.parts(),
+    });
+    preview.app.clone_from(&name);
+    for (part, replicas) in home.scale_overrides(&name) {
+        let spec = app.parts().iter().find(|p| p.name == part);
+        if let Some(spec) = spec.filter(|p| p.desired_replicas() != replicas) {
+            preview.notes.push(format!(
+                "`berth scale` set part {part} to {replicas} members; apply forgets that and \
+                 runs the spec's {}",
+                spec.desired_replicas()
+            ));
+        }
+    }
+    Ok(preview)
 }
 
 /// Sets the replicas of part `part` of the running `app` and waits until every member is ready.

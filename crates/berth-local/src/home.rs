@@ -100,7 +100,8 @@ impl Home {
         Ok(slot)
     }
 
-    fn read_slot(&self, app: &str) -> Option<u8> {
+    /// The slot `app` has, without taking one.
+    pub fn read_slot(&self, app: &str) -> Option<u8> {
         std::fs::read_to_string(self.file(app, "slot"))
             .ok()?
             .trim()

@@ -8,6 +8,7 @@
 //! - [`expand`]: Kubernetes-style `$(VAR)` expansion (pure).
 //! - [`decide`]: start order, restart backoff and revisions (pure).
 //! - [`plan`]: what each member runs: argv, env, files, probe (pure).
+//! - [`preview`]: what an `apply` would do, for `berth plan` (pure).
 //! - [`home`]: the home directory layout, slots, lock and published state.
 //! - [`os`]: process liveness, signals, programs, packages and ports.
 //! - [`probe`]: readiness checks.
@@ -28,6 +29,7 @@ pub mod member;
 mod membership;
 pub mod os;
 pub mod plan;
+pub mod preview;
 pub mod probe;
 pub mod proxy;
 mod rolling;

@@ -23,7 +23,7 @@ use crate::shared::Shared;
 use crate::supervisor::{Members, Signals, process_env};
 
 /// How long a member found ready when a rollout starts counts as ready already.
-const LONG_READY: Duration = Duration::from_secs(24 * 3600);
+const LONG_READY: Duration = Duration::from_secs(decide::LONG_READY_SECONDS);
 
 /// How long the role probe may take to show a switchover.
 const SWITCHOVER_SETTLE: Duration = Duration::from_secs(30);
@@ -142,10 +142,8 @@ async fn roll_part(
     if states.iter().all(|m| m.updated) {
         return Outcome::Done;
     }
-    let replicas = i32::try_from(plans.len()).unwrap_or(i32::MAX);
-    let topology = &part.state.topology;
-    let declared = topology.switchover().is_some();
-    let mut policy = Policy::resolve(&part.update, topology, replicas, declared);
+    let replicas = plans.len();
+    let mut policy = decide::rollout_policy(part, replicas);
     let strategy = format!("{:?}", policy.strategy);
     if policy.strategy == berth_core::spec::UpdateStrategy::OnDelete {
         append_event(

@@ -30,6 +30,16 @@ pub use crate::member::{process_env, write_member_files};
 /// # Errors
 /// The inputs cannot be read or the app no longer validates or renders.
 pub fn load_saved(home: &Home, app: &str) -> Result<(ValidatedApp, Vec<MemberPlan>), String> {
+    let validated = saved_app(home, app)?;
+    let plans = plan_members(home, &validated, None)?;
+    Ok((validated, plans))
+}
+
+/// The app saved in the home, with the `berth scale` overrides applied (reads only).
+///
+/// # Errors
+/// The inputs cannot be read or the app no longer validates.
+pub fn saved_app(home: &Home, app: &str) -> Result<ValidatedApp, String> {
     let path = home.file(app, "inputs.json");
     let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
     let saved: SavedInputs = serde_json::from_str(&text).map_err(|e| e.to_string())?;
@@ -39,8 +49,7 @@ pub fn load_saved(home: &Home, app: &str) -> Result<(ValidatedApp, Vec<MemberPla
             p.replicas = Some(replicas);
         }
     }
-    let plans = plan_members(home, &validated, None)?;
-    Ok((validated, plans))
+    Ok(validated)
 }
 
 /// Plans the members of `app` in `home` (taking or keeping its address slot).

@@ -50,6 +50,10 @@ pub enum Command {
     /// Apply a changed app to its local run: members whose command, env or config changed
     /// restart one at a time, highest ordinal first.
     Apply(crate::local::ApplyArgs),
+    /// Show what `apply` of a changed app would do to its local run, changing nothing: the
+    /// members to restart in the order the rollout takes them (switchovers and membership
+    /// actions inline) and why, with a unified diff of each changed config file.
+    Plan(crate::plan::PlanArgs),
     /// Change the number of members of a part of a local app.
     Scale(crate::local::ScaleArgs),
     /// Show the members of apps run on this machine.

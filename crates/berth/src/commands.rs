@@ -26,6 +26,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Operator(args) => crate::operator::run(&args),
         Command::Up(args) => crate::local::up(&args),
         Command::Apply(args) => crate::local::apply(&args),
+        Command::Plan(args) => crate::plan::plan(&args),
         Command::Scale(args) => crate::local::scale(&args),
         Command::Status(args) => crate::local::status(&args),
         Command::Logs(args) => crate::local::logs(&args),

@@ -9,6 +9,7 @@ mod input;
 mod local;
 mod operator;
 mod outdir;
+mod plan;
 mod table;
 
 use std::process::ExitCode;

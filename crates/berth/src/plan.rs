@@ -1,0 +1,145 @@
+//! `berth plan`: what `berth apply` of a changed app would do to its local run, printed as text
+//! (members in the order the rollout would take them, with switchovers and membership actions
+//! inline, then each restarted member's changes as unified diffs) or as JSON. It reads the home
+//! and writes nothing; the work is done by [`berth_local::control::preview`].
+
+use std::fmt::Write as _;
+
+use berth_local::control;
+use berth_local::home::Home;
+use berth_local::preview::{Action, Change, PlannedStep, Preview};
+use clap::{Args, ValueEnum};
+
+use crate::args::AppArgs;
+use crate::commands::{Failure, load_app};
+use crate::local::HomeArgs;
+
+/// `berth plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The changed app and its values.
+    #[command(flatten)]
+    pub app: AppArgs,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = PlanFormat::Text)]
+    pub output: PlanFormat,
+}
+
+/// How a plan is printed.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanFormat {
+    /// Readable text.
+    Text,
+    /// JSON (the members, the steps in order, notes).
+    Json,
+}
+
+pub fn plan(args: &PlanArgs) -> Result<(), Failure> {
+    let (_, app) = load_app(&args.app)?;
+    // Never create the home: a plan writes nothing.
+    let root = std::path::absolute(&args.home.home).map_err(|e| e.to_string())?;
+    let preview = control::preview(&Home::new(&root), &app)?;
+    match args.output {
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&preview).map_err(|e| e.to_string())?
+        ),
+        PlanFormat::Text => print!("{}", text(&app.name(), &preview)),
+    }
+    Ok(())
+}
+
+/// The plan as text.
+fn text(app: &str, preview: &Preview) -> String {
+    let mut out = String::new();
+    let count = |a: Action| preview.members.iter().filter(|m| m.action == a).count();
+    let _ = writeln!(
+        out,
+        "{app}: {} to restart, {} to start, {} to stop, {} unchanged{}",
+        count(Action::Restart),
+        count(Action::Start),
+        count(Action::Stop),
+        count(Action::Keep),
+        if count(Action::Held) > 0 {
+            format!(", {} held on their revision", count(Action::Held))
+        } else {
+            String::new()
+        }
+    );
+    if preview.steps.is_empty() {
+        out.push_str("nothing to do\n");
+    } else {
+        out.push_str("\nsteps, in order:\n");
+        for (n, step) in preview.steps.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {}", n + 1, step_line(step));
+        }
+    }
+    for note in &preview.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    for member in &preview.members {
+        let diffs: Vec<String> = member.changes.iter().map(change_text).collect();
+        if !diffs.is_empty() {
+            let action = format!("{:?}", member.action).to_lowercase();
+            let _ = writeln!(
+                out,
+                "\n{} ({action}, revision {} -> {}):",
+                member.name, member.revision, member.new_revision
+            );
+            diffs.iter().for_each(|d| out.push_str(d));
+        }
+    }
+    out
+}
+
+fn step_line(step: &PlannedStep) -> String {
+    match step {
+        PlannedStep::Stop { member, leave_in } => match leave_in {
+            Some(runner) => format!("stop {member}: no longer wanted (memberLeave in {runner})"),
+            None => format!("stop {member}: no longer wanted"),
+        },
+        PlannedStep::Restart {
+            member,
+            role,
+            because,
+        } => format!(
+            "restart {member} (role {}): {}",
+            role.as_deref().unwrap_or("-"),
+            because.join(", ")
+        ),
+        PlannedStep::Switchover { from, to } => format!("switchover {from} -> {to}"),
+        PlannedStep::Start { member, join_in } => match join_in {
+            Some(runner) => format!("start {member}: new member (memberJoin in {runner})"),
+            None => format!("start {member}: new member"),
+        },
+    }
+}
+
+fn change_text(change: &Change) -> String {
+    match change {
+        Change::Command { before, after } => {
+            format!(
+                "  command:\n  - {}\n  + {}\n",
+                before.join(" "),
+                after.join(" ")
+            )
+        }
+        Change::Env {
+            name,
+            before,
+            after,
+        } => format!(
+            "  env {name}: {} -> {}\n",
+            before.as_deref().unwrap_or("(unset)"),
+            after.as_deref().unwrap_or("(unset)")
+        ),
+        Change::File { diff, .. } => diff.clone(),
+        Change::Revision { running, saved } => format!(
+            "  runs revision {running}, not the saved spec's {saved} (an earlier apply did not \
+             finish)\n"
+        ),
+    }
+}
