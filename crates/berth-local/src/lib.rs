@@ -9,6 +9,7 @@
 //! - [`decide`]: start order, restart backoff and revisions (pure).
 //! - [`plan`]: what each member runs: argv, env, files, probe (pure).
 //! - [`home`]: the home directory layout, slots, lock and published state.
+//! - [`slots`]: the machine-wide registry of address slots.
 //! - [`os`]: process liveness, signals, programs, packages and ports.
 //! - [`probe`]: readiness checks.
 //! - [`proxy`]: role-selecting services (a stable address forwarding to the role's holder).
@@ -32,4 +33,5 @@ pub mod probe;
 pub mod proxy;
 mod rolling;
 pub mod shared;
+pub mod slots;
 pub mod supervisor;

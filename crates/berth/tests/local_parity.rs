@@ -1,0 +1,84 @@
+//! End to end: the local engine runs specs as Kubernetes would, as a new user meets them
+//! (issue 13): two berth homes never share an address slot. Needs `sh` and `python3`.
+
+mod local_common;
+
+use std::path::PathBuf;
+
+use local_common::LocalApp;
+use predicates::str::contains;
+
+/// A one-member app `name` in `app`'s home from `containers` (YAML under `template.spec`, at
+/// its indentation), ready when port 7100 accepts connections unless `containers` says
+/// otherwise.
+fn write_manifest(app: &LocalApp, name: &str, spec: &str) -> PathBuf {
+    let text = format!(
+        r#"apiVersion: berth.io/v1alpha1
+kind: StatefulApp
+metadata: {{name: {name}}}
+spec:
+  parts:
+    - name: {name}
+      replicas: 1
+      template:
+        spec:
+{spec}
+      state:
+        topology:
+          ports:
+            - {{name: main, port: 7100}}
+"#
+    );
+    let path = app.home.path().join(format!("{name}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A container that listens on port 7100 of its address (with `python3`, always present).
+const LISTENER: &str = r#"          terminationGracePeriodSeconds: 5
+          containers:
+            - name: main
+              image: example/none:1
+              command: ["python3", "-c", "import socket,os,time; s=socket.socket(); s.bind((os.environ['BERTH_ADDRESS'], 7100)); s.listen(); time.sleep(1000)"]
+              readinessProbe:
+                tcpSocket: {port: 7100}
+                periodSeconds: 1"#;
+
+/// The address slot of `app`'s only member.
+fn slot_of(app: &LocalApp) -> String {
+    let members = app.members();
+    let address = members[0]["address"].as_str().expect("address").to_string();
+    address.split('.').nth(1).expect("slot").to_string()
+}
+
+#[test]
+fn two_homes_never_pick_the_same_slot() {
+    let first = LocalApp::new("twin");
+    let second = LocalApp::new("twin");
+    for app in [&first, &second] {
+        let path = write_manifest(app, "twin", LISTENER);
+        app.berth(&["up", path.to_str().unwrap()])
+            .assert()
+            .success();
+    }
+    assert_ne!(slot_of(&first), slot_of(&second));
+}
+
+#[test]
+fn a_slot_held_by_another_home_is_a_clear_error() {
+    let first = LocalApp::new("held");
+    let second = LocalApp::new("held");
+    let path = write_manifest(&first, "held", LISTENER);
+    first.up(&path, 83);
+    let path = write_manifest(&second, "held", LISTENER);
+    let home = std::fs::canonicalize(first.home.path()).unwrap();
+    second
+        .berth(&["up", path.to_str().unwrap(), "--slot", "83"])
+        .assert()
+        .failure()
+        .stderr(contains(format!(
+            "address slot 83 (127.83.*.*) is held by app `held` in berth home {}",
+            home.display()
+        )))
+        .stderr(contains("choose another with `--slot"));
+}
