@@ -318,6 +318,9 @@ pub struct MemberState {
     pub waiting: String,
     /// Its stop grace in seconds.
     pub grace_seconds: u64,
+    /// The signal that stops it (`SIGTERM` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
     /// Its log file.
     pub log: PathBuf,
 }

@@ -18,6 +18,7 @@ use berth_core::template;
 use berth_core::topology::{self, EnvSource, MemberRef};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use nix::sys::signal::Signal;
 
 use crate::addressing::{self, LocalAddressing};
 use crate::decide;
@@ -104,8 +105,13 @@ pub struct MemberPlan {
     pub member_join: Option<ActionPlan>,
     /// The part's memberLeave action, rendered for this member (run when another one leaves).
     pub member_leave: Option<ActionPlan>,
-    /// Time between SIGTERM and SIGKILL.
+    /// Time between the start of a stop (preStop, then the stop signal) and SIGKILL.
     pub grace: Duration,
+    /// The signal that stops the member: the container's `lifecycle.stopSignal`, else SIGTERM.
+    pub stop_signal: Signal,
+    /// The container's `lifecycle.preStop.exec` command (templates rendered, not `$(VAR)`
+    /// expanded), run before the stop signal.
+    pub pre_stop: Option<Vec<String>>,
     /// TCP ports the member binds on its address.
     pub ports: Vec<u16>,
     /// Start policy of its part.
@@ -186,28 +192,8 @@ fn plan_member(
     let render = |s: &str| template::render(s, &context).map_err(|e| at("template", &e));
     let ip = addressing.ip(member);
     let env = member_env(app, part, member, ip, container, &render)?;
-    let lookup = |n: &str| lookup_in(&env, n);
-    let words = local_words(part, container);
-    let argv: Vec<String> = words
-        .iter()
-        .map(|w| render(w).map(|r| expand(&r, &lookup)))
-        .collect::<Result<_, _>>()?;
-    if argv.is_empty() {
-        return Err(format!(
-            "{name}: no command: the image's entrypoint cannot run locally; give the container a \
-             command or the part a `local.command`"
-        ));
-    }
-    let files = app
-        .config_files(index, addressing, Some(member))
-        .map_err(|e| at("config file", &e))?
-        .into_iter()
-        .map(|f| PlannedFile {
-            path: PathBuf::from(f.path),
-            content: f.content,
-            mode: u32::try_from(f.mode).unwrap_or(0o644),
-        })
-        .collect::<Vec<_>>();
+    let argv = main_argv(part, container, &env, &render, &name)?;
+    let files = planned_files(app, index, member, addressing).map_err(|e| at("config file", &e))?;
     let probe = container
         .readiness_probe
         .as_ref()
@@ -216,13 +202,9 @@ fn plan_member(
         .flatten();
     let (role_probe, [switchover, member_join, member_leave]) =
         exec_plans(app, index, member, addressing)?;
-    let file_pairs: Vec<(String, String)> = files
-        .iter()
-        .map(|f| (f.path.display().to_string(), f.content.clone()))
-        .collect();
+    let stop_signal = stop_signal(container).map_err(|e| at("lifecycle.stopSignal", &e))?;
     Ok(MemberPlan {
-        revision: decide::revision(&argv, &env, &file_pairs),
-        name,
+        revision: revision(&argv, &env, &files),
         ip,
         dir: addressing.member_dir(member),
         dirs: addressing::member_dirs(addressing, part, member),
@@ -235,6 +217,8 @@ fn plan_member(
         member_join,
         member_leave,
         grace: grace(part),
+        stop_signal,
+        pre_stop: pre_stop(container, &render)?,
         ports: tcp_ports(part),
         pod_management: part.pod_management,
         packages: part
@@ -243,7 +227,59 @@ fn plan_member(
             .map(|l| l.packages.clone())
             .unwrap_or_default(),
         member: member.clone(),
+        name,
     })
+}
+
+/// The member's command line: its words rendered and `$(VAR)` expanded with its `env`.
+fn main_argv(
+    part: &PartSpec,
+    container: &Container,
+    env: &[(String, String)],
+    render: &dyn Fn(&str) -> Result<String, String>,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    let lookup = |n: &str| lookup_in(env, n);
+    let argv: Vec<String> = local_words(part, container)
+        .iter()
+        .map(|w| render(w).map(|r| expand(&r, &lookup)))
+        .collect::<Result<_, _>>()?;
+    if argv.is_empty() {
+        return Err(format!(
+            "{name}: no command: the image's entrypoint cannot run locally; give the container a \
+             command or the part a `local.command`"
+        ));
+    }
+    Ok(argv)
+}
+
+/// The member's rendered config files.
+fn planned_files(
+    app: &ValidatedApp,
+    index: usize,
+    member: &MemberRef,
+    addressing: &LocalAddressing,
+) -> Result<Vec<PlannedFile>, String> {
+    let files = app
+        .config_files(index, addressing, Some(member))
+        .map_err(|e| e.to_string())?;
+    Ok(files
+        .into_iter()
+        .map(|f| PlannedFile {
+            path: PathBuf::from(f.path),
+            content: f.content,
+            mode: u32::try_from(f.mode).unwrap_or(0o644),
+        })
+        .collect())
+}
+
+/// The revision: a hash of argv, env and files.
+fn revision(argv: &[String], env: &[(String, String)], files: &[PlannedFile]) -> String {
+    let pairs: Vec<(String, String)> = files
+        .iter()
+        .map(|f| (f.path.display().to_string(), f.content.clone()))
+        .collect();
+    decide::revision(argv, env, &pairs)
 }
 
 /// The container that runs locally: `local.container`, else the first.
@@ -397,6 +433,38 @@ fn resolve_port(port: &IntOrString, container: &Container, part: &PartSpec) -> O
             })
             .and_then(|n| u16::try_from(n).ok()),
     }
+}
+
+/// The container's `lifecycle.stopSignal` (e.g. `SIGINT`), else SIGTERM as on Kubernetes
+/// (where an image's `STOPSIGNAL` would count too; locally there is no image).
+fn stop_signal(container: &Container) -> Result<Signal, String> {
+    let name = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.stop_signal.as_deref());
+    match name {
+        None => Ok(Signal::SIGTERM),
+        Some(name) => name
+            .parse()
+            .map_err(|_| format!("unknown signal `{name}` (use a name such as SIGINT)")),
+    }
+}
+
+/// The container's `lifecycle.preStop.exec` command, templates rendered.
+fn pre_stop(
+    container: &Container,
+    render: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Option<Vec<String>>, String> {
+    let hook = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref());
+    let Some(exec) = hook.and_then(|h| h.exec.as_ref()) else {
+        return Ok(None);
+    };
+    let words = exec.command.iter().flatten();
+    let argv = words.map(|w| render(w)).collect::<Result<Vec<_>, _>>()?;
+    Ok((!argv.is_empty()).then_some(argv))
 }
 
 fn grace(part: &PartSpec) -> Duration {

@@ -1,5 +1,6 @@
-//! End to end: the local engine runs specs as Kubernetes would, as a new user meets them
-//! (issue 13): two berth homes never share an address slot. Needs `sh` and `python3`.
+//! End to end: the local engine runs specs as Kubernetes would, as a new user meets them (issue
+//! 13): two berth homes never share an address slot; a stop runs the preStop hook then the
+//! container's `lifecycle.stopSignal`. Needs `sh` and `python3`.
 
 mod local_common;
 
@@ -81,4 +82,28 @@ fn a_slot_held_by_another_home_is_a_clear_error() {
             home.display()
         )))
         .stderr(contains("choose another with `--slot"));
+}
+
+/// A member that records the signals it gets in `signals`, with a preStop hook that records
+/// itself there first, and the stop signal SIGINT.
+const STOPPABLE: &str = r#"          terminationGracePeriodSeconds: 10
+          containers:
+            - name: main
+              image: example/none:1
+              command: ["sh", "-c", "trap 'echo INT >> signals; exit 0' INT; trap 'echo TERM >> signals; exit 0' TERM; while :; do sleep 0.1; done"]
+              lifecycle:
+                stopSignal: SIGINT
+                preStop:
+                  exec:
+                    command: ["sh", "-c", "echo preStop $BERTH_MEMBER >> signals"]"#;
+
+#[test]
+fn stop_runs_pre_stop_then_the_stop_signal() {
+    let app = LocalApp::new("stopper");
+    let path = write_manifest(&app, "stopper", STOPPABLE);
+    app.up(&path, 84);
+    app.down();
+    let signals = app.home.path().join("stopper/stopper-0/signals");
+    let text = std::fs::read_to_string(&signals).unwrap_or_default();
+    assert_eq!(text, "preStop stopper-0\nINT\n", "{}", signals.display());
 }
