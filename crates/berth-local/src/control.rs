@@ -48,6 +48,9 @@ pub fn up(
     let name = app.name();
     let plans = supervisor::plan_members(home, app, options.slot)?;
     preflight(&plans)?;
+    for notice in plans.iter().filter_map(crate::runas::ignored_notice) {
+        eprintln!("{notice}");
+    }
     save_inputs(home, &name, inputs)?;
     let pid = if home.supervisor_running(&name) {
         println!(

@@ -13,6 +13,7 @@
 //! - [`os`]: process liveness, signals, programs, packages and ports.
 //! - [`probe`]: readiness checks.
 //! - [`proxy`]: role-selecting services (a stable address forwarding to the role's holder).
+//! - `runas`: running members as their `securityContext` user.
 //! - [`shared`]: the supervisor's published state.
 //! - [`member`]: one member under supervision.
 //! - `membership`: scaling through the part's memberJoin and memberLeave actions.
@@ -32,6 +33,7 @@ pub mod plan;
 pub mod probe;
 pub mod proxy;
 mod rolling;
+mod runas;
 pub mod shared;
 pub mod slots;
 pub mod supervisor;

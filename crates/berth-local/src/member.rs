@@ -296,6 +296,7 @@ pub fn member_command(plan: &MemberPlan, program: &str) -> Command {
         .envs(process_env(plan))
         .current_dir(&plan.dir)
         .stdin(Stdio::null());
+    crate::runas::apply(&mut command, plan.run_as);
     command
 }
 
@@ -324,7 +325,7 @@ pub fn write_member_files(plan: &MemberPlan) -> Result<(), String> {
         let mode = std::fs::Permissions::from_mode(file.mode);
         std::fs::set_permissions(&file.path, mode).map_err(|e| err(&file.path, e))?;
     }
-    Ok(())
+    crate::runas::prepare(plan)
 }
 
 /// Appends a supervisor note to the member's log.

@@ -76,6 +76,15 @@ pub struct ActionPlan {
     pub timeout: Duration,
 }
 
+/// A user id and optional group id to run as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// `runAsUser`.
+    pub uid: u32,
+    /// `runAsGroup`; `None`: the user's primary group (from the passwd database, else 0).
+    pub gid: Option<u32>,
+}
+
 /// Everything needed to run one member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberPlan {
@@ -109,6 +118,9 @@ pub struct MemberPlan {
     pub grace: Duration,
     /// The signal that stops the member: the container's `lifecycle.stopSignal`, else SIGTERM.
     pub stop_signal: Signal,
+    /// The user (and group) the member's processes run as: `securityContext.runAsUser` and
+    /// `runAsGroup` (the container's, else the pod's); honoured when berth runs as root.
+    pub run_as: Option<RunAs>,
     /// The container's `lifecycle.preStop.exec` command (templates rendered, not `$(VAR)`
     /// expanded), run before the stop signal.
     pub pre_stop: Option<Vec<String>>,
@@ -219,6 +231,7 @@ fn plan_member(
         grace: grace(part),
         stop_signal,
         pre_stop: pre_stop(container, &render)?,
+        run_as: run_as(part, container),
         ports: tcp_ports(part),
         pod_management: part.pod_management,
         packages: part
@@ -435,6 +448,23 @@ fn resolve_port(port: &IntOrString, container: &Container, part: &PartSpec) -> O
     }
 }
 
+/// `runAsUser`/`runAsGroup`: each from the container's security context, else the pod's (as
+/// on Kubernetes, the container's wins field by field). `None` without a `runAsUser`.
+fn run_as(part: &PartSpec, container: &Container) -> Option<RunAs> {
+    let pod = part.template.spec.as_ref()?.security_context.as_ref();
+    let own = container.security_context.as_ref();
+    let uid = own
+        .and_then(|c| c.run_as_user)
+        .or_else(|| pod.and_then(|p| p.run_as_user))?;
+    let gid = own
+        .and_then(|c| c.run_as_group)
+        .or_else(|| pod.and_then(|p| p.run_as_group));
+    Some(RunAs {
+        uid: u32::try_from(uid).ok()?,
+        gid: gid.and_then(|g| u32::try_from(g).ok()),
+    })
+}
+
 /// The container's `lifecycle.stopSignal` (e.g. `SIGINT`), else SIGTERM as on Kubernetes
 /// (where an image's `STOPSIGNAL` would count too; locally there is no image).
 fn stop_signal(container: &Container) -> Result<Signal, String> {
@@ -615,6 +645,23 @@ spec:
         assert_eq!(m1.probe.as_ref().unwrap().action, ProbeAction::Tcp(7000));
         assert_eq!(m1.grace, Duration::from_secs(30));
         assert_ne!(plans[0].revision, m1.revision);
+    }
+
+    #[test]
+    fn run_as_takes_the_container_fields_over_the_pods() {
+        let pod = "        spec:\n          securityContext: {runAsUser: 7, runAsGroup: 8}\n";
+        let text = APP.replace("        spec:\n", pod).replace(
+            "              image: kv:1\n",
+            "              image: kv:1\n              securityContext: {runAsUser: 9}\n",
+        );
+        assert_eq!(
+            plan_text(&text)[0].run_as,
+            Some(RunAs {
+                uid: 9,
+                gid: Some(8)
+            })
+        );
+        assert_eq!(plans()[0].run_as, None);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! End to end: the local engine runs specs as Kubernetes would, as a new user meets them (issue
 //! 13): two berth homes never share an address slot; a stop runs the preStop hook then the
-//! container's `lifecycle.stopSignal`. Needs `sh` and `python3`.
+//! container's `lifecycle.stopSignal`; members run as their `securityContext` user. Needs `sh` and
+//! `python3`.
 
 mod local_common;
 
@@ -106,4 +107,41 @@ fn stop_runs_pre_stop_then_the_stop_signal() {
     let signals = app.home.path().join("stopper/stopper-0/signals");
     let text = std::fs::read_to_string(&signals).unwrap_or_default();
     assert_eq!(text, "preStop stopper-0\nINT\n", "{}", signals.display());
+}
+
+/// A member that records its user and group; the container's `runAsUser` wins over the pod's,
+/// the pod's `runAsGroup` applies; its readiness probe records its user too.
+const RUN_AS: &str = r#"          terminationGracePeriodSeconds: 5
+          securityContext: {runAsUser: 1, runAsGroup: 65534}
+          containers:
+            - name: main
+              image: example/none:1
+              securityContext: {runAsUser: 65534}
+              command: ["sh", "-c", "echo $(id -u):$(id -g) > whoami; exec sleep 1000"]
+              readinessProbe:
+                exec:
+                  command: ["sh", "-c", "id -u > probe-user; test -s whoami"]
+                periodSeconds: 1"#;
+
+#[test]
+fn members_run_as_their_security_context_user() {
+    let app = LocalApp::new("runas");
+    let path = write_manifest(&app, "runas", RUN_AS);
+    let root = local_common::output("id", &["-u"]) == "0";
+    let up = app
+        .berth(&["up", path.to_str().unwrap(), "--slot", "85"])
+        .assert()
+        .success();
+    let dir = app.home.path().join("runas/runas-0");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap_or_default();
+    if root {
+        assert_eq!(read("whoami").trim(), "65534:65534");
+        assert_eq!(
+            read("probe-user").trim(),
+            "65534",
+            "probes run as the member's user"
+        );
+    } else {
+        up.stderr(contains("runAsUser 65534 ignored"));
+    }
 }
