@@ -172,7 +172,8 @@ fn preflight(plans: &[MemberPlan]) -> Result<(), String> {
         } else {
             format!("; install it with `apt-get install {packages}`")
         };
-        if os::find_program(program).is_none() {
+        let programs = std::iter::once(program).chain(plan.inits.iter().map(|i| &i.argv[0]));
+        for program in programs.filter(|p| os::find_program(p).is_none()) {
             problems.push(format!(
                 "{}: program `{program}` not found on this host{hint}",
                 plan.name

@@ -20,7 +20,7 @@ use tokio::time::sleep;
 use crate::decide;
 use crate::home::write_atomic;
 use crate::os;
-use crate::plan::{MemberPlan, ProbeAction};
+use crate::plan::{InitPlan, MemberPlan, ProbeAction};
 use crate::probe;
 use crate::shared::Shared;
 
@@ -84,16 +84,73 @@ async fn run_member(plan: &MemberPlan, shared: &Shared, stop: &mut watch::Receiv
     }
 }
 
-/// Runs the member's process; `None` when it was stopped, else why it exited or could not
-/// start.
+/// Runs the member's init containers, then its process; `None` when it was stopped, else why
+/// it exited or could not start.
 async fn start(
     plan: &MemberPlan,
     shared: &Shared,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<String> {
+    for init in &plan.inits {
+        shared.member(&plan.name, |m| {
+            m.waiting = format!("init container {}", init.name);
+        });
+        tokio::select! {
+            result = run_init(plan, init) => {
+                if let Err(why) = result {
+                    return Some(why);
+                }
+            }
+            _ = stop.changed() => return None,
+        }
+    }
     match spawn(plan) {
         Ok(child) => run_once(plan, shared, child, stop).await,
         Err(e) => Some(e),
+    }
+}
+
+/// Runs one init container to completion (its own process group, output to the member's log,
+/// killed with its group when the member is stopped meanwhile).
+async fn run_init(plan: &MemberPlan, init: &InitPlan) -> Result<(), String> {
+    note(
+        plan,
+        &format!("init container {}: {}", init.name, init.argv.join(" ")),
+    );
+    let cannot = |e: std::io::Error| format!("init container {} cannot start: {e}", init.name);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(plan.dir.join("log"))
+        .map_err(cannot)?;
+    let mut child = member_command(plan, &init.argv[0])
+        .args(&init.argv[1..])
+        .env_clear()
+        .envs(process_env(plan).into_iter().take(2))
+        .envs(init.env.iter().cloned())
+        .stdout(log.try_clone().map_err(cannot)?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(cannot)?;
+    let _group = KillGroupOnDrop(child.id());
+    let status = child.wait().await.map_err(cannot)?;
+    if status.success() {
+        note(plan, &format!("init container {}: done", init.name));
+        return Ok(());
+    }
+    Err(format!("init container {} failed ({status})", init.name))
+}
+
+/// Kills a process group when dropped (an init container abandoned by a stop).
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            os::signal_group(pid, Signal::SIGKILL);
+        }
     }
 }
 

@@ -76,6 +76,17 @@ pub struct ActionPlan {
     pub timeout: Duration,
 }
 
+/// An init container: run to completion before each start of the member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitPlan {
+    /// The init container's name.
+    pub name: String,
+    /// Its command line (templates rendered, `$(VAR)` expanded).
+    pub argv: Vec<String>,
+    /// Its environment (the `BERTH_*` variables, then its own `env`).
+    pub env: Vec<(String, String)>,
+}
+
 /// A user id and optional group id to run as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RunAs {
@@ -100,6 +111,8 @@ pub struct MemberPlan {
     pub dirs: Vec<PathBuf>,
     /// Rendered config files.
     pub files: Vec<PlannedFile>,
+    /// The pod's init containers, in order.
+    pub inits: Vec<InitPlan>,
     /// The command line.
     pub argv: Vec<String>,
     /// The environment (the process gets only this plus `PATH`).
@@ -214,13 +227,15 @@ fn plan_member(
         .flatten();
     let (role_probe, [switchover, member_join, member_leave]) =
         exec_plans(app, index, member, addressing)?;
+    let inits = init_plans(app, part, member, ip, &render)?;
     let stop_signal = stop_signal(container).map_err(|e| at("lifecycle.stopSignal", &e))?;
     Ok(MemberPlan {
-        revision: revision(&argv, &env, &files),
+        revision: revision(&argv, &env, &files, &inits),
         ip,
         dir: addressing.member_dir(member),
         dirs: addressing::member_dirs(addressing, part, member),
         files,
+        inits,
         argv,
         env,
         probe,
@@ -286,13 +301,63 @@ fn planned_files(
         .collect())
 }
 
-/// The revision: a hash of argv, env and files.
-fn revision(argv: &[String], env: &[(String, String)], files: &[PlannedFile]) -> String {
-    let pairs: Vec<(String, String)> = files
+/// The revision: argv, env and files, plus init containers when there are any (so that members
+/// without them keep the revisions they had).
+fn revision(
+    argv: &[String],
+    env: &[(String, String)],
+    files: &[PlannedFile],
+    inits: &[InitPlan],
+) -> String {
+    let mut pairs: Vec<(String, String)> = files
         .iter()
         .map(|f| (f.path.display().to_string(), f.content.clone()))
         .collect();
+    pairs.extend(
+        inits
+            .iter()
+            .map(|i| (format!("\0init {}", i.name), format!("{i:?}"))),
+    );
     decide::revision(argv, env, &pairs)
+}
+
+/// The pod's init containers, each with its own command and env (as on Kubernetes, where they
+/// share the pod's volumes, user and network but not the main container's env).
+fn init_plans(
+    app: &ValidatedApp,
+    part: &PartSpec,
+    member: &MemberRef,
+    ip: Ipv4Addr,
+    render: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Vec<InitPlan>, String> {
+    let spec = part.template.spec.as_ref();
+    let containers = spec.and_then(|s| s.init_containers.as_ref());
+    let mut inits = Vec::new();
+    for container in containers.into_iter().flatten() {
+        let env = member_env(app, part, member, ip, container, render)?;
+        let lookup = |n: &str| lookup_in(&env, n);
+        let argv = container
+            .command
+            .iter()
+            .flatten()
+            .chain(container.args.iter().flatten())
+            .map(|w| render(w).map(|r| expand(&r, &lookup)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if argv.is_empty() {
+            return Err(format!(
+                "{}: init container `{}` has no command (the image's entrypoint cannot run \
+                 locally)",
+                member.name(),
+                container.name
+            ));
+        }
+        inits.push(InitPlan {
+            name: container.name.clone(),
+            argv,
+            env,
+        });
+    }
+    Ok(inits)
 }
 
 /// The container that runs locally: `local.container`, else the first.

@@ -1,7 +1,7 @@
 //! End to end: the local engine runs specs as Kubernetes would, as a new user meets them (issue
 //! 13): two berth homes never share an address slot; a stop runs the preStop hook then the
-//! container's `lifecycle.stopSignal`; members run as their `securityContext` user. Needs `sh` and
-//! `python3`.
+//! container's `lifecycle.stopSignal`; members run as their `securityContext` user; init containers
+//! run in order before each start. Needs `sh` and `python3`.
 
 mod local_common;
 
@@ -144,4 +144,55 @@ fn members_run_as_their_security_context_user() {
     } else {
         up.stderr(contains("runAsUser 65534 ignored"));
     }
+}
+
+/// Two init containers and a main one that each append to `order`.
+const INITS: &str = r#"          terminationGracePeriodSeconds: 5
+          initContainers:
+            - name: first
+              image: example/none:1
+              command: ["sh", "-c", "echo first $BERTH_MEMBER $GREETING >> order"]
+              env: [{name: GREETING, value: "from-first"}]
+            - name: second
+              image: example/none:1
+              command: ["sh", "-c", "echo second >> order"]
+          containers:
+            - name: main
+              image: example/none:1
+              command: ["sh", "-c", "echo main >> order; exec sleep 1000"]"#;
+
+#[test]
+fn init_containers_run_in_order_before_each_start() {
+    let app = LocalApp::new("inits");
+    let path = write_manifest(&app, "inits", INITS);
+    app.up(&path, 86);
+    app.down();
+    app.up(&path, 86);
+    let order = std::fs::read_to_string(app.home.path().join("inits/inits-0/order"));
+    let once = "first inits-0 from-first\nsecond\nmain\n";
+    assert_eq!(order.unwrap_or_default(), once.repeat(2));
+}
+
+#[test]
+fn a_failing_init_container_keeps_the_member_from_starting() {
+    let app = LocalApp::new("badinit");
+    let spec = INITS.replace("echo second >> order", "echo second cannot go on; exit 3");
+    let path = write_manifest(&app, "badinit", &spec);
+    app.berth(&[
+        "up",
+        path.to_str().unwrap(),
+        "--slot",
+        "87",
+        "--timeout",
+        "3",
+    ])
+    .assert()
+    .failure()
+    .stderr(contains("init container second failed (exit status: 3)"))
+    .stderr(contains("second cannot go on"));
+    let order = std::fs::read_to_string(app.home.path().join("badinit/badinit-0/order"));
+    assert!(
+        !order.unwrap_or_default().contains("main"),
+        "main must not start"
+    );
 }
