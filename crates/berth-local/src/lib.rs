@@ -14,6 +14,7 @@
 //! - [`probe`]: readiness checks.
 //! - [`proxy`]: role-selecting services (a stable address forwarding to the role's holder).
 //! - `runas`: running members as their `securityContext` user.
+//! - [`secrets`]: Secrets' data from local sources (`berth up --secret`).
 //! - [`shared`]: the supervisor's published state.
 //! - [`member`]: one member under supervision.
 //! - `membership`: scaling through the part's memberJoin and memberLeave actions.
@@ -34,6 +35,7 @@ pub mod probe;
 pub mod proxy;
 mod rolling;
 mod runas;
+pub mod secrets;
 pub mod shared;
 pub mod slots;
 pub mod supervisor;

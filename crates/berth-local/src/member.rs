@@ -22,6 +22,7 @@ use crate::home::write_atomic;
 use crate::os;
 use crate::plan::{InitPlan, MemberPlan, ProbeAction};
 use crate::probe;
+use crate::secrets;
 use crate::shared::Shared;
 
 /// `PATH` for members when the supervisor has none.
@@ -95,8 +96,12 @@ async fn start(
         shared.member(&plan.name, |m| {
             m.waiting = format!("init container {}", init.name);
         });
+        let secret_env = match secrets::materialize(plan, &init.secret_env) {
+            Ok(env) => env,
+            Err(why) => return Some(format!("init container {}: {why}", init.name)),
+        };
         tokio::select! {
-            result = run_init(plan, init) => {
+            result = run_init(plan, init, &secret_env) => {
                 if let Err(why) = result {
                     return Some(why);
                 }
@@ -104,7 +109,7 @@ async fn start(
             _ = stop.changed() => return None,
         }
     }
-    match spawn(plan) {
+    match secrets::materialize(plan, &plan.secret_env).and_then(|env| spawn(plan, &env)) {
         Ok(child) => run_once(plan, shared, child, stop).await,
         Err(e) => Some(e),
     }
@@ -112,7 +117,11 @@ async fn start(
 
 /// Runs one init container to completion (its own process group, output to the member's log,
 /// killed with its group when the member is stopped meanwhile).
-async fn run_init(plan: &MemberPlan, init: &InitPlan) -> Result<(), String> {
+async fn run_init(
+    plan: &MemberPlan,
+    init: &InitPlan,
+    secret_env: &[(String, String)],
+) -> Result<(), String> {
     note(
         plan,
         &format!("init container {}: {}", init.name, init.argv.join(" ")),
@@ -128,6 +137,7 @@ async fn run_init(plan: &MemberPlan, init: &InitPlan) -> Result<(), String> {
         .env_clear()
         .envs(process_env(plan).into_iter().take(2))
         .envs(init.env.iter().cloned())
+        .envs(secret_env.iter().cloned())
         .stdout(log.try_clone().map_err(cannot)?)
         .stderr(log)
         .process_group(0)
@@ -328,7 +338,7 @@ async fn role_loop(plan: &MemberPlan, shared: &Shared) {
 const UNKNOWN_ROLE_RETRY: Duration = Duration::from_millis(250);
 
 /// Starts a member's process in its own process group, output appended to its log.
-fn spawn(plan: &MemberPlan) -> Result<Child, String> {
+fn spawn(plan: &MemberPlan, secret_env: &[(String, String)]) -> Result<Child, String> {
     let start = || -> std::io::Result<Child> {
         let log = OpenOptions::new()
             .create(true)
@@ -336,6 +346,7 @@ fn spawn(plan: &MemberPlan) -> Result<Child, String> {
             .open(plan.dir.join("log"))?;
         member_command(plan, &plan.argv[0])
             .args(&plan.argv[1..])
+            .envs(secret_env.iter().cloned())
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0)

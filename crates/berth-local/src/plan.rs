@@ -85,6 +85,32 @@ pub struct InitPlan {
     pub argv: Vec<String>,
     /// Its environment (the `BERTH_*` variables, then its own `env`).
     pub env: Vec<(String, String)>,
+    /// Its variables from Secrets (read at start, after `env`).
+    pub secret_env: Vec<SecretEnv>,
+}
+
+/// A variable from a Secret's key (`env[].valueFrom.secretKeyRef`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretEnv {
+    /// The variable's name.
+    pub name: String,
+    /// The Secret.
+    pub secret: String,
+    /// Its key.
+    pub key: String,
+    /// Whether a missing Secret or key leaves the variable out rather than failing.
+    pub optional: bool,
+}
+
+/// A Secret mounted as a directory of files (`config.secrets`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretMount {
+    /// The directory on this host (the mapped mount path).
+    pub dir: PathBuf,
+    /// The Secret.
+    pub secret: String,
+    /// Whether the member starts without it.
+    pub optional: bool,
 }
 
 /// A user id and optional group id to run as.
@@ -117,6 +143,10 @@ pub struct MemberPlan {
     pub argv: Vec<String>,
     /// The environment (the process gets only this plus `PATH`).
     pub env: Vec<(String, String)>,
+    /// Variables from Secrets (read at every start, after `env`; not in the revision).
+    pub secret_env: Vec<SecretEnv>,
+    /// Secrets mounted as files.
+    pub secret_mounts: Vec<SecretMount>,
     /// The readiness probe, if the container has one.
     pub probe: Option<ProbePlan>,
     /// The role probe: a command whose output is the member's role, and its period.
@@ -229,8 +259,12 @@ fn plan_member(
         exec_plans(app, index, member, addressing)?;
     let inits = init_plans(app, part, member, ip, &render)?;
     let stop_signal = stop_signal(container).map_err(|e| at("lifecycle.stopSignal", &e))?;
+    let (secret_env, secret_mounts) = (
+        secret_env(container),
+        secret_mounts(part, member, addressing),
+    );
     Ok(MemberPlan {
-        revision: revision(&argv, &env, &files, &inits),
+        revision: revision(&argv, &env, &files, &inits, &(&secret_env, &secret_mounts)),
         ip,
         dir: addressing.member_dir(member),
         dirs: addressing::member_dirs(addressing, part, member),
@@ -238,6 +272,8 @@ fn plan_member(
         inits,
         argv,
         env,
+        secret_env,
+        secret_mounts,
         probe,
         role_probe,
         switchover,
@@ -301,13 +337,14 @@ fn planned_files(
         .collect())
 }
 
-/// The revision: argv, env and files, plus init containers when there are any (so that members
-/// without them keep the revisions they had).
+/// The revision: argv, env and files, plus init containers and Secret references when there
+/// are any (so that members without them keep the revisions they had).
 fn revision(
     argv: &[String],
     env: &[(String, String)],
     files: &[PlannedFile],
     inits: &[InitPlan],
+    secrets: &(&Vec<SecretEnv>, &Vec<SecretMount>),
 ) -> String {
     let mut pairs: Vec<(String, String)> = files
         .iter()
@@ -318,6 +355,9 @@ fn revision(
             .iter()
             .map(|i| (format!("\0init {}", i.name), format!("{i:?}"))),
     );
+    if !secrets.0.is_empty() || !secrets.1.is_empty() {
+        pairs.push(("\0secrets".to_string(), format!("{secrets:?}")));
+    }
     decide::revision(argv, env, &pairs)
 }
 
@@ -355,6 +395,7 @@ fn init_plans(
             name: container.name.clone(),
             argv,
             env,
+            secret_env: secret_env(container),
         });
     }
     Ok(inits)
@@ -404,6 +445,39 @@ fn member_env(
         }
     }
     Ok(expand_env(&env))
+}
+
+/// The container's variables from Secrets (`valueFrom.secretKeyRef`).
+fn secret_env(container: &Container) -> Vec<SecretEnv> {
+    let vars = container.env.iter().flatten();
+    vars.filter_map(|var| {
+        let key = var.value_from.as_ref()?.secret_key_ref.as_ref()?;
+        Some(SecretEnv {
+            name: var.name.clone(),
+            secret: key.name.clone(),
+            key: key.key.clone(),
+            optional: key.optional.unwrap_or(false),
+        })
+    })
+    .collect()
+}
+
+/// The part's `config.secrets` for `member`, each at its mapped directory.
+fn secret_mounts(
+    part: &PartSpec,
+    member: &MemberRef,
+    addressing: &LocalAddressing,
+) -> Vec<SecretMount> {
+    let secrets = part.state.config.secrets.iter();
+    secrets
+        .filter_map(|s| {
+            Some(SecretMount {
+                dir: addressing.host_path(member, &s.path)?,
+                secret: s.secret_name.clone(),
+                optional: s.optional,
+            })
+        })
+        .collect()
 }
 
 /// The local value of a standard variable: the member's IP stands for every address.

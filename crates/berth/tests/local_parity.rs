@@ -1,7 +1,8 @@
 //! End to end: the local engine runs specs as Kubernetes would, as a new user meets them (issue
 //! 13): two berth homes never share an address slot; a stop runs the preStop hook then the
 //! container's `lifecycle.stopSignal`; members run as their `securityContext` user; init containers
-//! run in order before each start. Needs `sh` and `python3`.
+//! run in order before each start; Secrets come from local sources and are never shown. Needs `sh`
+//! and `python3`.
 
 mod local_common;
 
@@ -195,4 +196,86 @@ fn a_failing_init_container_keeps_the_member_from_starting() {
         !order.unwrap_or_default().contains("main"),
         "main must not start"
     );
+}
+
+/// A member that gets `PASSWORD` from Secret `pw-env` and Secret `pw-files` mounted at
+/// `/etc/auth`, and copies both where the test can see them.
+const SECRETS: &str = r#"          terminationGracePeriodSeconds: 5
+          containers:
+            - name: main
+              image: example/none:1
+              command: ["sh", "-c", "echo \"$PASSWORD\" > seen-env; cat {{ paths['/etc/auth'] }}/password > seen-file; exec sleep 1000"]
+              env:
+                - name: PASSWORD
+                  valueFrom:
+                    secretKeyRef: {name: pw-env, key: PASSWORD}"#;
+
+/// Every file's text under `dir` (logs, state), to check that no secret leaked there.
+fn all_text(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() && name != "secrets" && name != "pw-files" {
+            text += &all_text(&path);
+        } else if path.is_file() && !name.starts_with("seen-") && !name.ends_with(".env") {
+            text += &String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default());
+        }
+    }
+    text
+}
+
+#[test]
+fn secrets_come_from_local_sources_and_are_never_shown() {
+    let app = LocalApp::new("secretive");
+    let path = write_manifest(&app, "secretive", SECRETS);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "      state:\n",
+        "      state:\n        config:\n          secrets:\n            - {secretName: pw-files, path: /etc/auth}\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let manifest = path.to_str().unwrap();
+    app.berth(&["up", manifest, "--slot", "88"])
+        .assert()
+        .failure()
+        .stderr(contains("pw-env, pw-files"))
+        .stderr(contains("--secret pw-env=DIR-or-ENV-FILE"));
+    let env_file = app.home.path().join("pw.env");
+    std::fs::write(&env_file, "# local password\nPASSWORD=hunter2-env\n").unwrap();
+    let dir = app.home.path().join("pw-files");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("password"), "hunter2-file").unwrap();
+    let env_arg = format!("pw-env={}", env_file.display());
+    let dir_arg = format!("pw-files={}", dir.display());
+    let up = app
+        .berth(&[
+            "up", manifest, "--slot", "88", "--secret", &env_arg, "--secret", &dir_arg,
+        ])
+        .assert()
+        .success();
+    let member = app.home.path().join("secretive/secretive-0");
+    let read = |name: &str| std::fs::read_to_string(member.join(name)).unwrap_or_default();
+    local_common::wait_until(
+        "the member to copy its secrets",
+        std::time::Duration::from_secs(10),
+        || !read("seen-file").is_empty(),
+    );
+    assert_eq!(read("seen-env").trim(), "hunter2-env");
+    assert_eq!(read("seen-file"), "hunter2-file");
+    let mounted = member.join("secrets/0-pw-files/password");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&mounted).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let status = app
+        .berth(&["status", "secretive", "-o", "json"])
+        .output()
+        .unwrap();
+    let shown = format!(
+        "{}{}{}",
+        String::from_utf8_lossy(&up.get_output().stdout),
+        String::from_utf8_lossy(&status.stdout),
+        all_text(app.home.path())
+    );
+    assert!(!shown.contains("hunter2"), "a secret was shown: {shown}");
 }
