@@ -69,6 +69,11 @@ pub(crate) fn pod_template(inputs: &PodInputs) -> Result<PodTemplateSpec, Render
             inputs.context,
         )?;
         prepend_env(container, &env);
+        // Init containers see the pod's state as its containers do (e.g. to initialise data).
+        container.volume_mounts = merge_mounts(
+            container.volume_mounts.take(),
+            mounts_for(part, inputs.files, &container.name),
+        );
     }
     let volumes = volumes(part, inputs.workload, inputs.files);
     if !volumes.is_empty() {

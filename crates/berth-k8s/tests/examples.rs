@@ -45,7 +45,13 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 #[test]
 fn every_example_matches_its_snapshot() {
-    for name in ["zookeeper.yaml", "redis.yaml", "web.yaml", "etcd.yaml"] {
+    for name in [
+        "zookeeper.yaml",
+        "redis.yaml",
+        "web.yaml",
+        "etcd.yaml",
+        "postgres.yaml",
+    ] {
         let yaml = to_yaml(&rendered(name, &[])).unwrap();
         insta::assert_snapshot!(name.replace(".yaml", ""), yaml);
     }
@@ -153,4 +159,24 @@ fn etcd_initial_cluster_lists_every_member() {
     assert!(
         initial.starts_with("etcd-0=http://etcd-0.etcd-headless.default.svc.cluster.local:2380")
     );
+}
+
+#[test]
+fn init_containers_mount_the_parts_state() {
+    let objects = rendered("postgres.yaml", &[]);
+    let sts = find(&objects, "StatefulSet", "postgres");
+    let init = &sts["spec"]["template"]["spec"]["initContainers"][0];
+    let mounts: Vec<&str> = init["volumeMounts"]
+        .as_array()
+        .expect("the init container has mounts")
+        .iter()
+        .map(|m| m["mountPath"].as_str().unwrap())
+        .collect();
+    for path in [
+        "/var/lib/postgresql/data",
+        "/etc/postgres/init-data.sh",
+        "/etc/postgres-auth",
+    ] {
+        assert!(mounts.contains(&path), "{path} not in {mounts:?}");
+    }
 }

@@ -19,6 +19,7 @@ use crate::home::{AppState, Home, Phase, SavedInputs, tail, write_atomic};
 use crate::os;
 use crate::plan::{self, MemberPlan};
 use crate::preview::{self, Preview};
+use crate::secrets;
 use crate::supervisor;
 
 /// How often the CLI looks at the published state.
@@ -36,6 +37,8 @@ pub struct UpOptions {
     pub slot: Option<u8>,
     /// How long members may take to become ready.
     pub timeout: Duration,
+    /// Sources of Secrets (`--secret NAME=PATH`), added to those saved by earlier `up`s.
+    pub secrets: Vec<(String, PathBuf)>,
 }
 
 /// Runs `app` in `home` and returns once every member is ready.
@@ -51,6 +54,11 @@ pub fn up(
     let name = app.name();
     let plans = supervisor::plan_members(home, app, options.slot)?;
     preflight(&plans)?;
+    save_secret_sources(home, &name, &options.secrets)?;
+    check_secrets(home, &name, &plans)?;
+    for notice in plans.iter().filter_map(crate::runas::ignored_notice) {
+        eprintln!("{notice}");
+    }
     save_inputs(home, &name, inputs)?;
     let pid = if home.supervisor_running(&name) {
         println!(
@@ -61,6 +69,41 @@ pub fn up(
         Some(start_supervisor(home, &name, &options.supervisor_command)?)
     };
     wait_ready(home, &name, pid, options.timeout)
+}
+
+/// Adds `added` to the app's saved Secret sources (paths only, never the data).
+fn save_secret_sources(home: &Home, app: &str, added: &[(String, PathBuf)]) -> Result<(), String> {
+    if added.is_empty() {
+        return Ok(());
+    }
+    let mut sources = secrets::sources(&home.app_dir(app));
+    sources.extend(added.iter().cloned());
+    let json = serde_json::to_vec_pretty(&sources).map_err(|e| e.to_string())?;
+    write_atomic(&home.file(app, secrets::SOURCES_FILE), &json)
+}
+
+/// Fails when a member references a Secret (not optional) that has no local source.
+fn check_secrets(home: &Home, app: &str, plans: &[MemberPlan]) -> Result<(), String> {
+    let sources = secrets::sources(&home.app_dir(app));
+    let mut missing: Vec<String> = plans
+        .iter()
+        .flat_map(|p| secrets::unsourced(p, &sources))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let args: Vec<String> = missing
+        .iter()
+        .map(|s| format!("--secret {s}=DIR-or-ENV-FILE"))
+        .collect();
+    Err(format!(
+        "the app references Secret(s) with no local source: {}; give each with `berth up {}` \
+         (a directory of key files, or a file of KEY=VALUE lines)",
+        missing.join(", "),
+        args.join(" ")
+    ))
 }
 
 fn save_inputs(home: &Home, app: &str, inputs: &Inputs) -> Result<(), String> {
@@ -83,7 +126,9 @@ pub fn apply(
     timeout: Duration,
 ) -> Result<(), String> {
     let name = app.name();
-    preflight(&supervisor::plan_members(home, app, None)?)?;
+    let plans = supervisor::plan_members(home, app, None)?;
+    preflight(&plans)?;
+    check_secrets(home, &name, &plans)?;
     save_inputs(home, &name, inputs)?;
     reload(home, &name, timeout)
 }
@@ -217,7 +262,8 @@ fn preflight(plans: &[MemberPlan]) -> Result<(), String> {
         } else {
             format!("; install it with `apt-get install {packages}`")
         };
-        if os::find_program(program).is_none() {
+        let programs = std::iter::once(program).chain(plan.inits.iter().map(|i| &i.argv[0]));
+        for program in programs.filter(|p| os::find_program(p).is_none()) {
             problems.push(format!(
                 "{}: program `{program}` not found on this host{hint}",
                 plan.name

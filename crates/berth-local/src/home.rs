@@ -20,6 +20,8 @@ use berth_core::load::Inputs;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::slots;
+
 /// The lowest slot given automatically (127.10.*.* upwards stay clear of 127.0.0.1).
 pub const FIRST_SLOT: u8 = 10;
 
@@ -62,26 +64,44 @@ impl Home {
         apps
     }
 
-    /// The app's slot: `wanted`, else the one it already has, else the lowest one free here.
+    /// The app's slot: `wanted`, else the one it already has, else the lowest one free on this
+    /// machine; recorded in the app's `slot` file and in the machine-wide [`slots::Registry`],
+    /// so that no other home picks it.
     ///
     /// # Errors
-    /// The slot file cannot be written, or `wanted` belongs to another app.
+    /// The slot cannot be recorded, or `wanted` belongs to another app (of this home or of
+    /// another home on this machine: the message names it and a free slot).
     pub fn slot(&self, app: &str, wanted: Option<u8>) -> Result<u8, String> {
-        let taken: Vec<(String, u8)> = self
+        self.slot_in(&slots::Registry::open()?, app, wanted)
+    }
+
+    /// [`Home::slot`] with the registry `registry`.
+    ///
+    /// # Errors
+    /// As [`Home::slot`].
+    pub fn slot_in(
+        &self,
+        registry: &slots::Registry,
+        app: &str,
+        wanted: Option<u8>,
+    ) -> Result<u8, String> {
+        let app_dir = self.app_dir(app);
+        std::fs::create_dir_all(&app_dir).map_err(|e| format!("{}: {e}", app_dir.display()))?;
+        let app_dir = std::fs::canonicalize(&app_dir).unwrap_or(app_dir);
+        let own = self.read_slot(app);
+        let others: Vec<(String, u8)> = self
             .apps()
             .into_iter()
+            .filter(|a| a != app)
             .filter_map(|a| self.read_slot(&a).map(|s| (a, s)))
             .collect();
-        let own = taken.iter().find(|(a, _)| a == app).map(|(_, s)| *s);
-        let others: Vec<u8> = taken
-            .iter()
-            .filter(|(a, _)| a != app)
-            .map(|(_, s)| *s)
-            .collect();
+        let in_home = |s: u8| others.iter().any(|(_, o)| *o == s);
+        let free = || registry.free(FIRST_SLOT, &app_dir, &in_home);
         let slot = match (wanted, own) {
-            (Some(s), _) if others.contains(&s) => {
+            (Some(s), _) if in_home(s) => {
+                let (other, _) = others.iter().find(|(_, o)| *o == s).expect("found");
                 return Err(format!(
-                    "address slot {s} is used by another app in this home"
+                    "address slot {s} is used by app `{other}` in this home: choose another                      with `--slot N` or leave out `--slot`"
                 ));
             }
             (Some(s), Some(own)) if s != own && self.supervisor_running(app) => {
@@ -89,24 +109,27 @@ impl Home {
                     "{app} runs on slot {own}; `berth down {app}` first"
                 ));
             }
-            (Some(s), _) => s,
-            (None, Some(s)) => s,
-            (None, None) => (FIRST_SLOT..=250)
-                .find(|s| !others.contains(s))
-                .ok_or("no free address slot left")?,
+            (Some(s), _) => match registry.holder(s, &app_dir) {
+                Some(holder) => return Err(slots::held_message(s, &holder, free())),
+                None => s,
+            },
+            // A slot taken meanwhile by another home (e.g. after the registry was cleared) is
+            // given up for a free one, unless the app runs on it.
+            (None, Some(s))
+                if registry.holder(s, &app_dir).is_none() || self.supervisor_running(app) =>
+            {
+                s
+            }
+            (None, _) => free().ok_or("no free address slot left")?,
         };
-        let path = self.file(app, "slot");
-        write_atomic(&path, slot.to_string().as_bytes())?;
+        registry.claim(slot, &app_dir, own)?;
+        write_atomic(&self.file(app, "slot"), slot.to_string().as_bytes())?;
         Ok(slot)
     }
 
     /// The slot `app` has, without taking one.
     pub fn read_slot(&self, app: &str) -> Option<u8> {
-        std::fs::read_to_string(self.file(app, "slot"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        slots::read_slot_file(&self.file(app, "slot"))
     }
 
     /// Replicas set by `berth scale`, by part name.
@@ -296,6 +319,9 @@ pub struct MemberState {
     pub waiting: String,
     /// Its stop grace in seconds.
     pub grace_seconds: u64,
+    /// The signal that stops it (`SIGTERM` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
     /// Its log file.
     pub log: PathBuf,
 }
@@ -371,12 +397,21 @@ mod tests {
     #[test]
     fn slots_are_distinct_and_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let home = Home::new(dir.path());
-        assert_eq!(home.slot("a", None).unwrap(), FIRST_SLOT);
-        assert_eq!(home.slot("b", None).unwrap(), FIRST_SLOT + 1);
-        assert_eq!(home.slot("a", None).unwrap(), FIRST_SLOT);
-        assert!(home.slot("c", Some(FIRST_SLOT)).is_err());
-        assert_eq!(home.slot("c", Some(99)).unwrap(), 99);
+        let registry = slots::Registry::open_at(&dir.path().join("registry")).unwrap();
+        let home = Home::new(&dir.path().join("one"));
+        let other = Home::new(&dir.path().join("two"));
+        assert_eq!(home.slot_in(&registry, "a", None).unwrap(), FIRST_SLOT);
+        assert_eq!(home.slot_in(&registry, "b", None).unwrap(), FIRST_SLOT + 1);
+        assert_eq!(home.slot_in(&registry, "a", None).unwrap(), FIRST_SLOT);
+        assert!(home.slot_in(&registry, "c", Some(FIRST_SLOT)).is_err());
+        assert_eq!(home.slot_in(&registry, "c", Some(99)).unwrap(), 99);
+        assert_eq!(
+            other.slot_in(&registry, "a", None).unwrap(),
+            FIRST_SLOT + 2,
+            "another home"
+        );
+        let err = other.slot_in(&registry, "d", Some(99)).unwrap_err();
+        assert!(err.contains("held by app `c`"), "{err}");
     }
 
     #[test]

@@ -10,9 +10,12 @@
 //! - [`plan`]: what each member runs: argv, env, files, probe (pure).
 //! - [`preview`]: what an `apply` would do, for `berth plan` (pure).
 //! - [`home`]: the home directory layout, slots, lock and published state.
+//! - [`slots`]: the machine-wide registry of address slots.
 //! - [`os`]: process liveness, signals, programs, packages and ports.
 //! - [`probe`]: readiness checks.
 //! - [`proxy`]: role-selecting services (a stable address forwarding to the role's holder).
+//! - `runas`: running members as their `securityContext` user.
+//! - [`secrets`]: Secrets' data from local sources (`berth up --secret`).
 //! - [`shared`]: the supervisor's published state.
 //! - [`member`]: one member under supervision.
 //! - `membership`: scaling through the part's memberJoin and memberLeave actions.
@@ -33,5 +36,8 @@ pub mod preview;
 pub mod probe;
 pub mod proxy;
 mod rolling;
+mod runas;
+pub mod secrets;
 pub mod shared;
+pub mod slots;
 pub mod supervisor;

@@ -1,6 +1,8 @@
 //! One member under supervision: waits for its turn to start, writes its files, runs its
 //! process in its own process group, probes readiness and role, restarts it with backoff when
-//! it exits, and stops it gracefully (SIGTERM to the group, SIGKILL after the grace period).
+//! it exits, and stops it gracefully as Kubernetes does: its `preStop` hook, then its stop
+//! signal (`lifecycle.stopSignal`, default SIGTERM) to the group, SIGKILL when the grace
+//! period is over.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -18,8 +20,9 @@ use tokio::time::sleep;
 use crate::decide;
 use crate::home::write_atomic;
 use crate::os;
-use crate::plan::{MemberPlan, ProbeAction};
+use crate::plan::{InitPlan, MemberPlan, ProbeAction};
 use crate::probe;
+use crate::secrets;
 use crate::shared::Shared;
 
 /// `PATH` for members when the supervisor has none.
@@ -58,8 +61,8 @@ async fn run_member(plan: &MemberPlan, shared: &Shared, stop: &mut watch::Receiv
     let mut streak = 0;
     loop {
         let started = Instant::now();
-        let outcome = match write_member_files(plan).and_then(|()| spawn(plan)) {
-            Ok(child) => run_once(plan, shared, child, stop).await,
+        let outcome = match write_member_files(plan) {
+            Ok(()) => start(plan, shared, stop).await,
             Err(e) => Some(e),
         };
         let Some(why) = outcome else {
@@ -82,6 +85,85 @@ async fn run_member(plan: &MemberPlan, shared: &Shared, stop: &mut watch::Receiv
     }
 }
 
+/// Runs the member's init containers, then its process; `None` when it was stopped, else why
+/// it exited or could not start.
+async fn start(
+    plan: &MemberPlan,
+    shared: &Shared,
+    stop: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    for init in &plan.inits {
+        shared.member(&plan.name, |m| {
+            m.waiting = format!("init container {}", init.name);
+        });
+        let secret_env = match secrets::materialize(plan, &init.secret_env) {
+            Ok(env) => env,
+            Err(why) => return Some(format!("init container {}: {why}", init.name)),
+        };
+        tokio::select! {
+            result = run_init(plan, init, &secret_env) => {
+                if let Err(why) = result {
+                    return Some(why);
+                }
+            }
+            _ = stop.changed() => return None,
+        }
+    }
+    match secrets::materialize(plan, &plan.secret_env).and_then(|env| spawn(plan, &env)) {
+        Ok(child) => run_once(plan, shared, child, stop).await,
+        Err(e) => Some(e),
+    }
+}
+
+/// Runs one init container to completion (its own process group, output to the member's log,
+/// killed with its group when the member is stopped meanwhile).
+async fn run_init(
+    plan: &MemberPlan,
+    init: &InitPlan,
+    secret_env: &[(String, String)],
+) -> Result<(), String> {
+    note(
+        plan,
+        &format!("init container {}: {}", init.name, init.argv.join(" ")),
+    );
+    let cannot = |e: std::io::Error| format!("init container {} cannot start: {e}", init.name);
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(plan.dir.join("log"))
+        .map_err(cannot)?;
+    let mut child = member_command(plan, &init.argv[0])
+        .args(&init.argv[1..])
+        .env_clear()
+        .envs(process_env(plan).into_iter().take(2))
+        .envs(init.env.iter().cloned())
+        .envs(secret_env.iter().cloned())
+        .stdout(log.try_clone().map_err(cannot)?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(cannot)?;
+    let _group = KillGroupOnDrop(child.id());
+    let status = child.wait().await.map_err(cannot)?;
+    if status.success() {
+        note(plan, &format!("init container {}: done", init.name));
+        return Ok(());
+    }
+    Err(format!("init container {} failed ({status})", init.name))
+}
+
+/// Kills a process group when dropped (an init container abandoned by a stop).
+struct KillGroupOnDrop(Option<u32>);
+
+impl Drop for KillGroupOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            os::signal_group(pid, Signal::SIGKILL);
+        }
+    }
+}
+
 /// Runs one process of a member; `None` when it was stopped, else why it exited.
 async fn run_once(
     plan: &MemberPlan,
@@ -96,6 +178,7 @@ async fn run_once(
         m.started = os::start_ticks(pid);
         m.revision.clone_from(&plan.revision);
         m.grace_seconds = plan.grace.as_secs();
+        m.stop_signal = Some(plan.stop_signal.as_str().to_string());
         m.waiting = awaited(plan);
     });
     let status = tokio::select! {
@@ -129,18 +212,56 @@ fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
     }
 }
 
-/// SIGTERM to the member's process group, SIGKILL after its grace period.
+/// Stops a member as Kubernetes stops a container: the preStop hook (within the grace period),
+/// then the stop signal to the process group, SIGKILL when the grace period is over (with a
+/// one-off 2 s extension when the hook used it all up, as the kubelet gives).
 async fn stop_process(plan: &MemberPlan, pid: u32, child: &mut Child) {
-    note(plan, "stopping (SIGTERM)");
-    os::signal_group(pid, Signal::SIGTERM);
-    if tokio::time::timeout(plan.grace, child.wait())
-        .await
-        .is_err()
-    {
+    let deadline = Instant::now() + plan.grace;
+    if let Some(argv) = &plan.pre_stop {
+        run_pre_stop(plan, argv).await;
+    }
+    let signal = plan.stop_signal;
+    note(plan, &format!("stopping ({})", signal.as_str()));
+    os::signal_group(pid, signal);
+    let left = deadline.saturating_duration_since(Instant::now());
+    let left = if left.is_zero() && plan.pre_stop.is_some() {
+        PRE_STOP_EXTENSION
+    } else {
+        left
+    };
+    if tokio::time::timeout(left, child.wait()).await.is_err() {
         note(plan, "grace period over (SIGKILL)");
     }
     os::signal_group(pid, Signal::SIGKILL);
     let _ = child.wait().await;
+}
+
+/// The extra time a stop signal gets when the preStop hook used up the grace period.
+const PRE_STOP_EXTENSION: Duration = Duration::from_secs(2);
+
+/// Runs the preStop hook with the member's env in its directory, output to its log; a failure
+/// is noted and the stop goes on, as on Kubernetes.
+async fn run_pre_stop(plan: &MemberPlan, argv: &[String]) {
+    note(plan, &format!("preStop: {}", argv.join(" ")));
+    let run = async {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(plan.dir.join("log"))?;
+        member_command(plan, &argv[0])
+            .args(&argv[1..])
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .kill_on_drop(true)
+            .status()
+            .await
+    };
+    match tokio::time::timeout(plan.grace, run).await {
+        Ok(Ok(status)) if status.success() => {}
+        Ok(Ok(status)) => note(plan, &format!("preStop failed ({status})")),
+        Ok(Err(e)) => note(plan, &format!("preStop cannot run: {e}")),
+        Err(_) => note(plan, "preStop still running when the grace period ended"),
+    }
 }
 
 /// What a started member waits for.
@@ -217,24 +338,34 @@ async fn role_loop(plan: &MemberPlan, shared: &Shared) {
 const UNKNOWN_ROLE_RETRY: Duration = Duration::from_millis(250);
 
 /// Starts a member's process in its own process group, output appended to its log.
-fn spawn(plan: &MemberPlan) -> Result<Child, String> {
+fn spawn(plan: &MemberPlan, secret_env: &[(String, String)]) -> Result<Child, String> {
     let start = || -> std::io::Result<Child> {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(plan.dir.join("log"))?;
-        Command::new(&plan.argv[0])
+        member_command(plan, &plan.argv[0])
             .args(&plan.argv[1..])
-            .env_clear()
-            .envs(process_env(plan))
-            .current_dir(&plan.dir)
-            .stdin(Stdio::null())
+            .envs(secret_env.iter().cloned())
             .stdout(log.try_clone()?)
             .stderr(log)
             .process_group(0)
             .spawn()
     };
     start().map_err(|e| format!("cannot start {}: {e}", plan.argv[0]))
+}
+
+/// A command that runs `program` as part of a member: with the member's environment only, in
+/// its directory, stdin closed.
+pub fn member_command(plan: &MemberPlan, program: &str) -> Command {
+    let mut command = Command::new(program);
+    command
+        .env_clear()
+        .envs(process_env(plan))
+        .current_dir(&plan.dir)
+        .stdin(Stdio::null());
+    crate::runas::apply(&mut command, plan.run_as);
+    command
 }
 
 /// The environment a member's processes get: its env plus `PATH` and `HOME`.
@@ -262,7 +393,7 @@ pub fn write_member_files(plan: &MemberPlan) -> Result<(), String> {
         let mode = std::fs::Permissions::from_mode(file.mode);
         std::fs::set_permissions(&file.path, mode).map_err(|e| err(&file.path, e))?;
     }
-    Ok(())
+    crate::runas::prepare(plan)
 }
 
 /// Appends a supervisor note to the member's log.

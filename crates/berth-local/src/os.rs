@@ -42,15 +42,17 @@ pub fn signal_group(pgid: u32, signal: Signal) {
     }
 }
 
-/// Stops members left running by a supervisor that died: SIGTERM to each member's process
-/// group, then SIGKILL to those still alive after their grace period.
+/// Stops members left running by a supervisor that died: its stop signal (SIGTERM unless the
+/// member has another) to each member's process group, then SIGKILL to those still alive after
+/// their grace period.
 pub fn stop_orphans(members: &[MemberState]) {
     let orphans: Vec<&MemberState> = members
         .iter()
         .filter(|m| m.pid.is_some_and(|pid| is_same_process(pid, m.started)))
         .collect();
     for m in &orphans {
-        signal_group(m.pid.unwrap_or_default(), Signal::SIGTERM);
+        let signal = m.stop_signal.as_deref().and_then(|s| s.parse().ok());
+        signal_group(m.pid.unwrap_or_default(), signal.unwrap_or(Signal::SIGTERM));
     }
     let grace = orphans.iter().map(|m| m.grace_seconds).max().unwrap_or(0);
     let deadline = Instant::now() + Duration::from_secs(grace);

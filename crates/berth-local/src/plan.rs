@@ -18,6 +18,7 @@ use berth_core::template;
 use berth_core::topology::{self, EnvSource, MemberRef};
 use k8s_openapi::api::core::v1::{Container, Probe};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use nix::sys::signal::Signal;
 
 use crate::addressing::{self, LocalAddressing};
 use crate::decide;
@@ -75,6 +76,52 @@ pub struct ActionPlan {
     pub timeout: Duration,
 }
 
+/// An init container: run to completion before each start of the member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InitPlan {
+    /// The init container's name.
+    pub name: String,
+    /// Its command line (templates rendered, `$(VAR)` expanded).
+    pub argv: Vec<String>,
+    /// Its environment (the `BERTH_*` variables, then its own `env`).
+    pub env: Vec<(String, String)>,
+    /// Its variables from Secrets (read at start, after `env`).
+    pub secret_env: Vec<SecretEnv>,
+}
+
+/// A variable from a Secret's key (`env[].valueFrom.secretKeyRef`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretEnv {
+    /// The variable's name.
+    pub name: String,
+    /// The Secret.
+    pub secret: String,
+    /// Its key.
+    pub key: String,
+    /// Whether a missing Secret or key leaves the variable out rather than failing.
+    pub optional: bool,
+}
+
+/// A Secret mounted as a directory of files (`config.secrets`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretMount {
+    /// The directory on this host (the mapped mount path).
+    pub dir: PathBuf,
+    /// The Secret.
+    pub secret: String,
+    /// Whether the member starts without it.
+    pub optional: bool,
+}
+
+/// A user id and optional group id to run as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunAs {
+    /// `runAsUser`.
+    pub uid: u32,
+    /// `runAsGroup`; `None`: the user's primary group (from the passwd database, else 0).
+    pub gid: Option<u32>,
+}
+
 /// Everything needed to run one member.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemberPlan {
@@ -90,10 +137,16 @@ pub struct MemberPlan {
     pub dirs: Vec<PathBuf>,
     /// Rendered config files.
     pub files: Vec<PlannedFile>,
+    /// The pod's init containers, in order.
+    pub inits: Vec<InitPlan>,
     /// The command line.
     pub argv: Vec<String>,
     /// The environment (the process gets only this plus `PATH`).
     pub env: Vec<(String, String)>,
+    /// Variables from Secrets (read at every start, after `env`; not in the revision).
+    pub secret_env: Vec<SecretEnv>,
+    /// Secrets mounted as files.
+    pub secret_mounts: Vec<SecretMount>,
     /// The readiness probe, if the container has one.
     pub probe: Option<ProbePlan>,
     /// The role probe: a command whose output is the member's role, and its period.
@@ -104,8 +157,16 @@ pub struct MemberPlan {
     pub member_join: Option<ActionPlan>,
     /// The part's memberLeave action, rendered for this member (run when another one leaves).
     pub member_leave: Option<ActionPlan>,
-    /// Time between SIGTERM and SIGKILL.
+    /// Time between the start of a stop (preStop, then the stop signal) and SIGKILL.
     pub grace: Duration,
+    /// The signal that stops the member: the container's `lifecycle.stopSignal`, else SIGTERM.
+    pub stop_signal: Signal,
+    /// The user (and group) the member's processes run as: `securityContext.runAsUser` and
+    /// `runAsGroup` (the container's, else the pod's); honoured when berth runs as root.
+    pub run_as: Option<RunAs>,
+    /// The container's `lifecycle.preStop.exec` command (templates rendered, not `$(VAR)`
+    /// expanded), run before the stop signal.
+    pub pre_stop: Option<Vec<String>>,
     /// TCP ports the member binds on its address.
     pub ports: Vec<u16>,
     /// Start policy of its part.
@@ -186,9 +247,64 @@ fn plan_member(
     let render = |s: &str| template::render(s, &context).map_err(|e| at("template", &e));
     let ip = addressing.ip(member);
     let env = member_env(app, part, member, ip, container, &render)?;
-    let lookup = |n: &str| lookup_in(&env, n);
-    let words = local_words(part, container);
-    let argv: Vec<String> = words
+    let argv = main_argv(part, container, &env, &render, &name)?;
+    let files = planned_files(app, index, member, addressing).map_err(|e| at("config file", &e))?;
+    let probe = container
+        .readiness_probe
+        .as_ref()
+        .map(|p| probe_plan(p, container, part, &render))
+        .transpose()?
+        .flatten();
+    let (role_probe, [switchover, member_join, member_leave]) =
+        exec_plans(app, index, member, addressing)?;
+    let inits = init_plans(app, part, member, ip, &render)?;
+    let stop_signal = stop_signal(container).map_err(|e| at("lifecycle.stopSignal", &e))?;
+    let (secret_env, secret_mounts) = (
+        secret_env(container),
+        secret_mounts(part, member, addressing),
+    );
+    Ok(MemberPlan {
+        revision: revision(&argv, &env, &files, &inits, &(&secret_env, &secret_mounts)),
+        ip,
+        dir: addressing.member_dir(member),
+        dirs: addressing::member_dirs(addressing, part, member),
+        files,
+        inits,
+        argv,
+        env,
+        secret_env,
+        secret_mounts,
+        probe,
+        role_probe,
+        switchover,
+        member_join,
+        member_leave,
+        grace: grace(part),
+        stop_signal,
+        pre_stop: pre_stop(container, &render)?,
+        run_as: run_as(part, container),
+        ports: tcp_ports(part),
+        pod_management: part.pod_management,
+        packages: part
+            .local
+            .as_ref()
+            .map(|l| l.packages.clone())
+            .unwrap_or_default(),
+        member: member.clone(),
+        name,
+    })
+}
+
+/// The member's command line: its words rendered and `$(VAR)` expanded with its `env`.
+fn main_argv(
+    part: &PartSpec,
+    container: &Container,
+    env: &[(String, String)],
+    render: &dyn Fn(&str) -> Result<String, String>,
+    name: &str,
+) -> Result<Vec<String>, String> {
+    let lookup = |n: &str| lookup_in(env, n);
+    let argv: Vec<String> = local_words(part, container)
         .iter()
         .map(|w| render(w).map(|r| expand(&r, &lookup)))
         .collect::<Result<_, _>>()?;
@@ -198,52 +314,91 @@ fn plan_member(
              command or the part a `local.command`"
         ));
     }
+    Ok(argv)
+}
+
+/// The member's rendered config files.
+fn planned_files(
+    app: &ValidatedApp,
+    index: usize,
+    member: &MemberRef,
+    addressing: &LocalAddressing,
+) -> Result<Vec<PlannedFile>, String> {
     let files = app
         .config_files(index, addressing, Some(member))
-        .map_err(|e| at("config file", &e))?
+        .map_err(|e| e.to_string())?;
+    Ok(files
         .into_iter()
         .map(|f| PlannedFile {
             path: PathBuf::from(f.path),
             content: f.content,
             mode: u32::try_from(f.mode).unwrap_or(0o644),
         })
-        .collect::<Vec<_>>();
-    let probe = container
-        .readiness_probe
-        .as_ref()
-        .map(|p| probe_plan(p, container, part, &render))
-        .transpose()?
-        .flatten();
-    let (role_probe, [switchover, member_join, member_leave]) =
-        exec_plans(app, index, member, addressing)?;
-    let file_pairs: Vec<(String, String)> = files
+        .collect())
+}
+
+/// The revision: argv, env and files, plus init containers and Secret references when there
+/// are any (so that members without them keep the revisions they had).
+fn revision(
+    argv: &[String],
+    env: &[(String, String)],
+    files: &[PlannedFile],
+    inits: &[InitPlan],
+    secrets: &(&Vec<SecretEnv>, &Vec<SecretMount>),
+) -> String {
+    let mut pairs: Vec<(String, String)> = files
         .iter()
         .map(|f| (f.path.display().to_string(), f.content.clone()))
         .collect();
-    Ok(MemberPlan {
-        revision: decide::revision(&argv, &env, &file_pairs),
-        name,
-        ip,
-        dir: addressing.member_dir(member),
-        dirs: addressing::member_dirs(addressing, part, member),
-        files,
-        argv,
-        env,
-        probe,
-        role_probe,
-        switchover,
-        member_join,
-        member_leave,
-        grace: grace(part),
-        ports: tcp_ports(part),
-        pod_management: part.pod_management,
-        packages: part
-            .local
-            .as_ref()
-            .map(|l| l.packages.clone())
-            .unwrap_or_default(),
-        member: member.clone(),
-    })
+    pairs.extend(
+        inits
+            .iter()
+            .map(|i| (format!("\0init {}", i.name), format!("{i:?}"))),
+    );
+    if !secrets.0.is_empty() || !secrets.1.is_empty() {
+        pairs.push(("\0secrets".to_string(), format!("{secrets:?}")));
+    }
+    decide::revision(argv, env, &pairs)
+}
+
+/// The pod's init containers, each with its own command and env (as on Kubernetes, where they
+/// share the pod's volumes, user and network but not the main container's env).
+fn init_plans(
+    app: &ValidatedApp,
+    part: &PartSpec,
+    member: &MemberRef,
+    ip: Ipv4Addr,
+    render: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Vec<InitPlan>, String> {
+    let spec = part.template.spec.as_ref();
+    let containers = spec.and_then(|s| s.init_containers.as_ref());
+    let mut inits = Vec::new();
+    for container in containers.into_iter().flatten() {
+        let env = member_env(app, part, member, ip, container, render)?;
+        let lookup = |n: &str| lookup_in(&env, n);
+        let argv = container
+            .command
+            .iter()
+            .flatten()
+            .chain(container.args.iter().flatten())
+            .map(|w| render(w).map(|r| expand(&r, &lookup)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if argv.is_empty() {
+            return Err(format!(
+                "{}: init container `{}` has no command (the image's entrypoint cannot run \
+                 locally)",
+                member.name(),
+                container.name
+            ));
+        }
+        inits.push(InitPlan {
+            name: container.name.clone(),
+            argv,
+            env,
+            secret_env: secret_env(container),
+        });
+    }
+    Ok(inits)
 }
 
 /// The container that runs locally: `local.container`, else the first.
@@ -290,6 +445,39 @@ fn member_env(
         }
     }
     Ok(expand_env(&env))
+}
+
+/// The container's variables from Secrets (`valueFrom.secretKeyRef`).
+fn secret_env(container: &Container) -> Vec<SecretEnv> {
+    let vars = container.env.iter().flatten();
+    vars.filter_map(|var| {
+        let key = var.value_from.as_ref()?.secret_key_ref.as_ref()?;
+        Some(SecretEnv {
+            name: var.name.clone(),
+            secret: key.name.clone(),
+            key: key.key.clone(),
+            optional: key.optional.unwrap_or(false),
+        })
+    })
+    .collect()
+}
+
+/// The part's `config.secrets` for `member`, each at its mapped directory.
+fn secret_mounts(
+    part: &PartSpec,
+    member: &MemberRef,
+    addressing: &LocalAddressing,
+) -> Vec<SecretMount> {
+    let secrets = part.state.config.secrets.iter();
+    secrets
+        .filter_map(|s| {
+            Some(SecretMount {
+                dir: addressing.host_path(member, &s.path)?,
+                secret: s.secret_name.clone(),
+                optional: s.optional,
+            })
+        })
+        .collect()
 }
 
 /// The local value of a standard variable: the member's IP stands for every address.
@@ -397,6 +585,55 @@ fn resolve_port(port: &IntOrString, container: &Container, part: &PartSpec) -> O
             })
             .and_then(|n| u16::try_from(n).ok()),
     }
+}
+
+/// `runAsUser`/`runAsGroup`: each from the container's security context, else the pod's (as
+/// on Kubernetes, the container's wins field by field). `None` without a `runAsUser`.
+fn run_as(part: &PartSpec, container: &Container) -> Option<RunAs> {
+    let pod = part.template.spec.as_ref()?.security_context.as_ref();
+    let own = container.security_context.as_ref();
+    let uid = own
+        .and_then(|c| c.run_as_user)
+        .or_else(|| pod.and_then(|p| p.run_as_user))?;
+    let gid = own
+        .and_then(|c| c.run_as_group)
+        .or_else(|| pod.and_then(|p| p.run_as_group));
+    Some(RunAs {
+        uid: u32::try_from(uid).ok()?,
+        gid: gid.and_then(|g| u32::try_from(g).ok()),
+    })
+}
+
+/// The container's `lifecycle.stopSignal` (e.g. `SIGINT`), else SIGTERM as on Kubernetes
+/// (where an image's `STOPSIGNAL` would count too; locally there is no image).
+fn stop_signal(container: &Container) -> Result<Signal, String> {
+    let name = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.stop_signal.as_deref());
+    match name {
+        None => Ok(Signal::SIGTERM),
+        Some(name) => name
+            .parse()
+            .map_err(|_| format!("unknown signal `{name}` (use a name such as SIGINT)")),
+    }
+}
+
+/// The container's `lifecycle.preStop.exec` command, templates rendered.
+fn pre_stop(
+    container: &Container,
+    render: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Option<Vec<String>>, String> {
+    let hook = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref());
+    let Some(exec) = hook.and_then(|h| h.exec.as_ref()) else {
+        return Ok(None);
+    };
+    let words = exec.command.iter().flatten();
+    let argv = words.map(|w| render(w)).collect::<Result<Vec<_>, _>>()?;
+    Ok((!argv.is_empty()).then_some(argv))
 }
 
 fn grace(part: &PartSpec) -> Duration {
@@ -547,6 +784,23 @@ spec:
         assert_eq!(m1.probe.as_ref().unwrap().action, ProbeAction::Tcp(7000));
         assert_eq!(m1.grace, Duration::from_secs(30));
         assert_ne!(plans[0].revision, m1.revision);
+    }
+
+    #[test]
+    fn run_as_takes_the_container_fields_over_the_pods() {
+        let pod = "        spec:\n          securityContext: {runAsUser: 7, runAsGroup: 8}\n";
+        let text = APP.replace("        spec:\n", pod).replace(
+            "              image: kv:1\n",
+            "              image: kv:1\n              securityContext: {runAsUser: 9}\n",
+        );
+        assert_eq!(
+            plan_text(&text)[0].run_as,
+            Some(RunAs {
+                uid: 9,
+                gid: Some(8)
+            })
+        );
+        assert_eq!(plans()[0].run_as, None);
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::process::Stdio;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::time::timeout;
 
 use crate::plan::{MemberPlan, ProbeAction, ProbePlan};
@@ -33,12 +32,8 @@ async fn exec(argv: &[String], member: &MemberPlan) -> bool {
 /// Runs `argv` with the member's env in its directory; its stdout when it exits with 0.
 async fn run(argv: &[String], member: &MemberPlan) -> Option<String> {
     let (program, args) = argv.split_first()?;
-    let output = Command::new(program)
+    let output = crate::member::member_command(member, program)
         .args(args)
-        .env_clear()
-        .envs(crate::supervisor::process_env(member))
-        .current_dir(&member.dir)
-        .stdin(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .output()

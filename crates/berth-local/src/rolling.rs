@@ -7,20 +7,18 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use berth_core::rollout::{self, Policy, Step};
 use berth_core::spec::PartSpec;
-use tokio::process::Command;
 use tokio::sync::watch;
 
 use crate::decide;
 use crate::home::{Phase, RolloutState, append_event};
 use crate::plan::MemberPlan;
 use crate::shared::Shared;
-use crate::supervisor::{Members, Signals, process_env};
+use crate::supervisor::{Members, Signals};
 
 /// How long a member found ready when a rollout starts counts as ready already.
 const LONG_READY: Duration = Duration::from_secs(decide::LONG_READY_SECONDS);
@@ -350,13 +348,9 @@ pub(crate) async fn run_action(
     target: &MemberPlan,
 ) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
-    let run = Command::new(program)
+    let run = crate::member::member_command(member, program)
         .args(args)
-        .env_clear()
-        .envs(process_env(member))
         .envs(target.as_target().env())
-        .current_dir(&member.dir)
-        .stdin(Stdio::null())
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(limit, run)

@@ -85,7 +85,13 @@ fn wait_for_web_pods(cluster: &Cluster, ns: &str, n: usize) -> Vec<Value> {
 fn every_example_is_accepted_by_the_api_server() {
     let Some(cluster) = cluster() else { return };
     let ns = TestNamespace::new(cluster, "dry-run");
-    for example in ["zookeeper.yaml", "redis.yaml", "web.yaml", "etcd.yaml"] {
+    for example in [
+        "zookeeper.yaml",
+        "redis.yaml",
+        "web.yaml",
+        "etcd.yaml",
+        "postgres.yaml",
+    ] {
         let out = apply(
             cluster,
             &rendered(example, &ns.name, &[]),
@@ -166,7 +172,13 @@ fn the_crd_installs_and_the_api_server_enforces_its_rules() {
     let Some(cluster) = cluster() else { return };
     cluster.install_crd();
     let ns = TestNamespace::new(cluster, "crd");
-    for example in ["zookeeper.yaml", "redis.yaml", "web.yaml", "etcd.yaml"] {
+    for example in [
+        "zookeeper.yaml",
+        "redis.yaml",
+        "web.yaml",
+        "etcd.yaml",
+        "postgres.yaml",
+    ] {
         apply(
             cluster,
             &with_namespace(&example_text(example), &ns.name),
@@ -179,7 +191,7 @@ fn the_crd_installs_and_the_api_server_enforces_its_rules() {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["etcd", "redis", "web", "zookeeper"].map(String::from))
+        BTreeSet::from(["etcd", "postgres", "redis", "web", "zookeeper"].map(String::from))
     );
 
     let negative = example_text("web.yaml")

@@ -34,6 +34,10 @@ pub struct UpArgs {
     /// Seconds members may take to become ready.
     #[arg(long, value_name = "SECONDS", default_value_t = 180)]
     pub timeout: u64,
+    /// The data of Secret NAME: a directory (a file per key) or a file of KEY=VALUE lines;
+    /// repeatable, remembered for later `up`s and `apply`s. Only the path is saved.
+    #[arg(long = "secret", value_name = "NAME=PATH", value_parser = berth_local::secrets::parse_source)]
+    pub secrets: Vec<(String, PathBuf)>,
 }
 
 /// `berth apply`.
@@ -138,6 +142,7 @@ pub fn up(args: &UpArgs) -> Result<(), Failure> {
         ],
         slot: args.slot,
         timeout: Duration::from_secs(args.timeout),
+        secrets: args.secrets.clone(),
     };
     control::up(&home, &inputs, &app, &options)
 }
