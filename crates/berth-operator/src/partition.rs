@@ -4,6 +4,7 @@
 
 use berth_core::load::ValidatedApp;
 use berth_core::names;
+use berth_k8s::ownership::{self, Claim};
 use berth_k8s::partition::{self, Hold};
 use berth_k8s::prune::ObjectKey;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -14,11 +15,13 @@ use serde_json::Value;
 use crate::reconcile::Context;
 use crate::{Error, MANAGER, Result, watch};
 
-/// Marks the app's rendered StatefulSets and holds those whose partition holds members back.
-/// Returns the held StatefulSets with their holds.
+/// Marks the app's rendered StatefulSets and holds those whose partition holds members back
+/// (only StatefulSets berth created for this app, whose UID is `app_uid`). Returns the held
+/// StatefulSets with their holds.
 pub(crate) fn hold_parts(
     ctx: &Context,
     app: &ValidatedApp,
+    app_uid: &str,
     objects: &mut [(ObjectKey, Value)],
 ) -> Vec<(StatefulSet, Hold)> {
     let namespace = app.namespace();
@@ -35,7 +38,9 @@ pub(crate) fn hold_parts(
             continue;
         };
         partition::mark_template_digest(object);
-        let Some(set) = watch::find(&ctx.stores.stateful_sets, &namespace, &workload) else {
+        let Some(set) = watch::find(&ctx.stores.stateful_sets, &namespace, &workload)
+            .filter(|set| ownership::claim(Some(&set.metadata), app_uid, false) == Claim::Ours)
+        else {
             continue;
         };
         let digest = partition::template_digest(object);

@@ -149,7 +149,8 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
         }
         Err(e) => return Err(e),
     };
-    let holds = crate::partition::hold_parts(ctx, &admitted, &mut objects);
+    let uid = app.uid().unwrap_or_default();
+    let holds = crate::partition::hold_parts(ctx, &admitted, &uid, &mut objects);
     crate::partition::set_current_revisions(ctx, &holds).await?;
     let mut applied_generations = BTreeMap::new();
     if !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
