@@ -223,6 +223,18 @@ pub fn blocked(status: &mut StatefulAppStatus, reason: &str, message: &str) {
     }
 }
 
+/// Whether `new` says the same as `old` about readiness (the Ready condition's status, reason
+/// and message): a Warning about it was published already then.
+pub fn same_readiness(old: Option<&StatefulAppStatus>, new: &StatefulAppStatus) -> bool {
+    let ready = |s: &StatefulAppStatus| {
+        s.conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    old.and_then(ready).is_some_and(|o| Some(o) == ready(new))
+}
+
 /// Keeps each condition's previous transition time when its status did not change.
 pub fn carry_transition_times(
     new: &mut StatefulAppStatus,
@@ -549,6 +561,18 @@ mod tests {
             current_revision(&[MemberStatus::default()], Some("new")),
             None
         );
+    }
+
+    #[test]
+    fn readiness_is_the_same_when_the_ready_condition_says_the_same() {
+        let long = "x".repeat(2000);
+        let old = invalid(Some(1), &long);
+        assert!(
+            same_readiness(Some(&old), &invalid(Some(2), &long)),
+            "truncated alike"
+        );
+        assert!(!same_readiness(Some(&old), &invalid(Some(2), "other")));
+        assert!(!same_readiness(None, &old));
     }
 
     #[test]

@@ -227,7 +227,11 @@ fn remove_members(
         if declared && !staying.is_empty() {
             let roles = part.map(|p| p.state.topology.roles.as_slice());
             let states: Vec<rollout::MemberState> = staying.iter().map(|s| s.1.clone()).collect();
-            let ordinal = ordinal_of(name);
+            let ordinal = inputs
+                .saved
+                .iter()
+                .find(|p| &p.name == name)
+                .map_or(-1, |p| p.member.ordinal);
             let runner =
                 berth_core::membership::action_member(&states, ordinal, roles.unwrap_or_default());
             let Some(runner) = runner.and_then(|o| name_of(&staying, o)) else {
@@ -501,14 +505,6 @@ fn name_of(members: &[Sim], ordinal: i32) -> Option<String> {
         .iter()
         .find(|m| m.1.ordinal == ordinal)
         .map(|m| m.0.clone())
-}
-
-/// The ordinal at the end of a member's name (`<app>-<part>-<ordinal>`).
-fn ordinal_of(name: &str) -> i32 {
-    name.rsplit('-')
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(-1)
 }
 
 #[cfg(test)]

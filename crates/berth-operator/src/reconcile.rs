@@ -377,15 +377,11 @@ fn change_of(
 
 /// An invalid app: the condition and an Event, and nothing applied.
 async fn reject(app: &StatefulApp, ctx: &Context, messages: &str) -> Result<Action> {
-    let already = app
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.reason == "Invalid" && c.message == messages);
-    if !already {
+    let new = status::invalid(app.metadata.generation, messages);
+    if !status::same_readiness(app.status.as_ref(), &new) {
         publish(ctx, app, EventType::Warning, "Invalid", messages).await;
     }
-    write_status(app, ctx, status::invalid(app.metadata.generation, messages)).await?;
+    write_status(app, ctx, new).await?;
     Ok(Action::await_change())
 }
 
@@ -415,25 +411,11 @@ async fn refuse(
         .as_ref()
         .map(|s| s.extra_objects.clone())
         .unwrap_or_default();
-    let already = app
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.reason == reason && c.message == new_ready_message(&new));
-    if !already {
+    if !status::same_readiness(app.status.as_ref(), &new) {
         publish(ctx, app, EventType::Warning, reason, &message).await;
     }
     write_status(app, ctx, new).await?;
     Err(Error::Refused { reason, message })
-}
-
-fn new_ready_message(status: &StatefulAppStatus) -> String {
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Ready")
-        .map(|c| c.message.clone())
-        .unwrap_or_default()
 }
 
 /// Sets the namespace and berth's controller owner reference on a namespaced object.
