@@ -27,6 +27,7 @@ pub mod membership;
 pub mod names;
 pub mod params;
 pub mod path;
+pub mod preview;
 pub mod quantity;
 pub mod rollout;
 pub mod simulate;

@@ -13,9 +13,11 @@
 
 use std::collections::BTreeMap;
 
+pub use berth_core::preview::PlannedStep;
+use berth_core::preview::{self as core_preview, name_of};
 use berth_core::rollout;
 use berth_core::simulate;
-use berth_core::spec::{PartSpec, UpdateStrategy};
+use berth_core::spec::PartSpec;
 use serde::Serialize;
 
 use crate::decide;
@@ -114,42 +116,6 @@ impl Change {
     }
 }
 
-/// One action of the apply.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "step", rename_all = "lowercase")]
-pub enum PlannedStep {
-    /// Stop a member no longer wanted, after its memberLeave action (run in `leave_in`).
-    Stop {
-        /// The member.
-        member: String,
-        /// Where memberLeave runs (`None`: the part declares none).
-        leave_in: Option<String>,
-    },
-    /// Restart a member on its new revision.
-    Restart {
-        /// The member.
-        member: String,
-        /// Its role when restarted (`None`: none detected).
-        role: Option<String>,
-        /// What changed (short forms of its [`Change`]s).
-        because: Vec<String>,
-    },
-    /// Move the leader's role away before it restarts.
-    Switchover {
-        /// The leader.
-        from: String,
-        /// The member that takes over.
-        to: String,
-    },
-    /// Start a new member, after its memberJoin action (run in `join_in`).
-    Start {
-        /// The member.
-        member: String,
-        /// Where memberJoin runs (`None`: the part declares none, or it starts from zero).
-        join_in: Option<String>,
-    },
-}
-
 /// The apply's inputs: what runs (`running`: the supervisor's published members, start order),
 /// what the saved spec renders for them (`saved`), what the new spec renders (`wanted`) and its
 /// parts.
@@ -166,7 +132,7 @@ pub struct Inputs<'a> {
 }
 
 /// A member in the simulation: its name and the planner's view of it.
-type Sim = (String, rollout::MemberState);
+type Sim = core_preview::Named;
 
 /// Previews the apply of `inputs.wanted` over the running members.
 pub fn preview(inputs: &Inputs) -> Preview {
@@ -252,63 +218,22 @@ fn remove_members(
     true
 }
 
-/// Simulates the rollout of `part` ([`berth_core::simulate`]: the core planner's steps, each
-/// member coming back ready on its new revision, a switchover handing the leader's role to its
-/// target) and records it; `members` end as the simulation leaves them.
+/// Simulates the rollout of `part` ([`berth_core::preview::roll`]: the core planner's steps,
+/// each member coming back ready on its new revision, a switchover handing the leader's role to
+/// its target) and records it; `members` end as the simulation leaves them.
 fn roll_part(inputs: &Inputs, part: &PartSpec, members: &mut [Sim], out: &mut Preview) {
-    if members.is_empty() || members.iter().all(|m| m.1.updated) {
+    if members.is_empty() {
         return;
     }
     let policy = decide::rollout_policy(part, members.len());
-    let outdated = members.iter().filter(|m| !m.1.updated).count();
-    out.notes.push(format!(
-        "rollout of part {}: strategy {:?}, {outdated} of {} members outdated",
-        part.name,
-        policy.strategy,
-        members.len()
-    ));
-    if policy.strategy == UpdateStrategy::OnDelete {
-        out.notes.push(format!(
-            "rollout of part {}: OnDelete: members keep their revision until restarted",
-            part.name
-        ));
-        return;
-    }
-    let states: Vec<rollout::MemberState> = members.iter().map(|m| m.1.clone()).collect();
-    let run = simulate::simulate(&states, &policy);
-    for action in run.actions {
-        let step = match action {
-            simulate::Action::Update { ordinal, role } => {
-                let member = name_of(members, ordinal).unwrap_or_default();
-                let because = reasons(inputs, &member).iter().map(Change::short).collect();
-                PlannedStep::Restart {
-                    member,
-                    role,
-                    because,
-                }
-            }
-            simulate::Action::Switchover { from, to } => PlannedStep::Switchover {
-                from: name_of(members, from).unwrap_or_default(),
-                to: name_of(members, to).unwrap_or_default(),
-            },
-            simulate::Action::NoSwitchover { .. } => {
-                out.notes.push(
-                    "switchover: no ready member on the new revision to take over; the leader \
-                     would be updated without one"
-                        .to_string(),
-                );
-                continue;
-            }
-        };
-        out.steps.push(step);
-    }
-    if !run.waiting_for.is_empty() {
-        out.notes.push(format!(
-            "rollout of part {} would wait for {}",
-            part.name, run.waiting_for
-        ));
-    }
-    for (sim, end) in members.iter_mut().zip(run.members) {
+    let update = |member: &str| core_preview::Update {
+        because: reasons(inputs, member).iter().map(Change::short).collect(),
+        in_place: false,
+    };
+    let rolled = core_preview::roll(&part.name, &policy, members, &update);
+    out.steps.extend(rolled.steps);
+    out.notes.extend(rolled.notes);
+    for (sim, end) in members.iter_mut().zip(rolled.members) {
         sim.1 = end;
     }
 }
@@ -500,13 +425,6 @@ fn file_changes(old: &MemberPlan, new: &MemberPlan) -> Vec<Change> {
 }
 
 /// The name of the simulated member with `ordinal`.
-fn name_of(members: &[Sim], ordinal: i32) -> Option<String> {
-    members
-        .iter()
-        .find(|m| m.1.ordinal == ordinal)
-        .map(|m| m.0.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -105,8 +105,14 @@ fn step_line(step: &PlannedStep) -> String {
             member,
             role,
             because,
+            in_place,
         } => format!(
-            "restart {member} (role {}): {}",
+            "{} {member} (role {}): {}",
+            if *in_place {
+                "update in place"
+            } else {
+                "restart"
+            },
             role.as_deref().unwrap_or("-"),
             because.join(", ")
         ),
