@@ -28,6 +28,7 @@ pub mod member;
 pub mod ownership;
 pub mod partition;
 mod pod;
+pub mod preview;
 pub mod prune;
 pub mod reference;
 pub mod render;

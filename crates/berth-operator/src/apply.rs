@@ -69,10 +69,10 @@ impl Applier {
     }
 
     /// Server-side applies `object` as a dry run: the API server checks it (schema, admission,
-    /// RBAC) and stores nothing.
-    pub async fn dry_run(&self, object: &Value, namespace: &str) -> Result<()> {
+    /// RBAC) and stores nothing; returns the object as the apply would leave it.
+    pub async fn dry_run(&self, object: &Value, namespace: &str) -> Result<DynamicObject> {
         let params = PatchParams::apply(MANAGER).force().dry_run();
-        self.patch(object, namespace, params).await.map(|_| ())
+        self.patch(object, namespace, params).await
     }
 
     async fn patch(
@@ -93,11 +93,38 @@ impl Applier {
 
     /// The metadata of an existing object, `None` when there is none.
     pub async fn metadata(&self, key: &ObjectKey, namespace: &str) -> Result<Option<ObjectMeta>> {
+        Ok(self.get(key, namespace).await?.map(|o| o.metadata))
+    }
+
+    /// Lists the objects of a kind in `namespace` that match the label `selector`.
+    ///
+    /// # Errors
+    /// When the kind is unknown or the API refuses the list.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: &str,
+        selector: &str,
+    ) -> Result<Vec<DynamicObject>> {
+        let (resource, namespaced) = self.resolve(api_version, kind).await?;
+        let params = kube::api::ListParams::default().labels(selector);
+        self.api(&resource, namespaced, namespace)
+            .list(&params)
+            .await
+            .map(|list| list.items)
+            .map_err(Error::kube(format!("list {kind} objects")))
+    }
+
+    /// Reads the object `key` as it is on the cluster, if it exists.
+    ///
+    /// # Errors
+    /// When the kind is unknown or the API refuses the read.
+    pub async fn get(&self, key: &ObjectKey, namespace: &str) -> Result<Option<DynamicObject>> {
         let (resource, namespaced) = self.resolve(&key.api_version, &key.kind).await?;
         self.api(&resource, namespaced, namespace)
             .get_opt(&key.name)
             .await
-            .map(|o| o.map(|o| o.metadata))
             .map_err(Error::kube(format!("read {} {}", key.kind, key.name)))
     }
 

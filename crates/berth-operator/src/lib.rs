@@ -24,6 +24,7 @@ mod claims;
 mod leader;
 mod membership;
 mod partition;
+pub mod preview;
 mod prober;
 mod reconcile;
 mod rollout;
@@ -59,6 +60,14 @@ pub enum Error {
     /// Startup failed.
     #[error("failed to start: {0}")]
     Startup(String),
+    /// A kubeconfig file could not be used.
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
     /// berth may not apply an app's objects (see `claims`); nothing was applied.
     #[error("{reason}: {message}")]
     Refused {
@@ -76,7 +85,7 @@ impl Error {
             Error::Kube { .. } => "kube",
             Error::Finalizer(_) => "finalizer",
             Error::Render(_) => "render",
-            Error::Startup(_) => "startup",
+            Error::Startup(_) | Error::Kubeconfig { .. } => "startup",
             Error::Refused {
                 reason: "Conflict", ..
             } => "conflict",

@@ -8,6 +8,7 @@ use berth_k8s::ownership::{self, Claim};
 use berth_k8s::partition::{self, Hold};
 use berth_k8s::prune::ObjectKey;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::Value;
@@ -28,6 +29,19 @@ pub(crate) fn hold_parts(
     let selector =
         std::collections::BTreeMap::from([(names::LABEL_INSTANCE.to_string(), app.name())]);
     let pods = watch::select(&ctx.stores.pods, &namespace, &selector);
+    let find = |name: &str| watch::find(&ctx.stores.stateful_sets, &namespace, name);
+    hold_objects(app, app_uid, objects, &find, &pods)
+}
+
+/// [`hold_parts`] over StatefulSets found by `find` (by name) and the app's `pods`, as read
+/// from the caches or, for a preview, from the API.
+pub(crate) fn hold_objects(
+    app: &ValidatedApp,
+    app_uid: &str,
+    objects: &mut [(ObjectKey, Value)],
+    find: &dyn Fn(&str) -> Option<StatefulSet>,
+    pods: &[Pod],
+) -> Vec<(StatefulSet, Hold)> {
     let mut holds = Vec::new();
     for part in app.parts() {
         let workload = names::workload_name(&app.name(), &part.name);
@@ -38,14 +52,14 @@ pub(crate) fn hold_parts(
             continue;
         };
         partition::mark_template_digest(object);
-        let Some(set) = watch::find(&ctx.stores.stateful_sets, &namespace, &workload)
+        let Some(set) = find(&workload)
             .filter(|set| ownership::claim(Some(&set.metadata), app_uid, false) == Claim::Ours)
         else {
             continue;
         };
         let digest = partition::template_digest(object);
         let wanted = part.update.partition.unwrap_or(0);
-        if let Some(hold) = partition::hold(&set, &pods, wanted, &digest) {
+        if let Some(hold) = partition::hold(&set, pods, wanted, &digest) {
             partition::apply_hold(object, &hold);
             holds.push((set, hold));
         }

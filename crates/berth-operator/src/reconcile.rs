@@ -419,7 +419,7 @@ async fn refuse(
 }
 
 /// Sets the namespace and berth's controller owner reference on a namespaced object.
-fn own(object: &mut Value, app: &StatefulApp, namespace: &str) {
+pub(crate) fn own(object: &mut Value, app: &StatefulApp, namespace: &str) {
     let owner = app
         .controller_owner_ref(&())
         .expect("a stored StatefulApp has a name and uid");
@@ -435,7 +435,7 @@ fn own(object: &mut Value, app: &StatefulApp, namespace: &str) {
 
 /// A cluster-scoped object cannot have the (namespaced) app as its owner: it carries the app's
 /// UID in an annotation instead, so berth knows it created it.
-fn mark_owner_uid(object: &mut Value, app: &StatefulApp) {
+pub(crate) fn mark_owner_uid(object: &mut Value, app: &StatefulApp) {
     let uid = app.uid().unwrap_or_default();
     if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
@@ -486,7 +486,7 @@ fn owned_keys(app: &StatefulApp, ctx: &Context, namespace: &str) -> Vec<ObjectKe
     keys
 }
 
-fn previous_extras(app: &StatefulApp) -> Vec<ObjectKey> {
+pub(crate) fn previous_extras(app: &StatefulApp) -> Vec<ObjectKey> {
     let list = app
         .status
         .as_ref()

@@ -10,6 +10,7 @@ mod local;
 mod operator;
 mod outdir;
 mod plan;
+mod plan_cluster;
 mod table;
 
 use std::process::ExitCode;

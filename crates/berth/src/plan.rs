@@ -1,7 +1,10 @@
-//! `berth plan`: what `berth apply` of a changed app would do to its local run, printed as text
-//! (members in the order the rollout would take them, with switchovers and membership actions
-//! inline, then each restarted member's changes as unified diffs) or as JSON. It reads the home
-//! and writes nothing; the work is done by [`berth_local::control::preview`].
+//! `berth plan`: what applying a changed app would do, printed as text or JSON, without doing
+//! it. Locally (the default), what `berth apply` would do to its run: members in the order the
+//! rollout would take them, with switchovers and membership actions inline, then each restarted
+//! member's changes as unified diffs ([`berth_local::control::preview`], reading the home).
+//! With `--kubeconfig`, what the operator would do on that cluster: every object created,
+//! changed (field by field) or deleted, then the members' steps
+//! ([`berth_operator::preview`], reading the cluster and dry-running the applies).
 
 use std::fmt::Write as _;
 
@@ -26,6 +29,12 @@ pub struct PlanArgs {
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = PlanFormat::Text)]
     pub output: PlanFormat,
+    /// Preview the apply on the cluster of this kubeconfig file instead of the local home.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, requires = "kubeconfig")]
+    pub context: Option<String>,
 }
 
 /// How a plan is printed.
@@ -39,6 +48,9 @@ pub enum PlanFormat {
 
 pub fn plan(args: &PlanArgs) -> Result<(), Failure> {
     let (_, app) = load_app(&args.app)?;
+    if let Some(kubeconfig) = &args.kubeconfig {
+        return plan_cluster(args, kubeconfig, &app);
+    }
     // Never create the home: a plan writes nothing.
     let root = std::path::absolute(&args.home.home).map_err(|e| e.to_string())?;
     let preview = control::preview(&Home::new(&root), &app)?;
@@ -48,6 +60,31 @@ pub fn plan(args: &PlanArgs) -> Result<(), Failure> {
             serde_json::to_string_pretty(&preview).map_err(|e| e.to_string())?
         ),
         PlanFormat::Text => print!("{}", text(&app.name(), &preview)),
+    }
+    Ok(())
+}
+
+/// `berth plan --kubeconfig`.
+fn plan_cluster(
+    args: &PlanArgs,
+    kubeconfig: &std::path::Path,
+    app: &berth_core::load::ValidatedApp,
+) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Runtime::new()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let preview = runtime
+        .block_on(async {
+            let client =
+                berth_operator::preview::connect(kubeconfig, args.context.as_deref()).await?;
+            berth_operator::preview::preview(client, app).await
+        })
+        .map_err(|e| e.user_message())?;
+    match args.output {
+        PlanFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&preview).map_err(|e| e.to_string())?
+        ),
+        PlanFormat::Text => print!("{}", crate::plan_cluster::text(&preview)),
     }
     Ok(())
 }
@@ -95,7 +132,7 @@ fn text(app: &str, preview: &Preview) -> String {
     out
 }
 
-fn step_line(step: &PlannedStep) -> String {
+pub(crate) fn step_line(step: &PlannedStep) -> String {
     match step {
         PlannedStep::Stop { member, leave_in } => match leave_in {
             Some(runner) => format!("stop {member}: no longer wanted (memberLeave in {runner})"),
