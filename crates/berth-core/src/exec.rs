@@ -158,6 +158,28 @@ impl ActionTarget {
     }
 }
 
+/// What a failed action's output says, for its failure message: the last lines of its stderr
+/// (of its stdout when stderr is empty), at most [`TAIL_LINES`] lines and [`TAIL_CHARS`]
+/// characters.
+pub fn output_tail(stderr: &[u8], stdout: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    let stdout = String::from_utf8_lossy(stdout);
+    let text = if stderr.trim().is_empty() {
+        stdout
+    } else {
+        stderr
+    };
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+    let skip = tail.chars().count().saturating_sub(TAIL_CHARS);
+    tail.chars().skip(skip).collect()
+}
+
+/// Lines of a failed action's output kept in its failure.
+pub const TAIL_LINES: usize = 5;
+/// Characters of a failed action's output kept in its failure.
+pub const TAIL_CHARS: usize = 800;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,5 +339,17 @@ spec:
         );
         let local = ActionTarget::new(member, "kv-headless", &PerMember);
         assert_eq!(local.address, "127.9.0.2");
+    }
+
+    #[test]
+    fn a_failures_output_is_the_end_of_stderr_else_stdout() {
+        let many: String = (1..=8).map(|n| format!("line {n}\n")).collect();
+        assert_eq!(
+            output_tail(many.as_bytes(), b"out"),
+            "line 4\nline 5\nline 6\nline 7\nline 8"
+        );
+        assert_eq!(output_tail(b"  \n", b"only stdout\n\n"), "only stdout");
+        let long = "x".repeat(2000);
+        assert_eq!(output_tail(long.as_bytes(), b"").len(), TAIL_CHARS);
     }
 }

@@ -22,6 +22,7 @@
 
 pub mod diag;
 pub mod exec;
+pub mod lifecycle;
 pub mod load;
 pub mod membership;
 pub mod names;

@@ -189,6 +189,7 @@ mod tests {
             switchover: true,
             progress_deadline_seconds: 600,
             min_ready_seconds: 0,
+            update_leader_without_switchover: false,
         }
     }
 

@@ -48,6 +48,9 @@ pub struct Policy {
     pub progress_deadline_seconds: u64,
     /// Seconds a member must have been ready to count as available.
     pub min_ready_seconds: u64,
+    /// After a failed switchover, update the leader without one (`onSwitchoverFailure:
+    /// UpdateLeader`; see [`crate::lifecycle`]).
+    pub update_leader_without_switchover: bool,
 }
 
 /// One thing to do now.
@@ -99,10 +102,13 @@ impl Policy {
             switchover,
             progress_deadline_seconds: update
                 .progress_deadline_seconds
-                .map_or(600, |s| u64::try_from(s).unwrap_or(600)),
+                .and_then(|s| u64::try_from(s).ok())
+                .unwrap_or(crate::lifecycle::DEFAULT_PROGRESS_DEADLINE_SECONDS),
             min_ready_seconds: update
                 .min_ready_seconds
                 .map_or(0, |s| u64::try_from(s).unwrap_or(0)),
+            update_leader_without_switchover: update.on_switchover_failure
+                == crate::spec::SwitchoverFailurePolicy::UpdateLeader,
         }
     }
 

@@ -221,6 +221,7 @@ fn role_aware_goes_observer_then_followers_then_switchover() {
         switchover: true,
         progress_deadline_seconds: 600,
         min_ready_seconds: 0,
+        update_leader_without_switchover: false,
     };
     let members = vec![
         member(0, false, true, "leader"),
@@ -274,6 +275,7 @@ fn ordered_goes_from_the_highest_ordinal_one_at_a_time() {
         switchover: false,
         progress_deadline_seconds: 600,
         min_ready_seconds: 0,
+        update_leader_without_switchover: false,
     };
     let members: Vec<_> = (0..4)
         .map(|i| MemberState {
@@ -301,6 +303,7 @@ fn a_stuck_member_is_reported_and_replaced_once_the_spec_is_fixed() {
         switchover: false,
         progress_deadline_seconds: 600,
         min_ready_seconds: 0,
+        update_leader_without_switchover: false,
     };
     let broken = vec![
         member(0, false, true, "x"),

@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::addressing::LocalAddressing;
-use crate::home::{AppState, Home, Phase, SavedInputs, tail, write_atomic};
+use crate::home::{AppState, Home, Phase, RolloutState, SavedInputs, tail, write_atomic};
 use crate::os;
 use crate::plan::{self, MemberPlan};
 use crate::preview::{self, Preview};
@@ -202,6 +202,25 @@ pub fn scale(
     reload(home, app, timeout)
 }
 
+/// Why an apply ends while its rollout is Degraded: stuck members, or a failing switchover.
+fn degraded_message(app: &str, rollout: &RolloutState, events: &std::path::Path) -> String {
+    let why = if rollout.stuck.is_empty() {
+        rollout.degraded.clone().unwrap_or_default()
+    } else {
+        format!(
+            "{} not ready on the new revision past the progress deadline; fix the spec and \
+             `berth apply` again",
+            rollout.stuck.join(", ")
+        )
+    };
+    format!(
+        "{app}: rollout of part {} is stuck: {why} (the supervisor keeps at it; see `berth \
+         status` and {})",
+        rollout.part,
+        events.display()
+    )
+}
+
 /// Signals the supervisor to reload (SIGHUP) and waits for the outcome.
 fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
     let state = home
@@ -214,19 +233,16 @@ fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     let mut shown = BTreeMap::new();
     loop {
-        let stuck = home
+        let degraded = home
             .state(app)
             .filter(|s| s.applying > before_applying && s.reloads == before)
             .and_then(|s| s.rollout)
-            .filter(|r| !r.stuck.is_empty());
-        if let Some(rollout) = stuck {
-            return Err(format!(
-                "{app}: rollout of part {} is stuck: {} not ready on the new revision past the \
-                 progress deadline; fix the spec and `berth apply` again (see `berth status` \
-                 and {})",
-                rollout.part,
-                rollout.stuck.join(", "),
-                home.file(app, "events.log").display()
+            .filter(|r| r.degraded.is_some() || !r.stuck.is_empty());
+        if let Some(rollout) = degraded {
+            return Err(degraded_message(
+                app,
+                &rollout,
+                &home.file(app, "events.log"),
             ));
         }
         if let Some(state) = home.state(app).filter(|s| s.reloads > before) {
@@ -400,19 +416,15 @@ pub fn status_notes(states: &[AppState]) -> String {
     let mut out = String::new();
     for s in states {
         if let Some(r) = &s.rollout {
-            let what = if r.stuck.is_empty() {
-                format!("waiting for {}", r.waiting_for)
-            } else {
-                format!(
+            let what = match (&r.degraded, r.stuck.is_empty(), r.waiting_for.is_empty()) {
+                (_, false, _) => format!(
                     "STUCK: {} not ready on the new revision past the progress deadline; fix \
                      the spec and `berth apply` again",
                     r.stuck.join(", ")
-                )
-            };
-            let what = if r.waiting_for.is_empty() && r.stuck.is_empty() {
-                "in progress".to_string()
-            } else {
-                what
+                ),
+                (Some(why), true, _) => format!("DEGRADED: {why}"),
+                (None, true, true) => "in progress".to_string(),
+                (None, true, false) => format!("waiting for {}", r.waiting_for),
             };
             out.push_str(&format!(
                 "{}: rollout of part {} ({}): {what}\n",

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use berth_core::rollout::{self, Policy};
-use berth_core::spec::{PartSpec, PodManagement, RoleSpec};
+use berth_core::spec::{PartSpec, PodManagement};
 use sha2::{Digest, Sha256};
 
 /// First restart delay.
@@ -142,29 +142,11 @@ pub fn planner_member(
     }
 }
 
-fn role_of<'a>(roles: &'a [RoleSpec], member: &rollout::MemberState) -> Option<&'a RoleSpec> {
-    let name = member.role.as_deref()?;
-    roles.iter().find(|r| r.name == name)
-}
-
-/// The member now holding a writable role, once `from` no longer does.
-pub fn new_leader(members: &[rollout::MemberState], from: i32, roles: &[RoleSpec]) -> Option<i32> {
-    let writable = |m: &rollout::MemberState| role_of(roles, m).is_some_and(|r| r.writable);
-    let old_still = members.iter().any(|m| m.ordinal == from && writable(m));
-    if old_still {
-        return None;
-    }
-    members
-        .iter()
-        .find(|m| m.ordinal != from && writable(m))
-        .map(|m| m.ordinal)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn roles() -> Vec<RoleSpec> {
+    fn roles() -> Vec<berth_core::spec::RoleSpec> {
         serde_json::from_value(serde_json::json!([
             {"name": "master", "writable": true}, {"name": "slave"}
         ]))
@@ -191,17 +173,6 @@ mod tests {
         ];
         assert_eq!(rollout::switchover_target(&members, 0, &roles()), Some(1));
         assert_eq!(rollout::switchover_target(&members[..1], 0, &roles()), None);
-    }
-
-    #[test]
-    fn the_leader_moved_once_another_member_is_writable() {
-        let roles = roles();
-        let before = [m(0, false, true, "master"), m(1, true, true, "slave")];
-        assert_eq!(new_leader(&before, 0, &roles), None);
-        let both = [m(0, false, true, "master"), m(1, true, true, "master")];
-        assert_eq!(new_leader(&both, 0, &roles), None);
-        let after = [m(0, false, true, "slave"), m(1, true, true, "master")];
-        assert_eq!(new_leader(&after, 0, &roles), Some(1));
     }
 
     #[test]

@@ -277,6 +277,9 @@ pub struct RolloutState {
     /// Members on the new revision unready past the progress deadline.
     #[serde(default)]
     pub stuck: Vec<String>,
+    /// Why the rollout is Degraded (a stuck member, a failing switchover).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub degraded: Option<String>,
 }
 
 /// A role-selecting service: a stable local address forwarding to the member with the role.

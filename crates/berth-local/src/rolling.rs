@@ -10,21 +10,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use berth_core::rollout::{self, Policy, Step};
+use berth_core::lifecycle::{self, ActionFailure, Command, Decision, SwitchoverRecord};
+use berth_core::rollout::{self, Policy};
 use berth_core::spec::PartSpec;
 use tokio::sync::watch;
 
 use crate::decide;
-use crate::home::{Phase, RolloutState, append_event};
+use crate::home::{RolloutState, append_event};
 use crate::plan::MemberPlan;
 use crate::shared::Shared;
 use crate::supervisor::{Members, Signals};
 
 /// How long a member found ready when a rollout starts counts as ready already.
 const LONG_READY: Duration = Duration::from_secs(decide::LONG_READY_SECONDS);
-
-/// How long the role probe may take to show a switchover.
-const SWITCHOVER_SETTLE: Duration = Duration::from_secs(30);
 
 /// How a rollout ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,202 +138,208 @@ async fn roll_part(
     if states.iter().all(|m| m.updated) {
         return Outcome::Done;
     }
-    let replicas = plans.len();
-    let mut policy = decide::rollout_policy(part, replicas);
-    let strategy = format!("{:?}", policy.strategy);
-    if policy.strategy == berth_core::spec::UpdateStrategy::OnDelete {
-        append_event(
-            events,
-            &format!(
-                "rollout {}: strategy OnDelete: members keep their revision until restarted",
-                part.name
-            ),
-        );
-        return Outcome::Done;
-    }
-    let outdated = states.iter().filter(|m| !m.updated).count();
-    append_event(
-        events,
-        &format!(
-            "rollout {}: started, strategy {strategy}, {outdated} of {replicas} members outdated",
-            part.name
-        ),
-    );
-    let began = Instant::now();
+    let policy = decide::rollout_policy(part, plans.len());
+    let mut rollout = PartRollout::new(events, part, &plans, &policy);
+    rollout.log_start(&states);
     let mut changed = shared.subscribe();
-    let mut reported_stuck: Vec<String> = Vec::new();
-    let mut restarted: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         let states = observe(&shared, &plans, &mut since);
-        report_ready(events, &plans, &states, &mut restarted);
-        let planned = rollout::plan(&states, &policy);
-        let name_of = |ordinal: i32| {
-            plans
-                .iter()
-                .find(|p| p.member.ordinal == ordinal)
-                .map(|p| p.name.clone())
-                .unwrap_or_default()
-        };
-        let stuck: Vec<String> = planned.stuck.iter().map(|o| name_of(*o)).collect();
-        if !stuck.is_empty() && stuck != reported_stuck {
-            append_event(
-                events,
-                &format!(
-                    "rollout {}: stuck: {} unready on the new revision for more than {}s \
-                     (fix the spec and apply again)",
-                    part.name,
-                    stuck.join(", "),
-                    policy.progress_deadline_seconds
-                ),
-            );
-        }
-        reported_stuck.clone_from(&stuck);
-        let state = RolloutState {
-            part: part.name.clone(),
-            strategy: strategy.clone(),
-            waiting_for: planned.waiting_for.clone(),
-            stuck,
-        };
-        if planned.complete {
-            append_event(
-                events,
-                &format!(
-                    "rollout {}: complete in {:.1}s",
-                    part.name,
-                    began.elapsed().as_secs_f64()
-                ),
-            );
+        report_ready(events, &plans, &states, &mut rollout.restarted);
+        let decision = rollout.decide(&states);
+        if decision.complete {
+            rollout.log(&format!(
+                "complete in {:.1}s",
+                rollout.began.elapsed().as_secs_f64()
+            ));
             shared.update(|s| s.rollout = None);
             return Outcome::Done;
         }
-        shared.update(|s| {
-            if !state.stuck.is_empty() {
-                s.phase = Phase::Degraded;
-            }
-            s.rollout = Some(state);
-        });
-        if planned.steps.is_empty() {
+        let state = rollout.state(&decision);
+        shared.update(|s| s.rollout = Some(state));
+        if decision.commands.is_empty() {
             if let Wake::Signal(outcome) = wait(&mut changed, signals, Duration::from_secs(1)).await
             {
                 return outcome;
             }
             continue;
         }
-        for step in planned.steps {
-            match step {
-                Step::Update { ordinal } => {
-                    let Some(plan) = plans.iter().find(|p| p.member.ordinal == ordinal) else {
-                        continue;
-                    };
-                    let seen = states.iter().find(|m| m.ordinal == ordinal);
-                    let role = seen.and_then(|m| m.role.clone()).unwrap_or("-".into());
-                    let ready = seen.is_some_and(|m| m.ready);
-                    append_event(
-                        events,
-                        &format!(
-                            "update {}: restart on revision {} (role {role}, ready {ready})",
-                            plan.name, plan.revision
-                        ),
-                    );
-                    restarted.insert(plan.name.clone(), Instant::now());
-                    members.stop(&plan.name).await;
-                    members.start(&plan.name);
-                    shared.member(&plan.name, |m| m.revision.clone_from(&plan.revision));
-                    since.insert(plan.name.clone(), (false, Instant::now()));
-                }
-                Step::Switchover { from } => {
-                    let result =
-                        switchover(events, from, &plans, &states, &policy, &shared, signals).await;
-                    match result {
-                        Ok(()) => {}
-                        Err(Some(outcome)) => return outcome,
-                        Err(None) => {
-                            append_event(
-                                events,
-                                &format!(
-                                    "rollout {}: updating the leader without a switchover",
-                                    part.name
-                                ),
-                            );
-                            policy.switchover = false;
-                        }
+        for command in decision.commands {
+            match command {
+                Command::Update { ordinal } => {
+                    if let Some(plan) = plans.iter().find(|p| p.member.ordinal == ordinal) {
+                        rollout.restarted.insert(plan.name.clone(), Instant::now());
+                        restart(events, members, plan, &states).await;
+                        since.insert(plan.name.clone(), (false, Instant::now()));
                     }
+                }
+                Command::Switchover { from, to } => {
+                    let result = rollout.switchover(from, to).await;
+                    shared.reprobe_roles();
+                    rollout.switchover_ran(from, to, result);
                 }
             }
         }
     }
 }
 
-/// Runs the switchover action in leader `from` and waits until the role probe shows another
-/// leader. `Err(None)`: it failed (logged); `Err(Some(_))`: a signal interrupted it.
-async fn switchover(
-    events: &Path,
-    from: i32,
-    plans: &[Arc<MemberPlan>],
-    states: &[rollout::MemberState],
-    policy: &Policy,
-    shared: &Shared,
-    signals: &mut Signals,
-) -> Result<(), Option<Outcome>> {
-    let fail = |why: String| {
-        append_event(events, &format!("switchover failed: {why}"));
-        Err(None)
-    };
-    let by_ordinal = |o: i32| plans.iter().find(|p| p.member.ordinal == o);
-    let Some(leader) = by_ordinal(from) else {
-        return fail(format!("no member with ordinal {from}"));
-    };
-    let Some(action) = &leader.switchover else {
-        return fail(format!("{} has no switchover action", leader.name));
-    };
-    let Some(target) = rollout::switchover_target(states, from, &policy.roles).and_then(by_ordinal)
-    else {
-        return fail("no ready member on the new revision to take over".into());
-    };
-    append_event(
-        events,
-        &format!(
+/// One part's rollout in progress: its members, policy, and what the core's lifecycle must be
+/// told again at every decision (the last switchover).
+struct PartRollout<'a> {
+    events: &'a Path,
+    part: &'a PartSpec,
+    plans: &'a [Arc<MemberPlan>],
+    policy: &'a Policy,
+    began: Instant,
+    switchover: Option<SwitchoverRecord>,
+    switchover_began: Instant,
+    reported: Option<String>,
+    restarted: BTreeMap<String, Instant>,
+}
+
+impl<'a> PartRollout<'a> {
+    fn new(
+        events: &'a Path,
+        part: &'a PartSpec,
+        plans: &'a [Arc<MemberPlan>],
+        policy: &'a Policy,
+    ) -> Self {
+        Self {
+            events,
+            part,
+            plans,
+            policy,
+            began: Instant::now(),
+            switchover: None,
+            switchover_began: Instant::now(),
+            reported: None,
+            restarted: BTreeMap::new(),
+        }
+    }
+
+    fn log(&self, what: &str) {
+        append_event(self.events, &format!("rollout {}: {what}", self.part.name));
+    }
+
+    fn log_start(&self, states: &[rollout::MemberState]) {
+        let outdated = states.iter().filter(|m| !m.updated).count();
+        self.log(&format!(
+            "started, strategy {:?}, {outdated} of {} members outdated",
+            self.policy.strategy,
+            self.plans.len()
+        ));
+        if self.policy.strategy == berth_core::spec::UpdateStrategy::OnDelete {
+            self.log("strategy OnDelete: members keep their revision until restarted");
+        }
+    }
+
+    fn name(&self, ordinal: i32) -> String {
+        self.plans
+            .iter()
+            .find(|p| p.member.ordinal == ordinal)
+            .map(|p| p.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// The core's decision now; logs a completed switchover and each new reason to be Degraded.
+    fn decide(&mut self, states: &[rollout::MemberState]) -> Decision {
+        let now = unix_now();
+        let name = |o: i32| self.name(o);
+        let decision = lifecycle::decide(self.policy, states, self.switchover.as_ref(), now, &name);
+        if let (true, Some(done)) = (decision.switchover_completed, &self.switchover) {
+            self.log(&format!(
+                "switchover {} -> {}: done, leader moved after {}ms",
+                self.name(done.from),
+                self.name(done.to),
+                self.switchover_began.elapsed().as_millis()
+            ));
+        }
+        self.switchover.clone_from(&decision.switchover);
+        if decision.degraded != self.reported {
+            if let Some(why) = &decision.degraded {
+                self.log(&format!("degraded: {why}"));
+            }
+            self.reported.clone_from(&decision.degraded);
+        }
+        decision
+    }
+
+    fn state(&self, decision: &Decision) -> RolloutState {
+        RolloutState {
+            part: self.part.name.clone(),
+            strategy: format!("{:?}", self.policy.strategy),
+            waiting_for: decision.waiting_for.clone(),
+            stuck: decision.stuck.iter().map(|o| self.name(*o)).collect(),
+            degraded: decision.degraded.clone(),
+        }
+    }
+
+    /// Runs the switchover action in leader `from` with `to` as its target.
+    async fn switchover(&mut self, from: i32, to: i32) -> Result<(), ActionFailure> {
+        let by_ordinal = |o: i32| self.plans.iter().find(|p| p.member.ordinal == o);
+        let (Some(leader), Some(target)) = (by_ordinal(from), by_ordinal(to)) else {
+            return Err(failure(format!("no member with ordinal {from} or {to}")));
+        };
+        let Some(action) = &leader.switchover else {
+            return Err(failure(format!("{} has no switchover action", leader.name)));
+        };
+        self.log(&format!(
             "switchover {} -> {}: running {}",
             leader.name,
             target.name,
             action.argv.join(" ")
-        ),
-    );
-    let began = Instant::now();
-    if let Err(why) = run_action(&action.argv, action.timeout, leader, target).await {
-        shared.reprobe_roles();
-        return fail(why);
+        ));
+        self.switchover_began = Instant::now();
+        run_action(&action.argv, action.timeout, leader, target).await
     }
-    shared.reprobe_roles();
-    let mut changed = shared.subscribe();
-    let mut since = BTreeMap::new();
-    let deadline = began + action.timeout.max(SWITCHOVER_SETTLE);
-    loop {
-        let now_states = observe(shared, plans, &mut since);
-        if let Some(new) = decide::new_leader(&now_states, from, &policy.roles) {
-            let name = by_ordinal(new).map(|p| p.name.clone()).unwrap_or_default();
-            append_event(
-                events,
-                &format!(
-                    "switchover {} -> {}: done, leader is {name} after {}ms",
-                    leader.name,
-                    target.name,
-                    began.elapsed().as_millis()
-                ),
-            );
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            return fail(format!(
-                "the role probe still shows {} as leader after {}s",
-                leader.name,
-                began.elapsed().as_secs()
+
+    fn switchover_ran(&mut self, from: i32, to: i32, result: Result<(), ActionFailure>) {
+        if let Err(why) = &result {
+            self.log(&format!(
+                "switchover {} -> {} failed: {why}",
+                self.name(from),
+                self.name(to)
             ));
         }
-        if let Wake::Signal(outcome) = wait(&mut changed, signals, Duration::from_millis(200)).await
-        {
-            return Err(Some(outcome));
-        }
+        let record =
+            lifecycle::switchover_ran(self.switchover.as_ref(), (from, to), unix_now(), result);
+        self.switchover = Some(record);
+    }
+}
+
+/// Restarts member `plan` on its new revision.
+async fn restart(
+    events: &Path,
+    members: &mut Members,
+    plan: &MemberPlan,
+    states: &[rollout::MemberState],
+) {
+    let seen = states.iter().find(|m| m.ordinal == plan.member.ordinal);
+    let role = seen.and_then(|m| m.role.clone()).unwrap_or("-".into());
+    let ready = seen.is_some_and(|m| m.ready);
+    append_event(
+        events,
+        &format!(
+            "update {}: restart on revision {} (role {role}, ready {ready})",
+            plan.name, plan.revision
+        ),
+    );
+    members.stop(&plan.name).await;
+    members.start(&plan.name);
+    members
+        .shared
+        .member(&plan.name, |m| m.revision.clone_from(&plan.revision));
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn failure(message: String) -> ActionFailure {
+    ActionFailure {
+        exit_code: None,
+        message,
     }
 }
 
@@ -346,8 +350,10 @@ pub(crate) async fn run_action(
     limit: Duration,
     member: &MemberPlan,
     target: &MemberPlan,
-) -> Result<(), String> {
-    let (program, args) = argv.split_first().ok_or("empty command")?;
+) -> Result<(), ActionFailure> {
+    let (program, args) = argv
+        .split_first()
+        .ok_or_else(|| failure("empty command".into()))?;
     let run = crate::member::member_command(member, program)
         .args(args)
         .envs(target.as_target().env())
@@ -355,18 +361,13 @@ pub(crate) async fn run_action(
         .output();
     let output = tokio::time::timeout(limit, run)
         .await
-        .map_err(|_| format!("timed out after {}s", limit.as_secs()))?
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
+        .map_err(|_| failure(format!("timed out after {}s", limit.as_secs())))?
+        .map_err(|e| failure(format!("cannot run {program}: {e}")))?;
     if output.status.success() {
         return Ok(());
     }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stderr
-        .lines()
-        .chain(stdout.lines())
-        .rfind(|l| !l.trim().is_empty())
-        .unwrap_or_default()
-        .to_string();
-    Err(format!("{} ({last})", output.status))
+    Err(ActionFailure {
+        exit_code: output.status.code(),
+        message: berth_core::exec::output_tail(&output.stderr, &output.stdout),
+    })
 }

@@ -40,8 +40,14 @@ impl Shared {
     pub fn update(&self, change: impl FnOnce(&mut AppState)) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut state);
-        let all_ready = state.members.iter().all(|m| m.ready);
-        state.phase = next_phase(state.phase, all_ready);
+        // A rollout the core calls Degraded (stuck members, a failing switchover) is, whatever
+        // the members' readiness.
+        let rollout_healthy = state
+            .rollout
+            .as_ref()
+            .is_none_or(|r| r.degraded.is_none() && r.stuck.is_empty());
+        let healthy = rollout_healthy && state.members.iter().all(|m| m.ready);
+        state.phase = next_phase(state.phase, healthy);
         if let Ok(json) = serde_json::to_vec_pretty(&*state) {
             let _ = write_atomic(&self.path, &json);
         }
@@ -98,9 +104,10 @@ impl Shared {
     }
 }
 
-/// The phase after a change: readiness moves Starting/Ready/Degraded; the rest is explicit.
-pub fn next_phase(phase: Phase, all_ready: bool) -> Phase {
-    match (phase, all_ready) {
+/// The phase after a change: health (every member ready, no Degraded rollout) moves
+/// Starting/Ready/Degraded; the rest is explicit.
+pub fn next_phase(phase: Phase, healthy: bool) -> Phase {
+    match (phase, healthy) {
         (Phase::Starting | Phase::Ready | Phase::Degraded, true) => Phase::Ready,
         (Phase::Ready | Phase::Degraded, false) => Phase::Degraded,
         (other, _) => other,

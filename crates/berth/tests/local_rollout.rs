@@ -2,7 +2,8 @@
 //! as the core planner says (RoleAware): replicas first, then a switchover (the example's
 //! action), then the old master, with no acknowledged write lost while a client writes
 //! throughout. Also: a broken revision gets stuck (Degraded, reported by `apply` and `status`)
-//! and a later `apply` of a fixed spec replaces the stuck member.
+//! and a later `apply` of a fixed spec replaces the stuck member; a failing switchover keeps the
+//! master on its revision (Degraded with the action's output) until a spec with a working one.
 
 mod local_common;
 
@@ -209,7 +210,7 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
     let update_2 = position(&lines, "update redis-2:");
     let update_1 = position(&lines, "update redis-1:");
     let switchover = position(&lines, "switchover redis-0 -> ");
-    let switched = position(&lines, ": done, leader is ");
+    let switched = position(&lines, ": done, leader moved after ");
     let update_0 = position(&lines, "update redis-0:");
     assert!(
         update_2 < switchover && update_1 < switchover && switched < update_0,
@@ -297,6 +298,66 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
     assert_eq!(status[0]["phase"], "ready");
     assert!(status[0]["rollout"].is_null());
     wait_until("one master after the fixed rollout", WAIT, || {
+        find_master().is_some()
+    });
+    a_failing_switchover_keeps_the_master_on_its_revision(&app, files.path());
+}
+
+/// A switchover action that fails: the replicas roll, the master keeps running its revision (it
+/// is never updated without a switchover), `apply` and `status` report the action's output;
+/// a spec with a working switchover then finishes the rollout.
+fn a_failing_switchover_keeps_the_master_on_its_revision(app: &LocalApp, dir: &Path) {
+    let master = app
+        .members()
+        .iter()
+        .find(|m| m["role"] == "master")
+        .map(|m| m["name"].as_str().unwrap().to_string())
+        .expect("a master");
+    let pid = app.pid(&master);
+    let failing = std::fs::read_to_string(variant(dir, "failing.yaml", "hz 13", "")).unwrap();
+    let failing = failing.replacen(
+        r#"exec: ["/bin/sh", "{{ files['switchover.sh'] }}"]"#,
+        r#"exec: ["/bin/sh", "-c", "echo 'ERR refusing to fail over' >&2; exit 3"]"#,
+        1,
+    );
+    let failing_path = dir.join("failing.yaml");
+    std::fs::write(&failing_path, failing).unwrap();
+    let out = app
+        .berth(&["apply", failing_path.to_str().unwrap(), "--timeout", "60"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("exit code 3: ERR refusing to fail over"),
+        "{stderr}"
+    );
+    assert_eq!(
+        app.pid(&master),
+        pid,
+        "{master} was restarted without a switchover"
+    );
+    let status = app
+        .berth(&["status", "redis", "-o", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status[0]["phase"], "degraded");
+    let degraded = status[0]["rollout"]["degraded"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(degraded.contains("ERR refusing to fail over"), "{status}");
+    let lines = events(app);
+    let failed = position(&lines, "failed: exit code 3");
+    let restarted = format!("update {master}: restart on revision");
+    assert!(
+        !lines[failed..].iter().any(|l| l.contains(&restarted)),
+        "{}",
+        lines.join("\n")
+    );
+    let working = variant(dir, "working.yaml", "hz 13", "");
+    app.berth(&["apply", &working]).assert().success();
+    assert_ne!(app.pid(&master), pid, "{master} runs the new revision");
+    wait_until("one master after the switchover", WAIT, || {
         find_master().is_some()
     });
 }

@@ -99,6 +99,17 @@ pub enum PodUpdatePolicy {
     InPlaceOnly,
 }
 
+/// What a role-aware rollout does when the switchover before the leader's update fails.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum SwitchoverFailurePolicy {
+    /// Keep the leader on its revision and retry the switchover (after 30 s, doubling up to 5
+    /// minutes); the app is Degraded with the action's exit code and output meanwhile.
+    #[default]
+    Retry,
+    /// Update the leader without a switchover (its clients see it go down).
+    UpdateLeader,
+}
+
 /// How members are updated when the part changes.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -126,4 +137,7 @@ pub struct UpdatePolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub min_ready_seconds: Option<i32>,
+    /// What happens when the switchover before the leader's update fails.
+    #[serde(default)]
+    pub on_switchover_failure: SwitchoverFailurePolicy,
 }
