@@ -54,7 +54,7 @@ prop_compose! {
         max_unavailable in 1..=(n as i32).max(1),
         switchover in any::<bool>(),
     ) -> Policy {
-        Policy { strategy, partition, max_unavailable, roles: roles(), switchover, progress_deadline_seconds: 600, min_ready_seconds: 0 }
+        Policy { strategy, partition, max_unavailable, roles: roles(), switchover, progress_deadline_seconds: 600, min_ready_seconds: 0, update_leader_without_switchover: false }
     }
 }
 
@@ -337,6 +337,7 @@ fn ordered(min_ready_seconds: u64) -> Policy {
         switchover: false,
         progress_deadline_seconds: 600,
         min_ready_seconds,
+        update_leader_without_switchover: false,
     }
 }
 
