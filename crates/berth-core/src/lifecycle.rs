@@ -19,6 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::rollout::{self, MemberState, Plan, Policy, Step};
+use crate::spec::UpdateStrategy;
 
 /// How long a member may stay unready on a new revision before the part is Degraded, unless the
 /// part says otherwise (`update.progressDeadlineSeconds`).
@@ -102,6 +103,9 @@ pub struct Decision {
     pub switchover: Option<SwitchoverRecord>,
     /// The remembered switchover completed: the role probe shows the leader moved.
     pub switchover_completed: bool,
+    /// Nothing will change until someone outside berth acts (`OnDelete`: members keep their
+    /// revision until deleted): an engine need not wait for this part.
+    pub held: bool,
 }
 
 /// Decides a part's next rollout steps. `name` turns an ordinal into the member's name for
@@ -125,6 +129,9 @@ pub fn decide(
     };
     decision.switchover = record;
     decision.switchover_completed = completed;
+    decision.held = policy.strategy == UpdateStrategy::OnDelete
+        && !decision.complete
+        && decision.commands.is_empty();
     if decision.degraded.is_none() && !decision.stuck.is_empty() {
         let stuck: Vec<String> = decision.stuck.iter().map(|o| name(*o)).collect();
         decision.degraded = Some(format!(
@@ -288,7 +295,7 @@ fn after_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{RoleSpec, UpdateStrategy};
+    use crate::spec::RoleSpec;
 
     fn member(ordinal: i32, updated: bool, role: &str) -> MemberState {
         MemberState {
@@ -448,5 +455,16 @@ mod tests {
             d.degraded.as_deref(),
             Some("db-1 unready on the new revision for more than 600s")
         );
+    }
+
+    #[test]
+    fn on_delete_holds_the_part_without_commands() {
+        let held = Policy {
+            strategy: UpdateStrategy::OnDelete,
+            ..policy(false)
+        };
+        let d = decide(&held, &before_switchover(), None, 100, &name);
+        assert!(d.held && d.commands.is_empty() && !d.complete, "{d:?}");
+        assert!(!decide(&policy(false), &before_switchover(), None, 100, &name).held);
     }
 }

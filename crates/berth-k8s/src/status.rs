@@ -1,8 +1,11 @@
 //! The app's status as a pure function of what the operator observed: workloads, pods and the
-//! clock. The operator only fetches and writes; every judgement (ready, progressing, stuck) is here.
+//! clock, and the core lifecycle's word on each StatefulSet part (stuck members, failing
+//! switchovers). The operator only fetches and writes; every other judgement (ready,
+//! progressing) is here.
 
 use std::collections::BTreeMap;
 
+use berth_core::lifecycle::DEFAULT_PROGRESS_DEADLINE_SECONDS;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::spec::{
@@ -14,9 +17,6 @@ use k8s_openapi::jiff::Timestamp;
 
 use crate::member::{self, ready_condition};
 
-/// How long a member may stay unready before the app is `Degraded`, unless the part says otherwise.
-pub const DEFAULT_PROGRESS_DEADLINE_SECONDS: i64 = 600;
-
 /// The phases shown in `kubectl get sapp`.
 pub mod phase {
     /// Nothing is running yet.
@@ -25,7 +25,7 @@ pub mod phase {
     pub const PROGRESSING: &str = "Progressing";
     /// Every member is ready on the current revision.
     pub const READY: &str = "Ready";
-    /// A member has been unready past its progress deadline.
+    /// A member has been unready past its progress deadline, or a switchover keeps failing.
     pub const DEGRADED: &str = "Degraded";
     /// The spec does not validate; nothing was applied.
     pub const INVALID: &str = "Invalid";
@@ -47,6 +47,29 @@ pub struct Observed {
     pub pods: Vec<Pod>,
     /// Workload generations just applied, by name: caches may not have seen them yet.
     pub applied_generations: BTreeMap<String, i64>,
+    /// What the core's lifecycle decided for each StatefulSet part this reconcile, by part name.
+    pub lifecycle: BTreeMap<String, PartLifecycle>,
+}
+
+/// What the core's lifecycle ([`berth_core::lifecycle::decide`]) said of a StatefulSet part.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PartLifecycle {
+    /// Members unready on the new revision past the progress deadline.
+    pub stuck: Vec<String>,
+    /// Why the part is Degraded, if it is.
+    pub degraded: Option<String>,
+    /// The switchover to remember (in the part's status).
+    pub switchover: Option<berth_core::lifecycle::SwitchoverRecord>,
+}
+
+impl PartLifecycle {
+    /// The Degraded condition's reason for this part.
+    fn reason(&self) -> &'static str {
+        match &self.switchover {
+            Some(record) if record.failure.is_some() => "SwitchoverFailed",
+            _ => "MemberStuck",
+        }
+    }
 }
 
 impl Observed {
@@ -113,7 +136,7 @@ pub fn compute(
             && s.replicas == desired[i]
     };
     let all_ready = parts.iter().enumerate().all(|(i, s)| settled(i, s));
-    let stuck = stuck_members(app, observed, now);
+    let (degraded_reason, degraded) = degraded(app, observed, now);
     let pending = parts.iter().all(|p| p.replicas == 0) && desired.iter().any(|d| *d > 0);
     let not_ready: Vec<String> = parts
         .iter()
@@ -135,9 +158,9 @@ pub fn compute(
             )
         })
         .collect();
-    let phase = match (all_ready, stuck.is_empty(), pending) {
-        (true, _, _) => phase::READY,
-        (false, false, _) => phase::DEGRADED,
+    let phase = match (all_ready, degraded.is_empty(), pending) {
+        (_, false, _) => phase::DEGRADED,
+        (true, true, _) => phase::READY,
         (false, true, true) => phase::PENDING,
         (false, true, false) => phase::PROGRESSING,
     };
@@ -155,20 +178,16 @@ pub fn compute(
         ),
         condition(
             "Progressing",
-            !all_ready && stuck.is_empty(),
+            !all_ready && degraded.is_empty(),
             if all_ready { "Stable" } else { "RollingOut" },
             &not_ready.join("; "),
             generation,
         ),
         condition(
             "Degraded",
-            !stuck.is_empty(),
-            if stuck.is_empty() {
-                "AsExpected"
-            } else {
-                "MemberStuck"
-            },
-            &stuck_message(&stuck),
+            !degraded.is_empty(),
+            degraded_reason,
+            &degraded.join("; "),
             generation,
         ),
     ];
@@ -334,6 +353,10 @@ fn part_status(app: &str, part: &PartSpec, observed: &Observed) -> PartStatus {
         }
     }
     status.members = members_of(app, part, observed);
+    status.switchover = observed
+        .lifecycle
+        .get(&part.name)
+        .and_then(|l| l.switchover.clone());
     // Counted from the members, not the workload's `readyReplicas`: controllers count a
     // terminating pod that still reports Ready.
     status.ready = status.members.iter().filter(|m| m.ready).count() as i32;
@@ -461,16 +484,49 @@ fn natural_key(name: &str) -> (String, u64) {
     }
 }
 
-/// Pods unready for longer than their part's progress deadline.
-fn stuck_members(app: &ValidatedApp, observed: &Observed, now: Timestamp) -> Vec<String> {
-    let app_name = app.name();
-    let mut stuck = Vec::new();
+/// Why the app is Degraded (each part's reason, empty when it is not) and the Degraded
+/// condition's reason. StatefulSet parts say so through the core's lifecycle (members stuck on
+/// the new revision, a failing switchover); Deployments and DaemonSets, which berth does not
+/// roll, through their pods unready past the progress deadline.
+fn degraded(
+    app: &ValidatedApp,
+    observed: &Observed,
+    now: Timestamp,
+) -> (&'static str, Vec<String>) {
+    let mut reason = "AsExpected";
+    let mut messages = Vec::new();
     for part in app.parts() {
-        let deadline = part
-            .update
-            .progress_deadline_seconds
-            .map_or(DEFAULT_PROGRESS_DEADLINE_SECONDS, i64::from);
-        for pod in pods_of(&app_name, part, observed) {
+        let message = if part.kind == WorkloadKind::StatefulSet {
+            let lifecycle = observed.lifecycle.get(&part.name);
+            let Some((why, lifecycle)) = lifecycle.and_then(|l| Some((l.degraded.clone()?, l)))
+            else {
+                continue;
+            };
+            reason = lifecycle.reason();
+            why
+        } else {
+            let stuck = stuck_pods(&app.name(), part, observed, now);
+            if stuck.is_empty() {
+                continue;
+            }
+            reason = "MemberStuck";
+            format!("unready past the progress deadline: {}", stuck.join(", "))
+        };
+        messages.push(format!("{}: {message}", part.name));
+    }
+    (reason, messages)
+}
+
+/// The part's pods unready for longer than its progress deadline.
+fn stuck_pods(app: &str, part: &PartSpec, observed: &Observed, now: Timestamp) -> Vec<String> {
+    let deadline = part
+        .update
+        .progress_deadline_seconds
+        .and_then(|s| u64::try_from(s).ok())
+        .unwrap_or(DEFAULT_PROGRESS_DEADLINE_SECONDS);
+    let deadline = i64::try_from(deadline).unwrap_or(i64::MAX);
+    pods_of(app, part, observed)
+        .filter(|pod| {
             let since = ready_condition(pod)
                 .filter(|c| c.status != "True")
                 .and_then(|c| c.last_transition_time.as_ref().map(|t| t.0))
@@ -481,20 +537,10 @@ fn stuck_members(app: &ValidatedApp, observed: &Observed, now: Timestamp) -> Vec
                         .map(|t| t.0)
                         .filter(|_| ready_condition(pod).is_none())
                 });
-            if since.is_some_and(|t| now.as_second() - t.as_second() > deadline) {
-                stuck.push(pod.metadata.name.clone().unwrap_or_default());
-            }
-        }
-    }
-    stuck
-}
-
-fn stuck_message(stuck: &[String]) -> String {
-    if stuck.is_empty() {
-        String::new()
-    } else {
-        format!("unready past the progress deadline: {}", stuck.join(", "))
-    }
+            since.is_some_and(|t| now.as_second() - t.as_second() > deadline)
+        })
+        .map(|pod| pod.metadata.name.clone().unwrap_or_default())
+        .collect()
 }
 
 #[cfg(test)]

@@ -146,6 +146,10 @@ async fn roll_part(
         let states = observe(&shared, &plans, &mut since);
         report_ready(events, &plans, &states, &mut rollout.restarted);
         let decision = rollout.decide(&states);
+        if decision.held {
+            shared.update(|s| s.rollout = None);
+            return Outcome::Done;
+        }
         if decision.complete {
             rollout.log(&format!(
                 "complete in {:.1}s",

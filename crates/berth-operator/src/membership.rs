@@ -139,22 +139,24 @@ async fn run_action(
     } else {
         "Leave"
     };
-    let succeeded = prober::run_action(&ctx.client, runner, validated, index, kind, target).await;
+    let outcome = prober::run_action(&ctx.client, runner, validated, index, kind, target).await;
     let runner_name = runner.metadata.name.clone().unwrap_or_default();
     let member = &target.member;
-    let (type_, reason, note) = if succeeded {
-        (
+    let (type_, reason, note) = match &outcome {
+        Ok(()) => (
             EventType::Normal,
             format!("Member{verb}"),
             format!("member{verb} for {member} ran in {runner_name}"),
-        )
-    } else {
-        (
+        ),
+        Err(why) => (
             EventType::Warning,
             format!("Member{verb}Failed"),
-            format!("member{verb} for {member} failed in {runner_name}; the size stays, retrying"),
-        )
+            format!(
+                "member{verb} for {member} failed in {runner_name} ({why}); the size stays, \
+                 retrying"
+            ),
+        ),
     };
     publish(ctx, app, type_, &reason, &note).await;
-    succeeded
+    outcome.is_ok()
 }

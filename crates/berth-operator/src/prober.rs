@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use berth_core::exec::{ActionTarget, ExecKind};
+use berth_core::lifecycle::ActionFailure;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_k8s::roles;
@@ -163,7 +164,7 @@ pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) {
 }
 
 /// Runs part `index`'s action `kind` (switchover, memberJoin, memberLeave), rendered, in `pod`
-/// with `target` in `BERTH_TARGET*`, within the action's timeout; whether it succeeded.
+/// with `target` in `BERTH_TARGET*`, within the action's timeout; how it failed, if it did.
 pub async fn run_action(
     client: &Client,
     pod: &Pod,
@@ -171,42 +172,114 @@ pub async fn run_action(
     index: usize,
     kind: ExecKind,
     target: &ActionTarget,
-) -> bool {
+) -> Result<(), ActionFailure> {
     let action = kind.action(&app.parts()[index].state.topology);
     let (Some(action), Some(command)) = (action, rendered(app, index, kind)) else {
-        return false;
+        return Err(failure(format!(
+            "the part declares no such action ({kind:?})"
+        )));
     };
     let command = roles::action_command(&command, target);
     tracing::info!(pod = %pod.name_any(), command = ?command, "running an action");
     let limit = Duration::from_secs(u64::try_from(action.timeout_seconds).unwrap_or(30));
-    tokio::time::timeout(limit, exec(client, pod, command))
+    let ran = tokio::time::timeout(limit, exec_outcome(client, pod, command, true))
         .await
-        .ok()
-        .flatten()
-        .is_some()
+        .map_err(|_| failure(format!("timed out after {}s", limit.as_secs())))?;
+    ran.map(|_| ())
 }
 
 /// Runs `command` in the pod's first container; its stdout when it exits 0.
 pub async fn exec(client: &Client, pod: &Pod, command: Vec<String>) -> Option<String> {
-    let container = pod.spec.as_ref()?.containers.first()?.name.clone();
-    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace()?);
+    exec_outcome(client, pod, command, false).await.ok()
+}
+
+/// Runs `command` in the pod's first container: its stdout when it exits 0, else its exit code
+/// and the end of its stderr (when `with_stderr`) or stdout.
+async fn exec_outcome(
+    client: &Client,
+    pod: &Pod,
+    command: Vec<String>,
+    with_stderr: bool,
+) -> Result<String, ActionFailure> {
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .ok_or_else(|| failure("the pod has no container".into()))?;
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
     let params = AttachParams::default()
         .container(container)
         .stdin(false)
         .stdout(true)
-        .stderr(false);
-    let mut process = match api.exec(&pod.name_any(), command, &params).await {
-        Ok(p) => p,
-        Err(e) => {
-            tracing::debug!(pod = %pod.name_any(), error = %e, "exec failed");
-            return None;
+        .stderr(with_stderr);
+    let mut process = api
+        .exec(&pod.name_any(), command, &params)
+        .await
+        .map_err(|e| failure(format!("cannot exec in {}: {e}", pod.name_any())))?;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    let out = process.stdout().map(|mut s| async move {
+        let _ = s.read_to_end(&mut stdout).await;
+        stdout
+    });
+    let err = process.stderr().map(|mut s| async move {
+        let _ = s.read_to_end(&mut stderr).await;
+        stderr
+    });
+    let (stdout, stderr) = tokio::join!(
+        async {
+            match out {
+                Some(f) => f.await,
+                None => Vec::new(),
+            }
+        },
+        async {
+            match err {
+                Some(f) => f.await,
+                None => Vec::new(),
+            }
         }
+    );
+    let status = match process.take_status() {
+        Some(status) => status.await,
+        None => None,
     };
-    let mut stdout = String::new();
-    process.stdout()?.read_to_string(&mut stdout).await.ok()?;
-    let status = process.take_status()?.await;
-    let succeeded = status.is_some_and(|s| s.status.as_deref() == Some("Success"));
-    succeeded.then_some(stdout)
+    match status {
+        Some(s) if s.status.as_deref() == Some("Success") => {
+            Ok(String::from_utf8_lossy(&stdout).into_owned())
+        }
+        other => Err(ActionFailure {
+            exit_code: other.as_ref().and_then(exit_code),
+            message: berth_core::exec::output_tail(&stderr, &stdout),
+        }),
+    }
+}
+
+/// The exit code in an exec's failure status: the `ExitCode` cause a kubelet sends with
+/// `NonZeroExitCode`, else a message ending in `exit status N` (what kwok sends).
+fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> Option<i32> {
+    let cause = status
+        .details
+        .as_ref()
+        .and_then(|d| d.causes.as_ref())
+        .and_then(|causes| {
+            causes
+                .iter()
+                .find(|c| c.reason.as_deref() == Some("ExitCode"))
+        })
+        .and_then(|c| c.message.as_deref()?.parse().ok());
+    cause.or_else(|| {
+        let message = status.message.as_deref()?;
+        let (_, code) = message.rsplit_once("exit status ")?;
+        code.trim().parse().ok()
+    })
+}
+
+fn failure(message: String) -> ActionFailure {
+    ActionFailure {
+        exit_code: None,
+        message,
+    }
 }
 
 #[cfg(test)]
@@ -229,5 +302,28 @@ mod tests {
             "{command:?}"
         );
         assert_eq!(targets[0].period, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn exit_codes_come_from_the_kubelets_cause_or_the_message() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
+        let kubelet = Status {
+            details: Some(StatusDetails {
+                causes: Some(vec![StatusCause {
+                    reason: Some("ExitCode".into()),
+                    message: Some("3".into()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&kubelet), Some(3));
+        let kwok = Status {
+            message: Some("exit status 42".into()),
+            ..Default::default()
+        };
+        assert_eq!(exit_code(&kwok), Some(42));
+        assert_eq!(exit_code(&Status::default()), None);
     }
 }

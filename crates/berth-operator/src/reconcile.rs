@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use berth_core::diag::Diagnostics;
+use berth_core::lifecycle::SwitchoverRecord;
 use berth_core::load::{Inputs, ValidatedApp, load};
 use berth_core::names;
 use berth_core::spec::{AppliedObject, StatefulApp, StatefulAppStatus};
@@ -47,8 +48,9 @@ pub struct Context {
     pub applied: Mutex<HashMap<String, AppliedRecord>>,
     /// The role probes of the scope's apps.
     pub prober: Arc<crate::prober::Prober>,
-    /// When each leader pod (by UID) was last switched over.
-    pub switchovers: Mutex<HashMap<String, std::time::Instant>>,
+    /// The switchover each part's lifecycle remembers (by app UID and part), as last decided
+    /// by this process: newer than a status the caches may not have caught up with.
+    pub switchovers: Mutex<HashMap<String, Option<SwitchoverRecord>>>,
     /// Part sizes admitted after membership actions.
     pub admitted: crate::membership::Admitted,
 }
@@ -168,7 +170,9 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     prune_leftovers(app, ctx, &desired, &namespace).await?;
     let mut observed = observe(ctx, &validated);
     observed.applied_generations = applied_generations;
-    let rolling = crate::rollout::roll_members(app, ctx, &validated, &objects, &observed).await?;
+    let (rolling, lifecycles) =
+        crate::rollout::roll_members(app, ctx, &validated, &objects, &observed).await?;
+    observed.lifecycle = lifecycles;
     let mut new = status::compute(
         &validated,
         app.metadata.generation,
@@ -261,24 +265,35 @@ fn is_workload(kind: &str) -> bool {
 }
 
 impl Context {
-    /// Whether a switchover away from `leader` may run now: not within `settle` of the last one
-    /// away from the same pod. Records the run when it may.
-    pub(crate) fn switchover_due(
+    /// The switchover the lifecycle remembers for part `part` of `app` (`key`): what this
+    /// process last decided, or, after a restart, what the app's status kept.
+    pub(crate) fn remembered_switchover(
         &self,
-        leader: &k8s_openapi::api::core::v1::Pod,
-        settle: Duration,
-    ) -> bool {
-        let key = leader.metadata.uid.clone().unwrap_or_default();
-        let mut runs = self.switchovers.lock().expect("switchovers lock");
-        let now = std::time::Instant::now();
-        if runs
-            .get(&key)
-            .is_some_and(|t| now.duration_since(*t) < settle)
-        {
-            return false;
+        key: &str,
+        app: &StatefulApp,
+        part: &str,
+    ) -> Option<SwitchoverRecord> {
+        let memory = self.switchovers.lock().expect("switchovers lock");
+        match memory.get(key) {
+            Some(decided) => decided.clone(),
+            None => app
+                .status
+                .as_ref()?
+                .parts
+                .iter()
+                .find(|p| p.name == part)?
+                .switchover
+                .clone(),
         }
-        runs.insert(key, now);
-        true
+    }
+
+    /// Keeps what the lifecycle decided to remember of a part's switchover; the status written
+    /// at the end of the reconcile keeps it too, for a restarted operator.
+    pub(crate) fn remember_switchover(&self, key: &str, record: Option<SwitchoverRecord>) {
+        self.switchovers
+            .lock()
+            .expect("switchovers lock")
+            .insert(key.to_string(), record);
     }
 
     /// Whether the same objects were applied before and none of them has changed since (by the

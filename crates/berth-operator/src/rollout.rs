@@ -4,17 +4,18 @@
 //! and the part allows it, by patching the pod's images in place behind a readiness gate
 //! (`berth_k8s::inplace`).
 
-use std::time::Duration;
+use std::collections::BTreeMap;
 
 use berth_core::exec::ExecKind;
+use berth_core::lifecycle::{self, ActionFailure, Command, Decision, SwitchoverRecord};
 use berth_core::load::ValidatedApp;
 use berth_core::names;
-use berth_core::rollout::{self, Policy, Step};
+use berth_core::rollout::Policy;
 use berth_core::spec::{PartSpec, StatefulApp, WorkloadKind};
 use berth_k8s::inplace::{self, Method};
 use berth_k8s::prune::ObjectKey;
 use berth_k8s::roles;
-use berth_k8s::status::Observed;
+use berth_k8s::status::{Observed, PartLifecycle};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -37,25 +38,30 @@ struct PartRollout<'a> {
     update_revision: String,
 }
 
-/// Takes the next rollout steps of every StatefulSet part and opens the readiness gates of
-/// members that are ready for it. Returns whether any part is still rolling.
+/// Takes the next rollout steps of every StatefulSet part, as the core's lifecycle decides
+/// them, and opens the readiness gates of members that are ready for it. Returns whether any
+/// part is still rolling, and what the lifecycle said of each part (for the status).
 pub(crate) async fn roll_members(
     app: &StatefulApp,
     ctx: &Context,
     validated: &ValidatedApp,
     objects: &[(ObjectKey, Value)],
     observed: &Observed,
-) -> Result<bool> {
+) -> Result<(bool, BTreeMap<String, PartLifecycle>)> {
     let mut rolling = false;
+    let mut lifecycles = BTreeMap::new();
     for (index, part) in validated.parts().iter().enumerate() {
         if part.kind == WorkloadKind::StatefulSet {
-            rolling |= roll_part(app, ctx, validated, index, objects, observed).await?;
+            let (part_rolling, lifecycle) =
+                roll_part(app, ctx, validated, index, objects, observed).await?;
+            rolling |= part_rolling;
+            lifecycles.insert(part.name.clone(), lifecycle);
         }
     }
-    Ok(rolling)
+    Ok((rolling, lifecycles))
 }
 
-/// One part's rollout step; whether it is still rolling.
+/// One part's rollout step: whether it is still rolling, and what the lifecycle said of it.
 async fn roll_part(
     app: &StatefulApp,
     ctx: &Context,
@@ -63,15 +69,20 @@ async fn roll_part(
     index: usize,
     objects: &[(ObjectKey, Value)],
     observed: &Observed,
-) -> Result<bool> {
+) -> Result<(bool, PartLifecycle)> {
     let part = &validated.parts()[index];
-    let namespace = validated.namespace();
     let workload = names::workload_name(&validated.name(), &part.name);
+    let memory_key = format!("{}/{}", app.uid().unwrap_or_default(), part.name);
+    let remembered = ctx.remembered_switchover(&memory_key, app, &part.name);
+    let unchanged = PartLifecycle {
+        switchover: remembered.clone(),
+        ..PartLifecycle::default()
+    };
     let Some(set) = observed.stateful_sets.get(&workload) else {
-        return Ok(false);
+        return Ok((false, unchanged));
     };
     let pods = part_pods(observed, &validated.name(), part);
-    open_gates(app, ctx, &namespace, &pods).await?;
+    open_gates(app, ctx, &validated.namespace(), &pods).await?;
     // Until the controller has seen the applied spec, its update revision is not the rendered
     // template's: wait rather than label a pod with the wrong revision.
     let (Some(update_revision), Some(template), true) = (
@@ -79,10 +90,10 @@ async fn roll_part(
         rendered_template(objects, &workload),
         observed.caught_up(&workload),
     ) else {
-        return Ok(true);
+        return Ok((true, unchanged));
     };
     let Some(members) = berth_k8s::rollout::member_states(set, &pods, Timestamp::now()) else {
-        return Ok(false);
+        return Ok((false, unchanged));
     };
     let policy = Policy::resolve(
         &part.update,
@@ -90,37 +101,64 @@ async fn roll_part(
         part.desired_replicas(),
         part.state.topology.switchover().is_some(),
     );
-    let plan = rollout::plan(&members, &policy);
+    let name = |ordinal: i32| names::member_name(&workload, ordinal);
+    let now = Timestamp::now().as_second();
+    let decision = lifecycle::decide(&policy, &members, remembered.as_ref(), now, &name);
     let rollout = PartRollout {
         app,
         validated,
         index,
         part,
-        namespace,
+        namespace: validated.namespace(),
         template,
         update_revision,
     };
+    let switchover = execute(ctx, &rollout, &pods, &decision).await?;
+    ctx.remember_switchover(&memory_key, switchover.clone());
+    let lifecycle = PartLifecycle {
+        stuck: decision.stuck.iter().map(|o| name(*o)).collect(),
+        degraded: decision.degraded,
+        switchover,
+    };
+    Ok((!decision.complete, lifecycle))
+}
+
+/// Carries out the lifecycle's commands; returns the switchover to remember afterwards.
+async fn execute(
+    ctx: &Context,
+    rollout: &PartRollout<'_>,
+    pods: &[Pod],
+    decision: &Decision,
+) -> Result<Option<SwitchoverRecord>> {
+    let workload = names::workload_name(&rollout.validated.name(), &rollout.part.name);
     let pod_of = |ordinal: i32| {
         let name = names::member_name(&workload, ordinal);
         pods.iter()
             .find(|p| p.metadata.name.as_ref() == Some(&name))
     };
-    for step in plan.steps {
-        match step {
-            Step::Update { ordinal } => {
+    let mut record = decision.switchover.clone();
+    for command in &decision.commands {
+        match *command {
+            Command::Update { ordinal } => {
                 if let Some(pod) = pod_of(ordinal) {
-                    update_member(ctx, &rollout, pod).await?;
+                    update_member(ctx, rollout, pod).await?;
                 }
             }
-            Step::Switchover { from } => {
-                let to = rollout::switchover_target(&members, from, &policy.roles);
-                if let (Some(leader), Some(to)) = (pod_of(from), to) {
-                    switch_over(ctx, &rollout, leader, (to, pod_of(to))).await;
+            Command::Switchover { from, to } => {
+                if let Some(leader) = pod_of(from) {
+                    let result = switch_over(ctx, rollout, leader, (to, pod_of(to))).await;
+                    let now = Timestamp::now().as_second();
+                    record = Some(lifecycle::switchover_ran(
+                        record.as_ref(),
+                        (from, to),
+                        now,
+                        result,
+                    ));
                 }
             }
         }
     }
-    Ok(!plan.complete)
+    Ok(record)
 }
 
 /// The cached pods of one part of app `app`.
@@ -178,44 +216,40 @@ async fn update_member(ctx: &Context, rollout: &PartRollout<'_>, pod: &Pod) -> R
     Ok(())
 }
 
-/// How long a leader that was switched over is left to the role probe to relabel, before a
-/// plan that still names it leader may switch it over again.
-const SWITCHOVER_SETTLE: Duration = Duration::from_secs(30);
-
 /// Runs the part's switchover action in the leader's pod, handing leadership to member `to`, then
-/// probes both members at once so the planner sees the move without waiting a probe period.
+/// probes both members at once so the lifecycle sees the move without waiting a probe period.
 async fn switch_over(
     ctx: &Context,
     rollout: &PartRollout<'_>,
     leader: &Pod,
     (to, target_pod): (i32, Option<&Pod>),
-) {
+) -> std::result::Result<(), ActionFailure> {
     let target = &roles::action_target(rollout.validated, rollout.part, to);
     let (from, to) = (leader.name_any(), &target.member);
-    if !ctx.switchover_due(leader, SWITCHOVER_SETTLE) {
-        return;
-    }
     let (app, index) = (rollout.validated, rollout.index);
-    let switched = prober::run_action(
+    let result = prober::run_action(
         &ctx.client,
         leader,
         app,
         index,
         ExecKind::Switchover,
         target,
-    );
-    let (type_, reason, note) = if switched.await {
-        (
+    )
+    .await;
+    let (type_, reason, note) = match &result {
+        Ok(()) => (
             EventType::Normal,
             "Switchover",
             format!("moved leadership from {from} to {to} before updating {from}"),
-        )
-    } else {
-        (
+        ),
+        Err(why) => (
             EventType::Warning,
             "SwitchoverFailed",
-            format!("the switchover action failed in {from} (target {to}); retrying later"),
-        )
+            format!(
+                "the switchover action failed in {from} (target {to}): {why}; {from} keeps its \
+                 revision"
+            ),
+        ),
     };
     publish(ctx, rollout.app, type_, reason, &note).await;
     if let Some(probe) = prober::rendered(app, index, ExecKind::RoleProbe) {
@@ -223,6 +257,7 @@ async fn switch_over(
             prober::probe(&ctx.client, pod, probe.clone()).await;
         }
     }
+    result
 }
 
 /// Closes the pod's readiness gate, so Services drop it, then patches its images and revision.

@@ -187,3 +187,36 @@ fn a_failing_member_join_fails_scale_and_starts_nothing() {
     assert_eq!(pids(&app, 2), before, "running members were restarted");
     assert!(!app.home.path().join("refuse/refuse-2/log").exists());
 }
+
+#[test]
+fn an_on_delete_part_keeps_its_members_on_apply_and_the_apply_returns() {
+    let app = LocalApp::new("held");
+    let manifest = sleepers(&app, 2, RECORD);
+    let text = std::fs::read_to_string(&manifest).unwrap().replacen(
+        "      replicas: 2\n",
+        "      replicas: 2\n      update: {strategy: OnDelete}\n",
+        1,
+    );
+    std::fs::write(&manifest, &text).unwrap();
+    app.up(&manifest, 73);
+    let before = pids(&app, 2);
+    let before_revisions: Vec<String> = app
+        .members()
+        .iter()
+        .map(|m| m["revision"].to_string())
+        .collect();
+
+    std::fs::write(&manifest, text.replace("sleep 100000", "sleep 100001")).unwrap();
+    app.berth(&["apply", manifest.to_str().unwrap(), "--timeout", "30"])
+        .assert()
+        .success();
+    assert_eq!(pids(&app, 2), before, "OnDelete members were restarted");
+    let revisions: Vec<String> = app
+        .members()
+        .iter()
+        .map(|m| m["revision"].to_string())
+        .collect();
+    assert_eq!(revisions, before_revisions);
+    let events = std::fs::read_to_string(app.home.path().join("held/events.log")).unwrap();
+    assert!(events.contains("strategy OnDelete"), "{events}");
+}

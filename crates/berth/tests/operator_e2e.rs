@@ -645,3 +645,97 @@ fn scaling_with_membership_actions_adds_and_removes_one_member_at_a_time() {
         "members leave from the top: {text}"
     );
 }
+
+#[test]
+fn a_failing_switchover_keeps_the_leader_on_its_revision_and_degrades_the_app_across_restarts() {
+    let Some((cluster, ns)) = setup("op-switchover-fails") else {
+        return;
+    };
+    let members = tempfile::tempdir().unwrap();
+    local_members(
+        cluster,
+        &ns.name,
+        members.path(),
+        &["follower", "leader", "follower"],
+    );
+    let mut operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = with_roles(&example("web", &ns.name), "{strategy: RoleAware}").replacen(
+        "          roles:\n",
+        "          roleProbe: {exec: [sh, -c, cat role], periodSeconds: 1}\n          actions:\n            switchover:\n              exec: [sh, -c, 'echo \"ERR refusing to fail over\" >&2; exit 3']\n          roles:\n",
+        1,
+    );
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    wait_until("the role probes to label every member", TIMEOUT, || {
+        (role_labels(cluster, &ns.name) == ["follower", "leader", "follower"]).then_some(())
+    });
+    let leader_uid = web_uids(cluster, &ns.name)[1].clone();
+
+    apply(
+        cluster,
+        &manifest.replace("nginx-slim:0.8", "nginx-slim:0.9"),
+    );
+    let degraded = wait_until("the app to be Degraded by the switchover", TIMEOUT, || {
+        let a = app(cluster, &ns.name, "web");
+        (a["status"]["phase"] == "Degraded").then_some(a)
+    });
+    let condition = degraded["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .unwrap()
+        .clone();
+    assert_eq!(condition["reason"], "SwitchoverFailed", "{condition}");
+    let message = condition["message"].as_str().unwrap();
+    assert!(
+        message
+            .contains("web-1 to web-2 failed (1 attempt): exit code 3: ERR refusing to fail over"),
+        "{message}"
+    );
+    assert_eq!(degraded["status"]["parts"][0]["switchover"]["attempts"], 1);
+
+    // A restarted operator remembers the failure (the part's status keeps it): it neither
+    // updates the leader nor runs the switchover again before the backoff (30 s) has passed.
+    operator.kill();
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    let second = wait_until("the second attempt", Duration::from_secs(90), || {
+        let a = app(cluster, &ns.name, "web");
+        (a["status"]["parts"][0]["switchover"]["attempts"] == 2).then_some(a)
+    });
+    assert_eq!(
+        second["status"]["phase"], "Degraded",
+        "{}",
+        second["status"]
+    );
+    assert_eq!(
+        web_uids(cluster, &ns.name)[1],
+        leader_uid,
+        "the leader was replaced without a switchover"
+    );
+    let times = event_times(cluster, &ns.name, "SwitchoverFailed");
+    assert_eq!(times.len(), 2, "{times:?}");
+    assert!(
+        times[1] - times[0] >= 29.0,
+        "the restarted operator retried after {}s, before the backoff",
+        times[1] - times[0]
+    );
+}
+
+/// The times (seconds since the epoch) of the operator's events with `reason`, in order.
+fn event_times(cluster: &berth_testkit::Cluster, ns: &str, reason: &str) -> Vec<f64> {
+    let events = cluster.get_json(&["events.events.k8s.io", "-n", ns]);
+    let mut times: Vec<f64> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["reason"] == reason)
+        .filter_map(|e| {
+            let t = e["eventTime"].as_str()?;
+            let t: k8s_openapi::jiff::Timestamp = t.parse().ok()?;
+            Some(t.as_millisecond() as f64 / 1000.0)
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times
+}

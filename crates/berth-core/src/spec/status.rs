@@ -97,6 +97,11 @@ pub struct PartStatus {
     /// Per member.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub members: Vec<MemberStatus>,
+    /// The last switchover of this part's rollout while it matters (until the role probe shows
+    /// the leader moved, or while it keeps failing): kept here so an operator restarted
+    /// mid-rollout neither runs it again too early nor forgets that it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switchover: Option<crate::lifecycle::SwitchoverRecord>,
 }
 
 /// Observed state of one member.
