@@ -82,6 +82,18 @@ pub struct Plan {
 }
 
 impl Policy {
+    /// The policy of `part` when it should run `replicas` members: both engines pass the part's
+    /// wanted size, which `maxUnavailable` percentages resolve against.
+    pub fn for_part(part: &crate::spec::PartSpec, replicas: i32) -> Self {
+        let topology = &part.state.topology;
+        Self::resolve(
+            &part.update,
+            topology,
+            replicas,
+            topology.switchover().is_some(),
+        )
+    }
+
     /// The policy of a part with `replicas` members.
     pub fn resolve(
         update: &crate::spec::UpdatePolicy,

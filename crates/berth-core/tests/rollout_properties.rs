@@ -387,3 +387,16 @@ proptest! {
         prop_assert_eq!(plan(&briefly, &policy), plan(&members, &policy));
     }
 }
+
+#[test]
+fn a_parts_policy_resolves_max_unavailable_against_the_size_it_is_given() {
+    let part: berth_core::spec::PartSpec = serde_json::from_value(serde_json::json!({
+        "name": "db",
+        "replicas": 10,
+        "update": {"strategy": "Parallel", "maxUnavailable": "30%"},
+        "template": {"spec": {"containers": [{"name": "db", "image": "db"}]}}
+    }))
+    .unwrap();
+    assert_eq!(Policy::for_part(&part, 10).max_unavailable, 3);
+    assert_eq!(Policy::for_part(&part, 4).max_unavailable, 1);
+}

@@ -341,12 +341,7 @@ fn leave(view: &PartView, members: &mut Vec<Named>, desired: i32, out: &mut Part
 }
 
 fn roll(view: &PartView, members: &mut [Named], out: &mut PartPreview) {
-    let policy = Policy::resolve(
-        &view.part.update,
-        &view.part.state.topology,
-        view.part.desired_replicas(),
-        view.part.state.topology.switchover().is_some(),
-    );
+    let policy = Policy::for_part(view.part, view.part.desired_replicas());
     let in_place = |member: &str| matches!(method(view, member), Some(Method::InPlace(_)));
     let update = |member: &str| core_preview::Update {
         because: view.template_changes.to_vec(),

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use berth_core::rollout::{self, Policy};
-use berth_core::spec::{PartSpec, PodManagement};
+use berth_core::rollout;
+use berth_core::spec::PodManagement;
 use sha2::{Digest, Sha256};
 
 /// First restart delay.
@@ -111,16 +111,6 @@ pub fn reconcile(running: &[(String, String)], desired: &[(String, String)]) -> 
 
 /// How long a member found ready when a rollout starts counts as ready already (seconds).
 pub const LONG_READY_SECONDS: u64 = 24 * 3600;
-
-/// The rollout policy of `part` running `replicas` members, as every local rollout (and its
-/// preview, `berth plan`) resolves it: the part's update policy, its roles, and whether it
-/// declares a switchover action.
-pub fn rollout_policy(part: &PartSpec, replicas: usize) -> Policy {
-    let replicas = i32::try_from(replicas).unwrap_or(i32::MAX);
-    let topology = &part.state.topology;
-    let declared = topology.switchover().is_some();
-    Policy::resolve(&part.update, topology, replicas, declared)
-}
 
 /// The planner's view of a member: `wanted` is the revision being rolled out, `seen` what the
 /// supervisor published of the member (absent: not started yet), `seconds` how long it has been

@@ -225,7 +225,12 @@ fn roll_part(inputs: &Inputs, part: &PartSpec, members: &mut [Sim], out: &mut Pr
     if members.is_empty() {
         return;
     }
-    let policy = decide::rollout_policy(part, members.len());
+    let wanted = inputs
+        .wanted
+        .iter()
+        .filter(|p| p.member.part == part.name)
+        .count();
+    let policy = rollout::Policy::for_part(part, i32::try_from(wanted).unwrap_or(i32::MAX));
     let update = |member: &str| core_preview::Update {
         because: reasons(inputs, member).iter().map(Change::short).collect(),
         in_place: false,

@@ -138,7 +138,13 @@ async fn roll_part(
     if states.iter().all(|m| m.updated) {
         return Outcome::Done;
     }
-    let policy = decide::rollout_policy(part, plans.len());
+    // maxUnavailable resolves against the part's wanted size, as on Kubernetes.
+    let wanted = members
+        .plans
+        .iter()
+        .filter(|p| p.member.part == part.name)
+        .count();
+    let policy = Policy::for_part(part, i32::try_from(wanted).unwrap_or(i32::MAX));
     let mut rollout = PartRollout::new(events, part, &plans, &policy);
     rollout.log_start(&states);
     let mut changed = shared.subscribe();

@@ -95,12 +95,7 @@ async fn roll_part(
     let Some(members) = berth_k8s::rollout::member_states(set, &pods, Timestamp::now()) else {
         return Ok((false, unchanged));
     };
-    let policy = Policy::resolve(
-        &part.update,
-        &part.state.topology,
-        part.desired_replicas(),
-        part.state.topology.switchover().is_some(),
-    );
+    let policy = Policy::for_part(part, part.desired_replicas());
     let name = |ordinal: i32| names::member_name(&workload, ordinal);
     let now = Timestamp::now().as_second();
     let decision = lifecycle::decide(&policy, &members, remembered.as_ref(), now, &name);
