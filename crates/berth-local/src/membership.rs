@@ -1,16 +1,17 @@
-//! Scaling a part: members that are no longer wanted stop, new members start. When the part
-//! declares `memberLeave`, each leaving member (highest ordinal first) is first removed from the
-//! group by that action, run in a ready remaining member; when it declares `memberJoin`, each
-//! new member (in ordinal order) is first added by that action, run in a ready running member,
-//! then started, and the next one waits until it is ready. The member that runs an action is
-//! chosen by [`berth_core::membership::action_member`] (the operator's rule too); actions run
-//! as switchovers do (see [`crate::rolling`]). Every step goes to `<home>/<app>/events.log`.
+//! Scaling a part, as the core's membership plan ([`berth_core::membership::plan`], the
+//! operator's too) sequences it: members that are no longer wanted stop, new members start.
+//! When the part declares `memberLeave`, each leaving member (highest ordinal first) is first
+//! removed from the group by that action, run in a ready remaining member; when it declares
+//! `memberJoin`, each new member (in ordinal order) is first added by that action, run in a
+//! ready running member, then started, and the next one waits until every member is ready.
+//! Actions run as switchovers do (see [`crate::rolling`]). Every step goes to
+//! `<home>/<app>/events.log`.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use berth_core::membership::{Actions, Change, ScalePlan};
 use berth_core::rollout;
 use berth_core::spec::PartSpec;
 
@@ -51,8 +52,10 @@ impl Kind {
     }
 }
 
-/// Stops the members `names` (in this order: highest ordinal first), each after its memberLeave
-/// action when its part declares one. `desired` are the plans after the change.
+/// Stops the members `names` no longer wanted: part by part, the core's membership plan
+/// ([`berth_core::membership::plan`], the operator's too) says which member leaves next and
+/// where its memberLeave runs, or that the rest simply stop. `desired` are the plans after
+/// the change.
 ///
 /// # Errors
 /// A memberLeave action failed or no ready member can run it; that member and the ones after it
@@ -64,30 +67,63 @@ pub(crate) async fn remove_members(
     desired: &[Arc<MemberPlan>],
     members: &mut Members,
 ) -> Result<(), String> {
-    for name in names {
-        let Some(leaving) = members.plan(name) else {
-            continue;
-        };
-        let part = part_of(parts, &leaving);
-        let staying = running_in_part(members, desired, &leaving.member.part);
-        let declared = part.is_some_and(|p| p.state.topology.member_leave().is_some());
-        if declared && !staying.is_empty() {
-            let roles = part.map(|p| p.state.topology.roles.as_slice());
-            run(events, Kind::Leave, &leaving, &staying, roles, members).await?;
+    for part_name in parts_of(names, members) {
+        let part = parts.iter().find(|p| p.name == part_name);
+        let wanted = desired
+            .iter()
+            .filter(|p| p.member.part == part_name)
+            .count();
+        loop {
+            let running = running_in_part(members, &members.plans.clone(), &part_name);
+            let Some(step) = next_step(part, members, &running, wanted) else {
+                break;
+            };
+            match step.change {
+                Some(Change::Leave { ordinal, run_in }) => {
+                    // The runner stays: it runs the new spec's action.
+                    let staying: Vec<Arc<MemberPlan>> = desired
+                        .iter()
+                        .filter(|p| p.member.part == part_name)
+                        .cloned()
+                        .collect();
+                    let leaving = by_ordinal(&running, ordinal);
+                    let runner =
+                        by_ordinal(&staying, run_in).or_else(|| by_ordinal(&running, run_in));
+                    let (Some(leaving), Some(runner)) = (leaving, runner) else {
+                        break;
+                    };
+                    run(events, Kind::Leave, &leaving, &runner, members).await?;
+                    stop(events, members, &leaving.name).await;
+                }
+                Some(Change::Join { .. }) => break,
+                None if step.replicas < i32::try_from(running.len()).unwrap_or(i32::MAX) => {
+                    for leaving in running
+                        .iter()
+                        .rev()
+                        .filter(|p| p.member.ordinal >= step.replicas)
+                    {
+                        stop(events, members, &leaving.name).await;
+                    }
+                }
+                None => {
+                    return Err(format!(
+                        "memberLeave in part {part_name}: waiting for {}",
+                        step.waiting_for
+                    ));
+                }
+            }
         }
-        append_event(events, &format!("stop {name}: no longer wanted"));
-        members.stop(name).await;
     }
     Ok(())
 }
 
-/// Starts the members `names` (in start order). Those of a part that declares memberJoin and
-/// already runs members join one at a time: the action, the start, then readiness before the
-/// next one. The others start at once, as at `up` (a part scaled up from zero forms its group).
+/// Starts the members `names` (in start order): part by part, the core's membership plan says
+/// which member joins next and where its memberJoin runs (after every running member is ready),
+/// or that the rest simply start (a part without memberJoin, or scaled up from zero, forms its
+/// group at once, as at `up`).
 ///
 /// # Errors
-/// A memberJoin action failed or no ready member can run it; that member and the ones after it
-/// are not started.
+/// A memberJoin action failed; that member and the ones after it are not started.
 pub(crate) async fn add_members(
     events: &Path,
     names: &[String],
@@ -95,46 +131,127 @@ pub(crate) async fn add_members(
     members: &mut Members,
     signals: &mut Signals,
 ) -> Result<Outcome, String> {
-    let populated: BTreeSet<String> = members
-        .plans
-        .iter()
-        .filter(|p| members.running.contains_key(&p.name))
-        .map(|p| p.member.part.clone())
-        .collect();
-    for name in names {
-        let Some(joining) = members.plan(name) else {
-            continue;
-        };
-        let part = part_of(parts, &joining);
-        let declared = part.is_some_and(|p| p.state.topology.member_join().is_some());
-        if !declared || !populated.contains(&joining.member.part) {
-            append_event(events, &format!("start {name}: new member"));
-            members.start(name);
-            continue;
+    for part_name in parts_of(names, members) {
+        let part = parts.iter().find(|p| p.name == part_name);
+        let all = members.plans.clone();
+        let wanted: Vec<Arc<MemberPlan>> = all
+            .iter()
+            .filter(|p| p.member.part == part_name)
+            .cloned()
+            .collect();
+        let mut changed = members.shared.subscribe();
+        loop {
+            let running = running_in_part(members, &all, &part_name);
+            let Some(step) = next_step(part, members, &running, wanted.len()) else {
+                break;
+            };
+            match step.change {
+                Some(Change::Join { ordinal, run_in }) => {
+                    let (joining, runner) =
+                        (by_ordinal(&wanted, ordinal), by_ordinal(&running, run_in));
+                    let (Some(joining), Some(runner)) = (joining, runner) else {
+                        break;
+                    };
+                    run(events, Kind::Join, &joining, &runner, members).await?;
+                    append_event(
+                        events,
+                        &format!("start {}: new member, joined", joining.name),
+                    );
+                    members.start(&joining.name);
+                    let began = Instant::now();
+                    if let Some(outcome) =
+                        until_ready(&joining.name, &members.shared, signals).await
+                    {
+                        return Ok(outcome);
+                    }
+                    let secs = began.elapsed().as_secs_f64();
+                    append_event(
+                        events,
+                        &format!("join {}: ready after {secs:.1}s", joining.name),
+                    );
+                }
+                Some(Change::Leave { .. }) => break,
+                None if step.replicas > i32::try_from(running.len()).unwrap_or(i32::MAX) => {
+                    let new = wanted
+                        .iter()
+                        .filter(|p| {
+                            p.member.ordinal < step.replicas
+                                && !members.running.contains_key(&p.name)
+                        })
+                        .cloned()
+                        .collect::<Vec<_>>();
+                    for plan in new {
+                        append_event(events, &format!("start {}: new member", plan.name));
+                        members.start(&plan.name);
+                    }
+                }
+                None => {
+                    if let Wake::Signal(outcome) =
+                        wait(&mut changed, signals, Duration::from_secs(1)).await
+                    {
+                        return Ok(outcome);
+                    }
+                }
+            }
         }
-        let current = members.plans.clone();
-        let running = running_in_part(members, &current, &joining.member.part);
-        let roles = part.map(|p| p.state.topology.roles.as_slice());
-        run(events, Kind::Join, &joining, &running, roles, members).await?;
-        append_event(events, &format!("start {name}: new member, joined"));
-        members.start(name);
-        let began = Instant::now();
-        if let Some(outcome) = until_ready(name, &members.shared, signals).await {
-            return Ok(outcome);
-        }
-        let secs = began.elapsed().as_secs_f64();
-        append_event(events, &format!("join {name}: ready after {secs:.1}s"));
     }
     Ok(Outcome::Done)
 }
 
-/// Runs the join or leave action about `target` in a ready member of `candidates`.
+/// The core's next membership step for a part running `running` that should run `wanted`
+/// members; `None` once it runs that many.
+fn next_step(
+    part: Option<&PartSpec>,
+    members: &Members,
+    running: &[Arc<MemberPlan>],
+    wanted: usize,
+) -> Option<ScalePlan> {
+    let current = i32::try_from(running.len()).unwrap_or(i32::MAX);
+    let desired = i32::try_from(wanted).unwrap_or(i32::MAX);
+    if current == desired {
+        return None;
+    }
+    let topology = part.map(|p| &p.state.topology);
+    let actions = Actions {
+        join: topology.is_some_and(|t| t.member_join().is_some()),
+        leave: topology.is_some_and(|t| t.member_leave().is_some()),
+    };
+    let roles = topology.map(|t| t.roles.as_slice()).unwrap_or_default();
+    let states = observe(&members.shared, running);
+    Some(berth_core::membership::plan(
+        current, desired, &states, roles, actions,
+    ))
+}
+
+/// The parts of members `names`, in the order they first appear.
+fn parts_of(names: &[String], members: &Members) -> Vec<String> {
+    let mut parts: Vec<String> = Vec::new();
+    for name in names {
+        if let Some(plan) = members
+            .plan(name)
+            .filter(|p| !parts.contains(&p.member.part))
+        {
+            parts.push(plan.member.part.clone());
+        }
+    }
+    parts
+}
+
+fn by_ordinal(plans: &[Arc<MemberPlan>], ordinal: i32) -> Option<Arc<MemberPlan>> {
+    plans.iter().find(|p| p.member.ordinal == ordinal).cloned()
+}
+
+async fn stop(events: &Path, members: &mut Members, name: &str) {
+    append_event(events, &format!("stop {name}: no longer wanted"));
+    members.stop(name).await;
+}
+
+/// Runs the join or leave action about `target` in `runner` (where the core's plan says).
 async fn run(
     events: &Path,
     kind: Kind,
     target: &MemberPlan,
-    candidates: &[Arc<MemberPlan>],
-    roles: Option<&[berth_core::spec::RoleSpec]>,
+    runner: &MemberPlan,
     members: &Members,
 ) -> Result<(), String> {
     let verb = kind.verb();
@@ -143,16 +260,6 @@ async fn run(
         append_event(events, &format!("{verb} {}: failed: {why}", target.name));
         Err(message)
     };
-    let states = observe(&members.shared, candidates);
-    let ordinal = target.member.ordinal;
-    let chosen = berth_core::membership::action_member(&states, ordinal, roles.unwrap_or_default());
-    let runner = chosen.and_then(|o| candidates.iter().find(|p| p.member.ordinal == o));
-    let Some(runner) = runner else {
-        return fail(format!(
-            "no ready member of part {} to run it",
-            target.member.part
-        ));
-    };
     let Some(action) = kind.action(runner) else {
         return fail(format!(
             "{} has no {} action",
@@ -160,10 +267,14 @@ async fn run(
             kind.action_name()
         ));
     };
-    let role = states
+    let role = members
+        .shared
+        .snapshot()
+        .members
         .iter()
-        .find(|m| Some(m.ordinal) == chosen)
-        .and_then(|m| m.role.clone())
+        .find(|m| m.name == runner.name)
+        .map(|m| m.role.clone())
+        .filter(|r| !r.is_empty())
         .unwrap_or("-".into());
     append_event(
         events,
@@ -195,10 +306,6 @@ fn running_in_part(
         .filter(|p| p.member.part == part && members.running.contains_key(&p.name))
         .cloned()
         .collect()
-}
-
-fn part_of<'a>(parts: &'a [PartSpec], plan: &MemberPlan) -> Option<&'a PartSpec> {
-    parts.iter().find(|p| p.name == plan.member.part)
 }
 
 /// The readiness and role of `plans` as the supervisor published them.

@@ -230,6 +230,10 @@ impl<'a> PartRollout<'a> {
         append_event(self.events, &format!("rollout {}: {what}", self.part.name));
     }
 
+    fn event(&self, what: &str) {
+        append_event(self.events, what);
+    }
+
     fn log_start(&self, states: &[rollout::MemberState]) {
         let outdated = states.iter().filter(|m| !m.updated).count();
         self.log(&format!(
@@ -256,7 +260,7 @@ impl<'a> PartRollout<'a> {
         let name = |o: i32| self.name(o);
         let decision = lifecycle::decide(self.policy, states, self.switchover.as_ref(), now, &name);
         if let (true, Some(done)) = (decision.switchover_completed, &self.switchover) {
-            self.log(&format!(
+            self.event(&format!(
                 "switchover {} -> {}: done, leader moved after {}ms",
                 self.name(done.from),
                 self.name(done.to),
@@ -292,7 +296,7 @@ impl<'a> PartRollout<'a> {
         let Some(action) = &leader.switchover else {
             return Err(failure(format!("{} has no switchover action", leader.name)));
         };
-        self.log(&format!(
+        self.event(&format!(
             "switchover {} -> {}: running {}",
             leader.name,
             target.name,
@@ -304,7 +308,7 @@ impl<'a> PartRollout<'a> {
 
     fn switchover_ran(&mut self, from: i32, to: i32, result: Result<(), ActionFailure>) {
         if let Err(why) = &result {
-            self.log(&format!(
+            self.event(&format!(
                 "switchover {} -> {} failed: {why}",
                 self.name(from),
                 self.name(to)
