@@ -30,12 +30,17 @@ NS_LINK=bt${NET_ID}n                     # veth end in the nodes' netns
 HOST_LINK_IP=$NET.255.1                  # the apiserver, as the nodes and pods see it
 NS_LINK_IP=$NET.255.2                    # CoreDNS, kube-proxy's health port
 FW_CHAIN=BERTH-TESTENV-$NET_ID           # filter: drop toward interfaces we did not create
+FW_IN_CHAIN=BERTH-TESTENV-$NET_ID-IN     # filter: the host accepts only the apiserver from the netns
 DNAT_CHAIN=BERTH-TESTENV-$NET_ID-API     # nat: apiserver on the link -> 127.0.0.1
 DNS_SERVICE_IP=10.96.0.10
 NODES_DIR=$RUN/nodes
 HOST_STATE=$RUN/host
 CNI_BIN=${BERTH_TESTENV_CNI_BIN:-/usr/lib/cni}
 REAL_NODE_LABEL=berth.io/node-kind       # =real on real nodes; also the taint key (NoSchedule)
+# fixed paths the components use whatever their configuration says: kubelet's device-plugin
+# socket, libcni's result cache, containerd's shim sockets, libmount's utab. Removed by `down`
+# when `up` created them.
+FIXED_DIRS=(/var/lib/kubelet /var/lib/cni /run/containerd /run/mount)
 # sysctls kubelet insists on (it would set them itself); recorded and restored by `down`
 KUBELET_SYSCTLS=(vm.overcommit_memory=1 kernel.panic=10 kernel.panic_on_oops=1)
 
@@ -97,7 +102,14 @@ setup_firewall() {
   iptables -w -A "$FW_CHAIN" -o lo -j RETURN
   iptables -w -A "$FW_CHAIN" -j DROP
   iptables -w -I FORWARD -s "$NET.0.0/16" -j "$FW_CHAIN"
+  iptables -w -I FORWARD -i "$HOST_LINK" -j "$FW_CHAIN"
   iptables -w -I OUTPUT -s "$NET.0.0/16" -j "$FW_CHAIN"
+  # the host itself: from the netns only the apiserver (DNATed) and replies to the host
+  iptables -w -N "$FW_IN_CHAIN"; host_note chain "filter $FW_IN_CHAIN"
+  iptables -w -A "$FW_IN_CHAIN" -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN
+  iptables -w -A "$FW_IN_CHAIN" -d "$HOST" -p tcp --dport "$APISERVER_PORT" -m conntrack --ctstate DNAT -j RETURN
+  iptables -w -A "$FW_IN_CHAIN" -j DROP
+  iptables -w -I INPUT -i "$HOST_LINK" -j "$FW_IN_CHAIN"
   iptables -w -t nat -N "$DNAT_CHAIN"; host_note chain "nat $DNAT_CHAIN"
   iptables -w -t nat -A "$DNAT_CHAIN" -d "$HOST_LINK_IP" -p tcp --dport "$APISERVER_PORT" \
     -j DNAT --to-destination "$HOST:$APISERVER_PORT"
@@ -149,6 +161,7 @@ undo_host_changes() {
       mount) [[ -z "$(ls -A "$val" 2>/dev/null)" ]] && umount "$val" 2>/dev/null || true ;;
       cgroup) remove_cgroup "$val" ;;
       dir) rmdir "$val" 2>/dev/null || true ;;
+      tree) rm -rf -- "$val" ;;
     esac
   done < <(tac "$f")
   rm -f "$f"
@@ -502,6 +515,7 @@ start_real_nodes() {
   log "up: starting $REAL_NODES real node(s) in netns $NETNS"
   mkdir -p "$NODES_DIR"
   echo "$REAL_NODES" >"$NODES_DIR/count"
+  for n in "${FIXED_DIRS[@]}"; do [[ -e $n ]] || host_note tree "$n"; done
   set_host_sysctls
   setup_network
   for ((n = 1; n <= REAL_NODES; n++)); do prepare_node "$n"; start_containerd "$n"; done
