@@ -7,6 +7,8 @@
 //!   skips these tests with a notice; in CI they never skip and fail loudly when no cluster starts.
 //! - [`TestNamespace`]: a namespace of its own for every test, deleted when the test ends.
 //! - [`wait_until`]: await a condition with a timeout instead of sleeping.
+//! - [`real_nodes`]: the cluster's real nodes (`scripts/testenv up --real-nodes N`), for tests
+//!   that run real containers; they skip without them outside CI and fail in CI.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -224,6 +226,37 @@ pub fn operator_kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
     let path = dir.join("operator.kubeconfig");
     std::fs::write(&path, config).expect("the kubeconfig is written");
     path
+}
+
+/// The label (and taint key) of real nodes; kwok's nodes do not have it.
+pub const REAL_NODE_LABEL: &str = "berth.io/node-kind";
+
+/// The names of the cluster's real nodes if there are at least `at_least`, else `None`.
+///
+/// # Panics
+/// In CI (`CI` set), when there are fewer: real-node tests never skip there.
+pub fn real_nodes(cluster: &Cluster, at_least: usize) -> Option<Vec<String>> {
+    let selector = format!("{REAL_NODE_LABEL}=real");
+    let nodes = cluster.get_json(&["nodes", "-l", &selector]);
+    let names: Vec<String> = nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["metadata"]["name"].as_str().map(str::to_string))
+        .collect();
+    if names.len() >= at_least {
+        return Some(names);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    assert!(
+        !in_ci,
+        "CI needs {at_least} real nodes, the cluster has {}: scripts/testenv up --real-nodes {at_least}",
+        names.len()
+    );
+    eprintln!(
+        "NOTICE: skipping: needs {at_least} real nodes (scripts/testenv up --real-nodes {at_least})"
+    );
+    None
 }
 
 /// A namespace of its own for one test; deleted (without waiting) when dropped.

@@ -1,0 +1,146 @@
+# scripts/testenv.d/images.sh: builds the container images of the real test nodes
+# without Docker or a registry (sourced by scripts/testenv).
+#
+# An app image is the Debian packages of tools/testenv/images/<name>.packages (plus
+# base.packages) and their dependencies, unpacked with `dpkg -x` into one layer; the pause
+# image is the static $BIN/pause. Both are written in `docker save` format, which
+# `ctr images import` reads, to $IMAGES/<name>-<hash>.tar, where the hash covers the
+# inputs: an image is rebuilt only when its package list (or the format) changes.
+
+IMAGE_SRC=$MODDIR/images
+IMAGES=$CACHE/images
+IMAGE_REGISTRY=berth.local          # images are named berth.local/<name>:<tag>
+IMAGE_TAG=deb12
+PAUSE_IMAGE=$IMAGE_REGISTRY/pause:1
+IMAGE_FORMAT=1                      # bump when the way images are built changes
+
+# image_names: the app images defined in tools/testenv/images
+image_names() {
+  local f
+  for f in "$IMAGE_SRC"/*.packages; do
+    f=${f##*/}
+    [[ $f == base.packages ]] || echo "${f%.packages}"
+  done
+}
+
+# package_list FILE...: the package names in FILEs (comments and blank lines dropped)
+package_list() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$@" | tr -d ' \t'; }
+
+# image_tar NAME: the cached tarball of app image NAME (path depends on its inputs)
+image_tar() {
+  local h
+  h=$(printf '%s\n' "$IMAGE_FORMAT" "$(package_list "$IMAGE_SRC/base.packages" "$IMAGE_SRC/$1.packages")" |
+    sha256sum | cut -c1-12)
+  echo "$IMAGES/$1-$h.tar"
+}
+
+# pause_tar: the cached tarball of the pause image (path depends on the binary)
+pause_tar() { echo "$IMAGES/pause-$(hash_of "$BIN/pause").tar"; }
+
+# package_closure PACKAGE...: the packages and everything they depend on (no
+# recommends), as if nothing were installed: apt's own resolver, run against an
+# empty dpkg status.
+package_closure() {
+  local status
+  status=$(mktemp)
+  apt-get install -s --no-install-recommends -o Dir::State::status="$status" "$@" 2>&1 |
+    awk '$1 == "Inst" { print $2 }'
+  rm -f "$status"
+}
+
+# unpack_rootfs DIR PACKAGE...: downloads the closure of PACKAGEs and unpacks it into DIR.
+unpack_rootfs() {
+  local dir=$1 deb pkgs; shift
+  mapfile -t pkgs < <(package_closure "$@")
+  ((${#pkgs[@]} > 0)) || die "build: apt cannot resolve the packages: $* (run apt-get update?)"
+  mkdir -p "$dir.debs" "$dir"
+  (cd "$dir.debs" && apt-get download -q "${pkgs[@]}") >"$dir.log" 2>&1 ||
+    die "build: 'apt-get download' failed; see $dir.log"
+  for deb in "$dir.debs"/*.deb; do dpkg -x "$deb" "$dir"; done
+  printf '%s\n' "${pkgs[@]}" >"$dir/.berth-packages"
+  rm -rf "$dir.debs"
+}
+
+# finish_rootfs DIR: the files an image needs that maintainer scripts would write.
+finish_rootfs() {
+  local dir=$1
+  if [[ -f $dir/usr/share/base-passwd/passwd.master ]]; then
+    cp "$dir/usr/share/base-passwd/passwd.master" "$dir/etc/passwd"
+    cp "$dir/usr/share/base-passwd/group.master" "$dir/etc/group"
+  fi
+  mkdir -p "$dir/tmp" "$dir/data" "$dir/proc" "$dir/sys" "$dir/dev" "$dir/etc"
+  chmod 1777 "$dir/tmp"
+  [[ -e $dir/bin/sh || -L $dir/bin/sh ]] || ln -s dash "$dir/bin/sh"
+}
+
+# write_image TAR REF ROOTFS CMD_JSON: packs ROOTFS as the single layer of image
+# REF in `docker save` format (manifest.json, config, layer) into TAR.
+write_image() {
+  local tar=$1 ref=$2 rootfs=$3 cmd=$4 work layer_id config_id
+  work=$(mktemp -d "$IMAGES/.pack.XXXXXX")
+  tar -C "$rootfs" --sort=name --numeric-owner --mtime=@0 -cf "$work/layer.tar" .
+  layer_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
+  mkdir "$work/$layer_id"
+  mv "$work/layer.tar" "$work/$layer_id/layer.tar"
+  cat >"$work/config.json" <<EOT
+{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$cmd,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_id"]},"history":[{"created_by":"berth scripts/testenv build"}]}
+EOT
+  config_id=$(sha256sum "$work/config.json" | cut -d' ' -f1)
+  mv "$work/config.json" "$work/$config_id.json"
+  printf '[{"Config":"%s.json","RepoTags":["%s"],"Layers":["%s/layer.tar"]}]\n' \
+    "$config_id" "$ref" "$layer_id" >"$work/manifest.json"
+  tar -C "$work" -cf "$tar.tmp" manifest.json "$config_id.json" "$layer_id"
+  mv -f "$tar.tmp" "$tar"
+  rm -rf "$work"
+}
+
+# build_app_image NAME: builds berth.local/NAME:deb12 unless its tarball is cached.
+build_app_image() {
+  local name=$1 tar rootfs start=$SECONDS pkgs
+  tar=$(image_tar "$name")
+  if [[ -f $tar ]]; then
+    log "build: image $IMAGE_REGISTRY/$name:$IMAGE_TAG is up to date (${tar##*/})"
+    return 0
+  fi
+  log "build: image $IMAGE_REGISTRY/$name:$IMAGE_TAG from Debian packages ..."
+  mapfile -t pkgs < <(package_list "$IMAGE_SRC/base.packages" "$IMAGE_SRC/$name.packages")
+  rootfs=$(mktemp -d "$IMAGES/.rootfs-$name.XXXXXX")
+  unpack_rootfs "$rootfs/fs" "${pkgs[@]}"
+  finish_rootfs "$rootfs/fs"
+  write_image "$tar" "$IMAGE_REGISTRY/$name:$IMAGE_TAG" "$rootfs/fs" '["/bin/sh"]'
+  rm -rf "$rootfs"
+  local old
+  for old in "$IMAGES/$name"-*.tar; do [[ $old == "$tar" ]] || rm -f "$old"; done
+  log "build: image $IMAGE_REGISTRY/$name:$IMAGE_TAG done in $((SECONDS - start))s ($(du -h "$tar" | cut -f1))"
+}
+
+# build_pause_image: berth.local/pause:1, the single file /pause.
+build_pause_image() {
+  local tar rootfs old
+  tar=$(pause_tar)
+  [[ -f $tar ]] && return 0
+  rootfs=$(mktemp -d "$IMAGES/.rootfs-pause.XXXXXX")
+  install -m 0755 "$BIN/pause" "$rootfs/pause"
+  write_image "$tar" "$PAUSE_IMAGE" "$rootfs" '["/pause"]'
+  rm -rf "$rootfs"
+  for old in "$IMAGES"/pause-*.tar; do [[ $old == "$tar" ]] || rm -f "$old"; done
+  log "build: image $PAUSE_IMAGE built"
+}
+
+# build_images: the pause image and every app image.
+build_images() {
+  local name
+  command -v apt-get >/dev/null && command -v dpkg >/dev/null ||
+    die "build: apt-get and dpkg are needed to build the app images (Debian)"
+  mkdir -p "$IMAGES"
+  rm -rf "$IMAGES"/.rootfs-* "$IMAGES"/.pack.*   # left by an interrupted build
+  build_pause_image
+  for name in $(image_names); do build_app_image "$name"; done
+}
+
+# image_tars: every image tarball `up` imports into a node's containerd
+image_tars() {
+  local name
+  pause_tar
+  for name in $(image_names); do image_tar "$name"; done
+}
