@@ -61,16 +61,6 @@ pub fn plan(
     roles: &[RoleSpec],
     actions: Actions,
 ) -> ScalePlan {
-    let at = |replicas: i32| ScalePlan {
-        replicas,
-        change: None,
-        waiting_for: String::new(),
-    };
-    let wait = |why: String| ScalePlan {
-        replicas: current,
-        change: None,
-        waiting_for: why,
-    };
     // From zero there is nobody to run a join: the first members form the group together. To
     // zero there is nobody left to tell: the group simply stops.
     if desired == current
@@ -79,27 +69,40 @@ pub fn plan(
         || (desired > current && !actions.join)
         || (desired < current && !actions.leave)
     {
-        return at(desired);
+        return waiting(desired, String::new());
     }
     if desired > current {
-        let present = |o: i32| members.iter().any(|m| m.ordinal == o && m.ready);
-        if let Some(missing) = (0..current).find(|o| !present(*o)) {
-            return wait(format!(
-                "member {missing} to be ready before member {current} joins"
-            ));
-        }
-        let Some(run_in) = action_member(members, current, roles) else {
-            return wait("a ready member to run memberJoin".into());
-        };
-        return ScalePlan {
-            replicas: current + 1,
-            change: Some(Change::Join {
-                ordinal: current,
-                run_in,
-            }),
-            waiting_for: String::new(),
-        };
+        join_next(current, members, roles)
+    } else {
+        leave_next(current, members, roles)
     }
+}
+
+/// The next member to join a part running `current` members: after every one of them is ready.
+fn join_next(current: i32, members: &[MemberState], roles: &[RoleSpec]) -> ScalePlan {
+    let present = |o: i32| members.iter().any(|m| m.ordinal == o && m.ready);
+    if let Some(missing) = (0..current).find(|o| !present(*o)) {
+        return waiting(
+            current,
+            format!("member {missing} to be ready before member {current} joins"),
+        );
+    }
+    let Some(run_in) = action_member(members, current, roles) else {
+        return waiting(current, "a ready member to run memberJoin".into());
+    };
+    ScalePlan {
+        replicas: current + 1,
+        change: Some(Change::Join {
+            ordinal: current,
+            run_in,
+        }),
+        waiting_for: String::new(),
+    }
+}
+
+/// The next member to leave a part running `current` members: the highest, its memberLeave run
+/// in a ready member that stays.
+fn leave_next(current: i32, members: &[MemberState], roles: &[RoleSpec]) -> ScalePlan {
     let leaving = current - 1;
     let staying: Vec<MemberState> = members
         .iter()
@@ -107,9 +110,10 @@ pub fn plan(
         .cloned()
         .collect();
     let Some(run_in) = action_member(&staying, leaving, roles) else {
-        return wait(format!(
-            "a ready member to run memberLeave for member {leaving}"
-        ));
+        return waiting(
+            current,
+            format!("a ready member to run memberLeave for member {leaving}"),
+        );
     };
     ScalePlan {
         replicas: leaving,
@@ -118,6 +122,15 @@ pub fn plan(
             run_in,
         }),
         waiting_for: String::new(),
+    }
+}
+
+/// Run `current` members, waiting for `why` (empty: nothing to wait for).
+fn waiting(current: i32, why: String) -> ScalePlan {
+    ScalePlan {
+        replicas: current,
+        change: None,
+        waiting_for: why,
     }
 }
 

@@ -199,21 +199,7 @@ pub fn plan(members: &[MemberState], policy: &Policy) -> Plan {
         .filter(|m| m.ordinal >= policy.partition && !m.updated)
         .collect();
     if outdated.is_empty() {
-        let complete = sorted
-            .iter()
-            .filter(|m| m.ordinal >= policy.partition)
-            .all(|m| m.ready);
-        let waiting_for = if complete {
-            String::new()
-        } else {
-            "updated members to become ready".to_string()
-        };
-        return Plan {
-            steps: Vec::new(),
-            complete,
-            stuck,
-            waiting_for,
-        };
+        return finished(&sorted, stuck, policy);
     }
     if policy.strategy == UpdateStrategy::OnDelete {
         return Plan {
@@ -222,16 +208,52 @@ pub fn plan(members: &[MemberState], policy: &Policy) -> Plan {
             ..Plan::default()
         };
     }
-    let order = update_order(&outdated, policy);
-    let mut budget = Budget::new(&sorted, policy);
+    let steps = next_steps(&sorted, &outdated, policy);
+    let waiting_for = if steps.is_empty() {
+        "unavailable members to become ready".to_string()
+    } else {
+        String::new()
+    };
+    Plan {
+        steps,
+        complete: false,
+        stuck,
+        waiting_for,
+    }
+}
+
+/// The plan once no member at or above the partition is outdated: complete when they are all
+/// ready.
+fn finished(sorted: &[&MemberState], stuck: Vec<i32>, policy: &Policy) -> Plan {
+    let complete = sorted
+        .iter()
+        .filter(|m| m.ordinal >= policy.partition)
+        .all(|m| m.ready);
+    let waiting_for = if complete {
+        String::new()
+    } else {
+        "updated members to become ready".to_string()
+    };
+    Plan {
+        steps: Vec::new(),
+        complete,
+        stuck,
+        waiting_for,
+    }
+}
+
+/// The steps to take now among the `outdated` members, in update order, within the budget of
+/// members that may be down; the writable member only last, after a switchover if one can run.
+fn next_steps(sorted: &[&MemberState], outdated: &[&MemberState], policy: &Policy) -> Vec<Step> {
+    let mut budget = Budget::new(sorted, policy);
     let mut steps = Vec::new();
-    for member in order {
+    for member in update_order(outdated, policy) {
         if policy.strategy == UpdateStrategy::RoleAware && policy.is_writable(member) {
             let others_outdated = outdated.iter().any(|m| m.ordinal != member.ordinal);
             if others_outdated || !steps.is_empty() {
                 break;
             }
-            if policy.switchover && member.ready && has_ready_successor(&sorted, member, policy) {
+            if policy.switchover && member.ready && has_ready_successor(sorted, member, policy) {
                 // Members restarting now would follow the old leader: wait until all serve.
                 if sorted
                     .iter()
@@ -254,17 +276,7 @@ pub fn plan(members: &[MemberState], policy: &Policy) -> Plan {
             break;
         }
     }
-    let waiting_for = if steps.is_empty() {
-        "unavailable members to become ready".to_string()
-    } else {
-        String::new()
-    };
-    Plan {
-        steps,
-        complete: false,
-        stuck,
-        waiting_for,
-    }
+    steps
 }
 
 /// Outdated members in the order they should be updated; unready ones first, since replacing

@@ -112,38 +112,68 @@ pub fn compute(
         .iter()
         .map(|p| part_status(&app_name, p, observed))
         .collect();
-    let desired: Vec<i32> = app
+    let progress: Vec<Progress> = app
         .parts()
         .iter()
-        .map(|p| desired_members(p, observed, &app_name))
+        .map(|p| Progress::of(p, observed, &app_name))
         .collect();
-    // Members below a partition stay on the old revision on purpose (a canary).
-    let to_update: Vec<i32> = app
-        .parts()
-        .iter()
-        .zip(&desired)
-        .map(|(p, d)| d - p.update.partition.unwrap_or(0).clamp(0, *d))
-        .collect();
-    let caught_up: Vec<bool> = app
-        .parts()
-        .iter()
-        .map(|p| observed.caught_up(&names::workload_name(&app_name, &p.name)))
-        .collect();
-    let settled = |i: usize, s: &PartStatus| {
-        caught_up[i]
-            && s.ready == desired[i]
-            && s.updated >= to_update[i]
-            && s.replicas == desired[i]
-    };
-    let all_ready = parts.iter().enumerate().all(|(i, s)| settled(i, s));
-    let (degraded_reason, degraded) = degraded(app, observed, now);
+    let all_ready = parts.iter().zip(&progress).all(|(s, p)| p.settled(s));
+    let desired: Vec<i32> = progress.iter().map(|p| p.desired).collect();
     let pending = parts.iter().all(|p| p.replicas == 0) && desired.iter().any(|d| *d > 0);
-    let not_ready: Vec<String> = parts
+    let (degraded_reason, degraded) = degraded(app, observed, now);
+    let phase = match (all_ready, degraded.is_empty(), pending) {
+        (_, false, _) => phase::DEGRADED,
+        (true, true, _) => phase::READY,
+        (false, true, true) => phase::PENDING,
+        (false, true, false) => phase::PROGRESSING,
+    };
+    let not_ready = not_ready_message(&parts, &progress);
+    let degraded = (degraded_reason, degraded.join("; "));
+    StatefulAppStatus {
+        observed_generation: generation,
+        phase: Some(phase.to_string()),
+        conditions: conditions(all_ready, &not_ready, &degraded, generation),
+        summary: Some(summary(app, &parts, &desired)),
+        parts,
+        extra_objects: Vec::new(),
+    }
+}
+
+/// How far a part is from settled: its wanted size, how many members must run the update
+/// revision (members below a partition stay on the old one on purpose), whether its
+/// controller has seen the applied spec.
+struct Progress {
+    desired: i32,
+    to_update: i32,
+    caught_up: bool,
+}
+
+impl Progress {
+    fn of(part: &PartSpec, observed: &Observed, app: &str) -> Self {
+        let desired = desired_members(part, observed, app);
+        Self {
+            desired,
+            to_update: desired - part.update.partition.unwrap_or(0).clamp(0, desired),
+            caught_up: observed.caught_up(&names::workload_name(app, &part.name)),
+        }
+    }
+
+    fn settled(&self, status: &PartStatus) -> bool {
+        self.caught_up
+            && status.ready == self.desired
+            && status.updated >= self.to_update
+            && status.replicas == self.desired
+    }
+}
+
+/// What keeps the parts that are not settled from it, one clause per part.
+fn not_ready_message(parts: &[PartStatus], progress: &[Progress]) -> String {
+    parts
         .iter()
-        .enumerate()
-        .filter(|(i, s)| !settled(*i, s))
-        .map(|(i, s)| {
-            let waiting = if caught_up[i] {
+        .zip(progress)
+        .filter(|(s, p)| !p.settled(s))
+        .map(|(s, p)| {
+            let waiting = if p.caught_up {
                 ""
             } else {
                 ", waiting for its controller to observe the new spec"
@@ -152,53 +182,45 @@ pub fn compute(
                 "{}: {}/{} ready, {} updated{waiting}{}",
                 s.name,
                 s.ready,
-                desired[i],
+                p.desired,
                 s.updated,
                 not_ready_members(s)
             )
         })
-        .collect();
-    let phase = match (all_ready, degraded.is_empty(), pending) {
-        (_, false, _) => phase::DEGRADED,
-        (true, true, _) => phase::READY,
-        (false, true, true) => phase::PENDING,
-        (false, true, false) => phase::PROGRESSING,
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The Ready, Progressing and Degraded conditions.
+fn conditions(
+    all_ready: bool,
+    not_ready: &str,
+    (degraded_reason, degraded): &(&str, String),
+    generation: Option<i64>,
+) -> Vec<Condition> {
+    let ready_reason = if all_ready {
+        "AllMembersReady"
+    } else {
+        "MembersNotReady"
     };
-    let conditions = vec![
-        condition(
-            "Ready",
-            all_ready,
-            if all_ready {
-                "AllMembersReady"
-            } else {
-                "MembersNotReady"
-            },
-            &not_ready.join("; "),
-            generation,
-        ),
+    let progressing_reason = if all_ready { "Stable" } else { "RollingOut" };
+    vec![
+        condition("Ready", all_ready, ready_reason, not_ready, generation),
         condition(
             "Progressing",
             !all_ready && degraded.is_empty(),
-            if all_ready { "Stable" } else { "RollingOut" },
-            &not_ready.join("; "),
+            progressing_reason,
+            not_ready,
             generation,
         ),
         condition(
             "Degraded",
             !degraded.is_empty(),
             degraded_reason,
-            &degraded.join("; "),
+            degraded,
             generation,
         ),
-    ];
-    StatefulAppStatus {
-        observed_generation: generation,
-        phase: Some(phase.to_string()),
-        conditions,
-        summary: Some(summary(app, &parts, &desired)),
-        parts,
-        extra_objects: Vec::new(),
-    }
+    ]
 }
 
 /// The status of an app that does not validate: `Ready=False` with the validation messages.

@@ -152,23 +152,10 @@ pub(crate) async fn add_members(
                     let (Some(joining), Some(runner)) = (joining, runner) else {
                         break;
                     };
-                    run(events, Kind::Join, &joining, &runner, members).await?;
-                    append_event(
-                        events,
-                        &format!("start {}: new member, joined", joining.name),
-                    );
-                    members.start(&joining.name);
-                    let began = Instant::now();
-                    if let Some(outcome) =
-                        until_ready(&joining.name, &members.shared, signals).await
+                    if let Some(outcome) = join(events, &joining, &runner, members, signals).await?
                     {
                         return Ok(outcome);
                     }
-                    let secs = began.elapsed().as_secs_f64();
-                    append_event(
-                        events,
-                        &format!("join {}: ready after {secs:.1}s", joining.name),
-                    );
                 }
                 Some(Change::Leave { .. }) => break,
                 None if step.replicas > i32::try_from(running.len()).unwrap_or(i32::MAX) => {
@@ -196,6 +183,33 @@ pub(crate) async fn add_members(
         }
     }
     Ok(Outcome::Done)
+}
+
+/// Runs `joining`'s memberJoin in `runner`, starts it and waits until it is ready; `Some` when
+/// a signal interrupted the wait.
+async fn join(
+    events: &Path,
+    joining: &MemberPlan,
+    runner: &MemberPlan,
+    members: &mut Members,
+    signals: &mut Signals,
+) -> Result<Option<Outcome>, String> {
+    run(events, Kind::Join, joining, runner, members).await?;
+    append_event(
+        events,
+        &format!("start {}: new member, joined", joining.name),
+    );
+    members.start(&joining.name);
+    let began = Instant::now();
+    if let Some(outcome) = until_ready(&joining.name, &members.shared, signals).await {
+        return Ok(Some(outcome));
+    }
+    let secs = began.elapsed().as_secs_f64();
+    append_event(
+        events,
+        &format!("join {}: ready after {secs:.1}s", joining.name),
+    );
+    Ok(None)
 }
 
 /// The core's next membership step for a part running `running` that should run `wanted`

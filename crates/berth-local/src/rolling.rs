@@ -138,13 +138,7 @@ async fn roll_part(
     if states.iter().all(|m| m.updated) {
         return Outcome::Done;
     }
-    // maxUnavailable resolves against the part's wanted size, as on Kubernetes.
-    let wanted = members
-        .plans
-        .iter()
-        .filter(|p| p.member.part == part.name)
-        .count();
-    let policy = Policy::for_part(part, i32::try_from(wanted).unwrap_or(i32::MAX));
+    let policy = part_policy(part, members);
     let mut rollout = PartRollout::new(events, part, &plans, &policy);
     rollout.log_start(&states);
     let mut changed = shared.subscribe();
@@ -152,15 +146,11 @@ async fn roll_part(
         let states = observe(&shared, &plans, &mut since);
         report_ready(events, &plans, &states, &mut rollout.restarted);
         let decision = rollout.decide(&states);
-        if decision.held {
-            shared.update(|s| s.rollout = None);
-            return Outcome::Done;
-        }
-        if decision.complete {
-            rollout.log(&format!(
-                "complete in {:.1}s",
-                rollout.began.elapsed().as_secs_f64()
-            ));
+        if decision.held || decision.complete {
+            if decision.complete {
+                let secs = rollout.began.elapsed().as_secs_f64();
+                rollout.log(&format!("complete in {secs:.1}s"));
+            }
             shared.update(|s| s.rollout = None);
             return Outcome::Done;
         }
@@ -174,22 +164,20 @@ async fn roll_part(
             continue;
         }
         for command in decision.commands {
-            match command {
-                Command::Update { ordinal } => {
-                    if let Some(plan) = plans.iter().find(|p| p.member.ordinal == ordinal) {
-                        rollout.restarted.insert(plan.name.clone(), Instant::now());
-                        restart(events, members, plan, &states).await;
-                        since.insert(plan.name.clone(), (false, Instant::now()));
-                    }
-                }
-                Command::Switchover { from, to } => {
-                    let result = rollout.switchover(from, to).await;
-                    shared.reprobe_roles();
-                    rollout.switchover_ran(from, to, result);
-                }
-            }
+            rollout.execute(command, members, &states, &mut since).await;
         }
     }
+}
+
+/// The part's rollout policy; `maxUnavailable` resolves against its wanted size, as on
+/// Kubernetes.
+fn part_policy(part: &PartSpec, members: &Members) -> Policy {
+    let wanted = members
+        .plans
+        .iter()
+        .filter(|p| p.member.part == part.name)
+        .count();
+    Policy::for_part(part, i32::try_from(wanted).unwrap_or(i32::MAX))
 }
 
 /// One part's rollout in progress: its members, policy, and what the core's lifecycle must be
@@ -284,6 +272,31 @@ impl<'a> PartRollout<'a> {
             waiting_for: decision.waiting_for.clone(),
             stuck: decision.stuck.iter().map(|o| self.name(*o)).collect(),
             degraded: decision.degraded.clone(),
+        }
+    }
+
+    /// Carries out one of the lifecycle's commands.
+    async fn execute(
+        &mut self,
+        command: Command,
+        members: &mut Members,
+        states: &[rollout::MemberState],
+        since: &mut BTreeMap<String, (bool, Instant)>,
+    ) {
+        match command {
+            Command::Update { ordinal } => {
+                let plans = self.plans;
+                if let Some(plan) = plans.iter().find(|p| p.member.ordinal == ordinal) {
+                    self.restarted.insert(plan.name.clone(), Instant::now());
+                    restart(self.events, members, plan, states).await;
+                    since.insert(plan.name.clone(), (false, Instant::now()));
+                }
+            }
+            Command::Switchover { from, to } => {
+                let result = self.switchover(from, to).await;
+                members.shared.reprobe_roles();
+                self.switchover_ran(from, to, result);
+            }
         }
     }
 

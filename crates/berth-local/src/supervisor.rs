@@ -260,15 +260,7 @@ async fn reload_once(
         return finish_reload(&shared, Some(e));
     }
     let events = home.file(app, "events.log");
-    append_event(
-        &events,
-        &format!(
-            "apply: {} to stop, {} with a new revision, {} to start",
-            todo.remove.len(),
-            todo.replace.len(),
-            todo.add.len()
-        ),
-    );
+    log_apply(&events, &todo);
     let parts = validated.parts();
     if let Err(e) = membership::remove_members(&events, &todo.remove, parts, &plans, members).await
     {
@@ -290,6 +282,19 @@ async fn reload_once(
             finish_reload(&shared, Some(e))
         }
     }
+}
+
+/// The apply's first event line: how many members stop, restart and start.
+fn log_apply(events: &std::path::Path, todo: &decide::Reconcile) {
+    append_event(
+        events,
+        &format!(
+            "apply: {} to stop, {} with a new revision, {} to start",
+            todo.remove.len(),
+            todo.replace.len(),
+            todo.add.len()
+        ),
+    );
 }
 
 fn finish_reload(shared: &Shared, error: Option<String>) -> Outcome {

@@ -179,15 +179,7 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
         &observed,
         Timestamp::now(),
     );
-    let first_extra = objects.len() - validated.app.spec.extra_objects.len();
-    new.extra_objects = objects[first_extra..]
-        .iter()
-        .map(|(k, _)| AppliedObject {
-            api_version: k.api_version.clone(),
-            kind: k.kind.clone(),
-            name: k.name.clone(),
-        })
-        .collect();
+    new.extra_objects = applied_extras(&validated, &objects);
     let converged = new.phase.as_deref() == Some(status::phase::READY);
     write_status(app, ctx, new).await?;
     Ok(Action::requeue(match (converged, rolling) {
@@ -195,6 +187,20 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
         (true, false) => RESYNC,
         (false, false) => CONVERGING,
     }))
+}
+
+/// The extra objects among `objects` (rendered last), as the status lists them so a later
+/// reconcile can prune the ones the spec drops.
+fn applied_extras(validated: &ValidatedApp, objects: &[(ObjectKey, Value)]) -> Vec<AppliedObject> {
+    let first_extra = objects.len() - validated.app.spec.extra_objects.len();
+    objects[first_extra..]
+        .iter()
+        .map(|(k, _)| AppliedObject {
+            api_version: k.api_version.clone(),
+            kind: k.kind.clone(),
+            name: k.name.clone(),
+        })
+        .collect()
 }
 
 /// The rendered objects (operator mode), each namespaced one owned by the app.
