@@ -142,6 +142,7 @@ async fn roll_part(
     let mut rollout = PartRollout::new(events, part, &plans, &policy);
     rollout.log_start(&states);
     let mut changed = shared.subscribe();
+    let mut published: Option<RolloutState> = None;
     loop {
         let states = observe(&shared, &plans, &mut since);
         report_ready(events, &plans, &states, &mut rollout.restarted);
@@ -154,8 +155,13 @@ async fn roll_part(
             shared.update(|s| s.rollout = None);
             return Outcome::Done;
         }
+        // Publish only a change: every publication wakes this loop again, and a loop that
+        // wakes itself spins while the role probe reports a switchover.
         let state = rollout.state(&decision);
-        shared.update(|s| s.rollout = Some(state));
+        if published.as_ref() != Some(&state) {
+            published = Some(state.clone());
+            shared.update(|s| s.rollout = Some(state));
+        }
         if decision.commands.is_empty() {
             if let Wake::Signal(outcome) = wait(&mut changed, signals, Duration::from_secs(1)).await
             {
