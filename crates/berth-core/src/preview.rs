@@ -152,6 +152,96 @@ fn step_of(
     })
 }
 
+/// A part's size change as a preview.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scaled {
+    /// The steps, in order: members leaving from the top or joining in ordinal order, each with
+    /// where its membership action runs.
+    pub steps: Vec<PlannedStep>,
+    /// Waits the scaling would meet.
+    pub notes: Vec<String>,
+    /// The members at the end.
+    pub members: Vec<Named>,
+}
+
+/// Plays the scaling of part `part` from `members` to `desired` members through, as the
+/// engines take it: the core's membership plan ([`crate::membership::plan`]) asked again after
+/// each step, every new member coming up ready. `name` names a new member.
+pub fn scale(
+    part: &crate::spec::PartSpec,
+    members: &[Named],
+    desired: i32,
+    name: &dyn Fn(i32) -> String,
+) -> Scaled {
+    use crate::membership::{Actions, Change, plan};
+    let topology = &part.state.topology;
+    let actions = Actions {
+        join: topology.member_join().is_some(),
+        leave: topology.member_leave().is_some(),
+    };
+    let mut out = Scaled {
+        members: members.to_vec(),
+        ..Scaled::default()
+    };
+    for _ in 0..=(members.len() + usize::try_from(desired).unwrap_or(0)) {
+        let current = i32::try_from(out.members.len()).unwrap_or(i32::MAX);
+        if current == desired {
+            break;
+        }
+        let states: Vec<MemberState> = out.members.iter().map(|m| m.1.clone()).collect();
+        let step = plan(current, desired, &states, &topology.roles, actions);
+        let runner = |o: i32| name_of(&out.members, o);
+        match step.change {
+            Some(Change::Join { ordinal, run_in }) => {
+                let join_in = runner(run_in);
+                start(&mut out, ordinal, join_in, name);
+            }
+            Some(Change::Leave { run_in, .. }) => {
+                let leave_in = runner(run_in);
+                stop(&mut out, leave_in);
+            }
+            None if step.replicas > current => {
+                (current..step.replicas).for_each(|o| start(&mut out, o, None, name));
+            }
+            None if step.replicas < current => {
+                (step.replicas..current).for_each(|_| stop(&mut out, None));
+            }
+            None => {
+                out.notes.push(format!(
+                    "scaling of part {} would wait for {}",
+                    part.name, step.waiting_for
+                ));
+                break;
+            }
+        }
+    }
+    out
+}
+
+fn start(out: &mut Scaled, ordinal: i32, join_in: Option<String>, name: &dyn Fn(i32) -> String) {
+    let member = name(ordinal);
+    out.steps.push(PlannedStep::Start {
+        member: member.clone(),
+        join_in,
+    });
+    let state = MemberState {
+        ordinal,
+        updated: true,
+        ready: true,
+        role: None,
+        unready_seconds: 0,
+        ready_seconds: simulate::SETTLED,
+    };
+    out.members.push((member, state));
+}
+
+/// Stops the highest member.
+fn stop(out: &mut Scaled, leave_in: Option<String>) {
+    if let Some((member, _)) = out.members.pop() {
+        out.steps.push(PlannedStep::Stop { member, leave_in });
+    }
+}
+
 /// The name of the member with `ordinal`.
 pub fn name_of(members: &[Named], ordinal: i32) -> Option<String> {
     members
@@ -245,5 +335,64 @@ mod tests {
         };
         let json = serde_json::to_value(&step).unwrap();
         assert!(json.get("inPlace").is_none(), "{json}");
+    }
+
+    fn part(actions: &str) -> crate::spec::PartSpec {
+        serde_json::from_str(&format!(
+            r#"{{"name": "db", "template": {{"spec": {{"containers": [{{"name": "db", "image": "db"}}]}}}},
+               "state": {{"topology": {{"roles": [{{"name": "leader", "writable": true}}, {{"name": "follower"}}],
+               "actions": {{{actions}}}}}}}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn scaling_with_actions_goes_one_member_at_a_time_through_the_leader() {
+        let p = part(r#""memberJoin": {"exec": ["join"]}, "memberLeave": {"exec": ["leave"]}"#);
+        let members = [member(0, "follower"), member(1, "leader")];
+        let up = scale(&p, &members, 4, &|o| format!("db-{o}"));
+        assert_eq!(
+            up.steps,
+            [
+                PlannedStep::Start {
+                    member: "db-2".into(),
+                    join_in: Some("db-1".into()),
+                },
+                PlannedStep::Start {
+                    member: "db-3".into(),
+                    join_in: Some("db-1".into()),
+                },
+            ]
+        );
+        let down = scale(&p, &up.members, 1, &|o| format!("db-{o}"));
+        let stops: Vec<&PlannedStep> = down.steps.iter().collect();
+        assert_eq!(stops.len(), 3);
+        assert_eq!(
+            stops[2],
+            &PlannedStep::Stop {
+                member: "db-1".into(),
+                leave_in: Some("db-0".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn without_actions_or_from_zero_members_start_at_once() {
+        let none = part("");
+        let up = scale(&none, &[], 2, &|o| format!("db-{o}"));
+        assert!(
+            up.steps
+                .iter()
+                .all(|s| matches!(s, PlannedStep::Start { join_in: None, .. }))
+        );
+        let members = [member(0, "leader")];
+        let down = scale(&none, &members, 0, &|o| format!("db-{o}"));
+        assert_eq!(
+            down.steps,
+            [PlannedStep::Stop {
+                member: "db-0".into(),
+                leave_in: None,
+            }]
+        );
     }
 }

@@ -2,16 +2,14 @@
 //! from what the caller read and dry-ran: each object created, changed (a field-level diff of
 //! the live object against the API server's server-side dry run of berth's apply) or deleted,
 //! and each StatefulSet part's members in the order the operator would take them, with the
-//! switchovers, in-place updates and membership actions, through the same planner
-//! ([`berth_core::preview::roll`]) the operator runs.
+//! switchovers, in-place updates and membership actions, through the same planners
+//! ([`berth_core::preview::roll`], [`berth_core::preview::scale`]) the operator runs.
 
 use std::collections::BTreeSet;
 
-use berth_core::membership;
 use berth_core::names;
 use berth_core::preview::{self as core_preview, Named, PlannedStep};
-use berth_core::rollout::{MemberState, Policy};
-use berth_core::simulate::SETTLED;
+use berth_core::rollout::Policy;
 use berth_core::spec::PartSpec;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
@@ -296,16 +294,37 @@ pub struct PartPreview {
 /// in the planner's order, then new members join (each after memberJoin, if declared).
 pub fn part_preview(view: &PartView, now: Timestamp) -> PartPreview {
     let desired = view.part.desired_replicas();
-    let current = view
-        .live
-        .and_then(|s| s.spec.as_ref()?.replicas)
-        .unwrap_or(0);
     let mut members = current_members(view, now);
     let mut out = PartPreview::default();
-    leave(view, &mut members, desired, &mut out);
+    let fewer = usize::try_from(desired).unwrap_or(0) < members.len();
+    if fewer {
+        scale(view, &mut members, desired, &mut out);
+    }
     roll(view, &mut members, &mut out);
-    join(view, &mut members, current, desired, &mut out);
+    if !fewer {
+        scale(view, &mut members, desired, &mut out);
+    }
     out
+}
+
+/// The part's size change, as the core plays it through ([`core_preview::scale`]).
+fn scale(view: &PartView, members: &mut Vec<Named>, desired: i32, out: &mut PartPreview) {
+    let name = |ordinal: i32| names::member_name(view.workload, ordinal);
+    let scaled = core_preview::scale(view.part, members, desired, &name);
+    for step in &scaled.steps {
+        match step {
+            PlannedStep::Start { member, .. } => {
+                out.members.push(outcome(member, MemberAction::Start))
+            }
+            PlannedStep::Stop { member, .. } => {
+                out.members.push(outcome(member, MemberAction::Stop))
+            }
+            _ => {}
+        }
+    }
+    out.steps.extend(scaled.steps);
+    out.notes.extend(scaled.notes);
+    *members = scaled.members;
 }
 
 /// The members running now as the planner sees them against the new template.
@@ -321,23 +340,6 @@ fn current_members(view: &PartView, now: Timestamp) -> Vec<Named> {
         .into_iter()
         .map(|m| (names::member_name(view.workload, m.ordinal), m))
         .collect()
-}
-
-fn leave(view: &PartView, members: &mut Vec<Named>, desired: i32, out: &mut PartPreview) {
-    let declared = view.part.state.topology.member_leave().is_some();
-    while members.len() > usize::try_from(desired).unwrap_or(0) {
-        let Some((name, state)) = members.pop() else {
-            break;
-        };
-        let leave_in = (declared && !members.is_empty())
-            .then(|| runner(view, members, state.ordinal))
-            .flatten();
-        out.members.push(outcome(&name, MemberAction::Stop));
-        out.steps.push(PlannedStep::Stop {
-            member: name,
-            leave_in,
-        });
-    }
 }
 
 fn roll(view: &PartView, members: &mut [Named], out: &mut PartPreview) {
@@ -381,45 +383,6 @@ fn method(view: &PartView, name: &str) -> Option<Method> {
         "",
         view.part.update.pod_update_policy,
     ))
-}
-
-fn join(
-    view: &PartView,
-    members: &mut Vec<Named>,
-    current: i32,
-    desired: i32,
-    out: &mut PartPreview,
-) {
-    let declared = view.part.state.topology.member_join().is_some();
-    let first = i32::try_from(members.len()).unwrap_or(i32::MAX);
-    for ordinal in first..desired {
-        let name = names::member_name(view.workload, ordinal);
-        let join_in = (declared && current > 0)
-            .then(|| runner(view, members, ordinal))
-            .flatten();
-        out.members.push(outcome(&name, MemberAction::Start));
-        out.steps.push(PlannedStep::Start {
-            member: name.clone(),
-            join_in,
-        });
-        let state = MemberState {
-            ordinal,
-            updated: true,
-            ready: true,
-            role: None,
-            unready_seconds: 0,
-            ready_seconds: SETTLED,
-        };
-        members.push((name, state));
-    }
-}
-
-/// Where a membership action for member `subject` runs, by name.
-fn runner(view: &PartView, members: &[Named], subject: i32) -> Option<String> {
-    let states: Vec<MemberState> = members.iter().map(|m| m.1.clone()).collect();
-    let roles = &view.part.state.topology.roles;
-    let ordinal = membership::action_member(&states, subject, roles)?;
-    core_preview::name_of(members, ordinal)
 }
 
 fn outcome(name: &str, action: MemberAction) -> MemberOutcome {

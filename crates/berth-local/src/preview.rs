@@ -5,18 +5,16 @@
 //!
 //! The order is not re-implemented: the preview follows the supervisor's reconcile (members to
 //! remove, then each part's rollout, then new members; see `supervisor::reload_once`), takes the
-//! same [`decide::reconcile`], [`decide::rollout_policy`] and [`decide::planner_member`], and
-//! plays the core planner ([`berth_core::rollout::plan`]) through with
-//! [`berth_core::simulate`]: every restarted member comes back ready, a switchover hands the
-//! leader's role to its target.
-//! Membership actions run where [`berth_core::membership::action_member`] says.
+//! same [`decide::reconcile`], `Policy::for_part` and [`decide::planner_member`], and plays the
+//! core's planners through ([`berth_core::preview::roll`] for rollouts,
+//! [`berth_core::preview::scale`] for membership): every restarted member comes back ready, a
+//! switchover hands the leader's role to its target.
 
 use std::collections::BTreeMap;
 
+use berth_core::preview as core_preview;
 pub use berth_core::preview::PlannedStep;
-use berth_core::preview::{self as core_preview, name_of};
 use berth_core::rollout;
-use berth_core::simulate;
 use berth_core::spec::PartSpec;
 use serde::Serialize;
 
@@ -174,48 +172,69 @@ fn initial_states(inputs: &Inputs, added: &[String]) -> BTreeMap<String, Vec<Sim
     sims
 }
 
-/// Stops the members no longer wanted, highest first, each after its memberLeave (run in a ready
-/// member that stays). Returns `false` when the apply would fail there.
+/// Stops the members no longer wanted, part by part as the core plays the scaling through
+/// ([`core_preview::scale`]: highest first, each after its memberLeave in a ready member that
+/// stays); members of parts the spec no longer has simply stop. Returns `false` when the apply
+/// would fail there.
 fn remove_members(
     inputs: &Inputs,
     names: &[String],
     sims: &BTreeMap<String, Vec<Sim>>,
     out: &mut Preview,
 ) -> bool {
+    let mut parts: Vec<&str> = Vec::new();
     for name in names {
         let Some(leaving) = inputs.running.iter().find(|m| &m.name == name) else {
             continue;
         };
-        let part = inputs.parts.iter().find(|p| p.name == leaving.part);
-        let staying = sims.get(&leaving.part).cloned().unwrap_or_default();
-        let declared = part.is_some_and(|p| p.state.topology.member_leave().is_some());
-        let mut leave_in = None;
-        if declared && !staying.is_empty() {
-            let roles = part.map(|p| p.state.topology.roles.as_slice());
-            let states: Vec<rollout::MemberState> = staying.iter().map(|s| s.1.clone()).collect();
-            let ordinal = inputs
-                .saved
-                .iter()
-                .find(|p| &p.name == name)
-                .map_or(-1, |p| p.member.ordinal);
-            let runner =
-                berth_core::membership::action_member(&states, ordinal, roles.unwrap_or_default());
-            let Some(runner) = runner.and_then(|o| name_of(&staying, o)) else {
-                out.notes.push(format!(
-                    "memberLeave of {name}: no ready member of part {} to run it; the apply \
-                     would fail here",
-                    leaving.part
-                ));
-                return false;
-            };
-            leave_in = Some(runner);
+        match inputs.parts.iter().find(|p| p.name == leaving.part) {
+            Some(_) if !parts.contains(&leaving.part.as_str()) => parts.push(&leaving.part),
+            Some(_) => {}
+            None => out.steps.push(PlannedStep::Stop {
+                member: name.clone(),
+                leave_in: None,
+            }),
         }
-        out.steps.push(PlannedStep::Stop {
-            member: name.clone(),
-            leave_in,
-        });
+    }
+    for part in inputs
+        .parts
+        .iter()
+        .filter(|p| parts.contains(&p.name.as_str()))
+    {
+        let staying = sims.get(&part.name).cloned().unwrap_or_default();
+        let mut members = staying.clone();
+        members.extend(leaving_members(inputs, names, &part.name));
+        members.sort_by_key(|m| m.1.ordinal);
+        let desired = i32::try_from(staying.len()).unwrap_or(i32::MAX);
+        let scaled = core_preview::scale(part, &members, desired, &|o| format!("#{o}"));
+        out.steps.extend(scaled.steps);
+        if !scaled.notes.is_empty() {
+            out.notes.extend(scaled.notes);
+            out.notes.push("the apply would fail there".to_string());
+            return false;
+        }
     }
     true
+}
+
+/// The running members of `part` among `names`, as the planner sees them (ordinals from the
+/// saved spec's plans).
+fn leaving_members(inputs: &Inputs, names: &[String], part: &str) -> Vec<Sim> {
+    inputs
+        .running
+        .iter()
+        .filter(|m| m.part == part && names.contains(&m.name))
+        .filter_map(|m| {
+            let plan = inputs.saved.iter().find(|p| p.name == m.name)?;
+            let secs = if m.ready {
+                decide::LONG_READY_SECONDS
+            } else {
+                0
+            };
+            let state = decide::planner_member(plan.member.ordinal, &m.revision, Some(m), secs);
+            Some((m.name.clone(), state))
+        })
+        .collect()
 }
 
 /// Simulates the rollout of `part` ([`berth_core::preview::roll`]: the core planner's steps,
@@ -243,55 +262,37 @@ fn roll_part(inputs: &Inputs, part: &PartSpec, members: &mut [Sim], out: &mut Pr
     }
 }
 
-/// Starts the new members in start order; in a part declaring memberJoin that already runs
-/// members, each after its memberJoin (run where the core says, among the part's members then).
+/// Starts the new members, part by part as the core plays the scaling through
+/// ([`core_preview::scale`]: in ordinal order; in a part that runs members and declares
+/// memberJoin, each after its memberJoin, run where the core says).
 fn add_members(
     inputs: &Inputs,
     names: &[String],
     sims: &mut BTreeMap<String, Vec<Sim>>,
     out: &mut Preview,
 ) {
-    let populated: Vec<String> = sims
-        .iter()
-        .filter(|(_, members)| !members.is_empty())
-        .map(|(part, _)| part.clone())
-        .collect();
-    for name in names {
-        let Some(joining) = inputs.wanted.iter().find(|p| &p.name == name) else {
+    for part in inputs.parts {
+        let joining: Vec<&MemberPlan> = inputs
+            .wanted
+            .iter()
+            .filter(|p| p.member.part == part.name && names.contains(&p.name))
+            .collect();
+        if joining.is_empty() {
             continue;
-        };
-        let part_name = &joining.member.part;
-        let part = inputs.parts.iter().find(|p| &p.name == part_name);
-        let declared = part.is_some_and(|p| p.state.topology.member_join().is_some());
-        let members = sims.entry(part_name.clone()).or_default();
-        let mut join_in = None;
-        if declared && populated.contains(part_name) {
-            let roles = part.map(|p| p.state.topology.roles.as_slice());
-            let states: Vec<rollout::MemberState> = members.iter().map(|s| s.1.clone()).collect();
-            let ordinal = joining.member.ordinal;
-            let runner =
-                berth_core::membership::action_member(&states, ordinal, roles.unwrap_or_default());
-            let Some(runner) = runner.and_then(|o| name_of(members, o)) else {
-                out.notes.push(format!(
-                    "memberJoin of {name}: no ready member of part {part_name} to run it; the \
-                     apply would fail here"
-                ));
-                return;
-            };
-            join_in = Some(runner);
         }
-        out.steps.push(PlannedStep::Start {
-            member: name.clone(),
-            join_in,
-        });
-        let state = decide::planner_member(joining.member.ordinal, "", None, 0);
-        let ready = rollout::MemberState {
-            updated: true,
-            ready: true,
-            ready_seconds: simulate::SETTLED,
-            ..state
+        let members = sims.entry(part.name.clone()).or_default();
+        let desired = i32::try_from(members.len() + joining.len()).unwrap_or(i32::MAX);
+        let name = |ordinal: i32| {
+            joining
+                .iter()
+                .find(|p| p.member.ordinal == ordinal)
+                .map(|p| p.name.clone())
+                .unwrap_or_default()
         };
-        members.push((name.clone(), ready));
+        let scaled = core_preview::scale(part, members, desired, &name);
+        out.steps.extend(scaled.steps);
+        out.notes.extend(scaled.notes);
+        *members = scaled.members;
     }
 }
 
@@ -598,10 +599,12 @@ spec:
             steps(&p),
             ["start kv-3 Some(\"kv-1\")", "start kv-4 Some(\"kv-1\")"]
         );
+        // As the engines take it (the core's membership plan): kv-2 leaves through the leader,
+        // which is still a member then, and kv-1 through the member left.
         let p = run(&old, &state, &app(1, "a", ""));
         assert_eq!(
             steps(&p),
-            ["stop kv-2 Some(\"kv-0\")", "stop kv-1 Some(\"kv-0\")"]
+            ["stop kv-2 Some(\"kv-1\")", "stop kv-1 Some(\"kv-0\")"]
         );
         assert_eq!(p.members.last().unwrap().action, Action::Stop);
     }
