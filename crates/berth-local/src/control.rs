@@ -255,6 +255,15 @@ fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
                 return Ok(());
             }
         }
+        if !home.supervisor_running(app) {
+            return Err(format!(
+                "{app}: the supervisor exited during the apply; its members still run, \
+                 unsupervised, and the apply did not finish (`berth status {app}`; `berth up` \
+                 starts a supervisor again). Last lines of {}:\n{}",
+                home.file(app, "supervisor.log").display(),
+                tail(&home.file(app, "supervisor.log"), TAIL_LINES)
+            ));
+        }
         if Instant::now() > deadline {
             return Err(not_ready_in_time(app, home.state(app).as_ref(), timeout));
         }
@@ -451,14 +460,23 @@ fn checked(home: &Home, mut state: AppState) -> AppState {
     if home.supervisor_running(&state.app) {
         return state;
     }
-    if !matches!(state.phase, Phase::Stopped | Phase::Failed) {
-        state.phase = Phase::Failed;
-        state.error = Some("the supervisor is not running".to_string());
-    }
     state.services.clear();
     for m in &mut state.members {
         m.ready = false;
         m.pid = m.pid.filter(|p| os::is_same_process(*p, m.started));
+        if m.pid.is_some() {
+            m.waiting = "unknown: the supervisor is not running".to_string();
+        }
+    }
+    let running = state.members.iter().any(|m| m.pid.is_some());
+    if !matches!(state.phase, Phase::Stopped | Phase::Failed) || running {
+        (state.phase, state.error) = if running {
+            let error = "the supervisor is not running; its members still run, unsupervised";
+            (Phase::Unsupervised, Some(error.to_string()))
+        } else {
+            let error = "the supervisor is not running";
+            (Phase::Failed, Some(error.to_string()))
+        };
     }
     state
 }

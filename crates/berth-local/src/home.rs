@@ -236,6 +236,9 @@ pub enum Phase {
     Stopping,
     /// Every member is stopped.
     Stopped,
+    /// The supervisor is gone (killed, crashed) while members still run: nobody restarts,
+    /// probes or rolls them, and their readiness is unknown.
+    Unsupervised,
 }
 
 /// What the supervisor publishes in `state.json`.

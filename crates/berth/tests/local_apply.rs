@@ -220,3 +220,76 @@ fn an_on_delete_part_keeps_its_members_on_apply_and_the_apply_returns() {
     let events = std::fs::read_to_string(app.home.path().join("held/events.log")).unwrap();
     assert!(events.contains("strategy OnDelete"), "{events}");
 }
+
+#[test]
+fn an_apply_whose_supervisor_dies_fails_at_once_and_status_shows_members_unsupervised() {
+    let app = LocalApp::new("orphan");
+    let manifest = sleepers(&app, 2, RECORD);
+    // After the first member restarts, the rollout waits a minute: the supervisor dies then.
+    let text = std::fs::read_to_string(&manifest).unwrap().replacen(
+        "      replicas: 2\n",
+        "      replicas: 2\n      update: {minReadySeconds: 60}\n",
+        1,
+    );
+    std::fs::write(&manifest, &text).unwrap();
+    app.up(&manifest, 74);
+    let status = |app: &LocalApp| -> serde_json::Value {
+        let out = app
+            .berth(&["status", "orphan", "-o", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let supervisor = status(&app)[0]["supervisor_pid"].as_u64().unwrap();
+
+    std::fs::write(&manifest, text.replace("sleep 100000", "sleep 100001")).unwrap();
+    let apply = std::process::Command::new(assert_cmd::cargo::cargo_bin("berth"))
+        .args([
+            "apply",
+            manifest.to_str().unwrap(),
+            "--timeout",
+            "120",
+            "--home",
+        ])
+        .arg(app.home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let events = app.home.path().join("orphan/events.log");
+    wait_until("the first member restarted", WAIT, || {
+        std::fs::read_to_string(&events).is_ok_and(|e| e.contains("update orphan-1: restart"))
+    });
+    std::process::Command::new("kill")
+        .args(["-KILL", &supervisor.to_string()])
+        .status()
+        .unwrap();
+    let began = std::time::Instant::now();
+    let output = apply.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "the apply succeeded: {stderr}");
+    assert!(
+        stderr.contains("the supervisor exited during the apply"),
+        "{stderr}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "the apply waited {:?} after the supervisor died",
+        began.elapsed()
+    );
+    let after = status(&app);
+    assert_eq!(after[0]["phase"], "unsupervised", "{after}");
+    let pids: Vec<u64> = after[0]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["pid"].as_u64())
+        .collect();
+    assert_eq!(pids.len(), 2, "both members still run: {after}");
+    for pid in pids {
+        std::process::Command::new("kill")
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+    }
+}
