@@ -201,7 +201,9 @@ clusterDomain: cluster.local
 resolvConf: ""
 failSwapOn: false
 maxPods: 110
-podLogsDirectory: $d/pod-logs
+# each node its own (the field is podLogsDir): kubelets delete the log directories of pods they
+# do not run, so nodes sharing /var/log/pods delete each other's pods' logs
+podLogsDir: $d/pod-logs
 registerWithTaints: [{key: $REAL_NODE_LABEL, value: real, effect: NoSchedule}]
 serializeImagePulls: false
 EOT

@@ -95,16 +95,8 @@ fn render_container(
         })?;
         Ok::<(), RenderError>(())
     };
-    for (k, word) in container.command.iter_mut().flatten().enumerate() {
-        render(format!("{at}.command[{k}]"), word)?;
-    }
-    for (k, word) in container.args.iter_mut().flatten().enumerate() {
-        render(format!("{at}.args[{k}]"), word)?;
-    }
-    for (k, env) in container.env.iter_mut().flatten().enumerate() {
-        if let Some(value) = env.value.as_mut() {
-            render(format!("{at}.env[{k}].value"), value)?;
-        }
+    for (path, word) in berth_core::validate::container_templates(container, at) {
+        render(path, word)?;
     }
     Ok(())
 }

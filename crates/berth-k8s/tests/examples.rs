@@ -121,6 +121,17 @@ fn redis_replicas_find_the_master_through_member_zero() {
 }
 
 #[test]
+fn the_redis_readiness_probe_reaches_the_pod_rendered() {
+    let objects = rendered("redis.yaml", &[]);
+    let sts = find(&objects, "StatefulSet", "redis");
+    let probe = &sts["spec"]["template"]["spec"]["containers"][0]["readinessProbe"];
+    assert_eq!(
+        probe["exec"]["command"][2], "redis-cli -h $BERTH_POD_IP -p 6379 ping | grep -q PONG",
+        "{probe}"
+    );
+}
+
+#[test]
 fn web_keeps_the_seed_names_and_sticky_sessions() {
     let objects = rendered("web.yaml", &[]);
     let sts = find(&objects, "StatefulSet", "web");

@@ -27,9 +27,13 @@ pub struct Cluster {
     pub kubectl: PathBuf,
 }
 
-/// The repository root.
+/// The repository root: two levels above the running test's package, which `cargo test` names
+/// in `CARGO_MANIFEST_DIR` at run time. (The compile-time value is only the fallback: checkouts
+/// sharing one `CARGO_TARGET_DIR` share this crate's build, so it may name another checkout.)
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    package
         .join("../..")
         .canonicalize()
         .expect("the repository root exists")

@@ -280,3 +280,38 @@ fn pods_reach_the_apiserver_and_nothing_outside_the_test_links() {
         );
     }
 }
+
+/// The run directory of the cluster (`<run dir>/kubeconfig` is its kubeconfig).
+fn run_dir(cluster: &Cluster) -> std::path::PathBuf {
+    cluster
+        .kubeconfig
+        .parent()
+        .expect("the kubeconfig is in the run directory")
+        .to_path_buf()
+}
+
+#[test]
+fn each_real_node_keeps_its_pods_logs_in_its_own_directory_and_its_config_is_strict() {
+    let Some(cluster) = cluster() else { return };
+    let Some(real) = real_nodes(cluster, 1) else {
+        return;
+    };
+    let run = run_dir(cluster);
+    // a misspelt field is ignored with a warning (as `podLogsDirectory` was: every kubelet then
+    // used /var/log/pods and deleted the other nodes' pods' logs as orphans)
+    for n in 1..=real.len() {
+        let log = std::fs::read_to_string(run.join(format!("kubelet-n{n}.log"))).unwrap();
+        let lenient = log.lines().find(|l| l.contains("strict decoding"));
+        assert!(lenient.is_none(), "kubelet-n{n}: {}", lenient.unwrap());
+    }
+    let ns = TestNamespace::new(cluster, "real-logs");
+    cluster.ok(&["apply", "-n", &ns.name, "-f", "-"], PROBE_POD);
+    let probe = ready_pod(cluster, &ns.name, "probe");
+    let node = node_of(&probe);
+    let n = node.strip_prefix("real-node-").expect("a real node's name");
+    let uid = probe["metadata"]["uid"].as_str().unwrap();
+    let dir = run
+        .join(format!("nodes/n{n}/pod-logs"))
+        .join(format!("{}_probe_{uid}", ns.name));
+    assert!(dir.is_dir(), "{} holds the pod's logs", dir.display());
+}

@@ -15,7 +15,7 @@ use crate::names;
 use crate::spec::StatefulApp;
 
 pub use strict::check_kubernetes_objects;
-pub use templates::check_templates;
+pub use templates::{check_templates, container_templates};
 
 /// Replica counts above this are taken as a mistake.
 pub const MAX_REPLICAS: i32 = 1000;

@@ -1,4 +1,5 @@
-//! Every template of an app must render: config file contents, env values, commands and args,
+//! Every template of an app must render: config file contents, env values, commands and args
+//! (and the exec commands of probes and lifecycle hooks),
 //! local command overrides, and the role probe's and actions' commands. Unknown variables are errors, never empty strings.
 
 use std::collections::BTreeMap;
@@ -64,15 +65,135 @@ pub fn check_templates(
 
 /// Calls `f` with the path and text of every templated string of a container.
 pub fn for_each_template(container: &Container, at: &str, f: &mut impl FnMut(String, &str)) {
-    for (k, word) in container.command.iter().flatten().enumerate() {
-        f(format!("{at}.command[{k}]"), word);
+    let mut copy = container.clone();
+    for (path, word) in container_templates(&mut copy, at) {
+        f(path, word);
     }
-    for (k, word) in container.args.iter().flatten().enumerate() {
-        f(format!("{at}.args[{k}]"), word);
-    }
-    for (k, env) in container.env.iter().flatten().enumerate() {
-        if let Some(value) = &env.value {
-            f(format!("{at}.env[{k}].value"), value);
+}
+
+/// Every templated string of a container with its field path: `command`, `args`, env `value`s,
+/// and the exec commands of its probes (readiness, liveness, startup) and lifecycle hooks
+/// (postStart, preStop), which run in the container as its command does. Validation checks
+/// exactly these and the Kubernetes renderer renders exactly these.
+pub fn container_templates<'a>(
+    container: &'a mut Container,
+    at: &str,
+) -> Vec<(String, &'a mut String)> {
+    let Container {
+        command,
+        args,
+        env,
+        readiness_probe,
+        liveness_probe,
+        startup_probe,
+        lifecycle,
+        ..
+    } = container;
+    let mut out = Vec::new();
+    push_words(&mut out, format!("{at}.command"), command.as_mut());
+    push_words(&mut out, format!("{at}.args"), args.as_mut());
+    for (k, env) in env.iter_mut().flatten().enumerate() {
+        if let Some(value) = env.value.as_mut() {
+            out.push((format!("{at}.env[{k}].value"), value));
         }
+    }
+    let probes = [
+        ("readinessProbe", readiness_probe),
+        ("livenessProbe", liveness_probe),
+        ("startupProbe", startup_probe),
+    ];
+    for (field, probe) in probes {
+        let exec = probe.as_mut().and_then(|p| p.exec.as_mut());
+        let words = exec.and_then(|e| e.command.as_mut());
+        push_words(&mut out, format!("{at}.{field}.exec.command"), words);
+    }
+    if let Some(lifecycle) = lifecycle.as_mut() {
+        let hooks = [
+            ("postStart", &mut lifecycle.post_start),
+            ("preStop", &mut lifecycle.pre_stop),
+        ];
+        for (field, hook) in hooks {
+            let exec = hook.as_mut().and_then(|h| h.exec.as_mut());
+            let words = exec.and_then(|e| e.command.as_mut());
+            push_words(
+                &mut out,
+                format!("{at}.lifecycle.{field}.exec.command"),
+                words,
+            );
+        }
+    }
+    out
+}
+
+fn push_words<'a>(
+    out: &mut Vec<(String, &'a mut String)>,
+    at: String,
+    words: Option<&'a mut Vec<String>>,
+) {
+    for (k, word) in words.into_iter().flatten().enumerate() {
+        out.push((format!("{at}[{k}]"), word));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn container(value: Value) -> Container {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn exec(words: &[&str]) -> Value {
+        json!({"exec": {"command": words}})
+    }
+
+    #[test]
+    fn probe_and_hook_commands_are_templates_like_the_command() {
+        let mut c = container(json!({
+            "name": "redis",
+            "command": ["sh", "{{ a }}"],
+            "args": ["{{ b }}"],
+            "env": [
+                {"name": "X", "value": "{{ c }}"},
+                {"name": "Y", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+            ],
+            "readinessProbe": exec(&["sh", "-c", "ping -p {{ ports.redis }}"]),
+            "livenessProbe": {"tcpSocket": {"port": 6379}},
+            "startupProbe": exec(&["{{ d }}"]),
+            "lifecycle": {"postStart": exec(&["{{ e }}"]), "preStop": exec(&["{{ f }}"])},
+        }));
+        let paths: Vec<String> = container_templates(&mut c, "c")
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "c.command[0]",
+                "c.command[1]",
+                "c.args[0]",
+                "c.env[0].value",
+                "c.readinessProbe.exec.command[0]",
+                "c.readinessProbe.exec.command[1]",
+                "c.readinessProbe.exec.command[2]",
+                "c.startupProbe.exec.command[0]",
+                "c.lifecycle.postStart.exec.command[0]",
+                "c.lifecycle.preStop.exec.command[0]",
+            ]
+        );
+    }
+
+    #[test]
+    fn rendering_through_the_list_changes_the_container() {
+        let mut c = container(json!({
+            "name": "redis",
+            "readinessProbe": exec(&["sh", "-c", "ping -p {{ port }}"]),
+        }));
+        for (_, word) in container_templates(&mut c, "c") {
+            *word = word.replace("{{ port }}", "6379");
+        }
+        let probe = c.readiness_probe.unwrap().exec.unwrap().command.unwrap();
+        assert_eq!(probe, ["sh", "-c", "ping -p 6379"]);
     }
 }

@@ -33,7 +33,7 @@ impl Operator {
         let kubeconfig = operator_kubeconfig(cluster, dir.path());
         let log = std::fs::File::create(dir.path().join("operator.log")).unwrap();
         let scope = namespaces.iter().flat_map(|ns| ["--namespace", ns]);
-        let child = Command::new(env!("CARGO_BIN_EXE_berth"))
+        let child = Command::new(berth_binary())
             .arg("operator")
             .args(scope)
             .args([
@@ -83,6 +83,14 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The `berth` binary the operator runs: `BERTH_TEST_BIN` if set, else the one cargo built for
+/// this test. (Checkouts sharing one `CARGO_TARGET_DIR` share that path, so another checkout's
+/// build can replace it while a test runs; `BERTH_TEST_BIN` pins a copy.)
+pub fn berth_binary() -> std::path::PathBuf {
+    std::env::var_os("BERTH_TEST_BIN")
+        .map_or_else(|| env!("CARGO_BIN_EXE_berth").into(), Into::into)
 }
 
 /// An example as a resource in `ns`, as shipped (its volumes use the cluster's default

@@ -1,0 +1,391 @@
+//! The shipped Redis example (`examples/redis.yaml`) in real containers under `berth operator`,
+//! on the test cluster's real nodes: only delivery values change it
+//! (`tools/testenv/testdata/real-node-redis.values.yaml`: image, node label and taint; a
+//! config line through `extraConfig` for the rollout). Its own role probe labels the members,
+//! 10,000 keys written through the `write` Service reach every replica, and a config change
+//! rolls out RoleAware (replicas, switchover, old master last) under a client writing through
+//! the `write` Service, losing no acknowledged write. Skipped without 2 real nodes outside CI
+//! (see `berth_testkit::real_nodes`), failing in CI.
+
+mod operator_common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use berth_core::load::{Inputs, load};
+use berth_testkit::real_nodes;
+use operator_common::*;
+use serde_json::{Value, json};
+
+/// Real pods start in seconds, but sometimes wait ~13 s for their volume (docs/testing.md).
+const REAL_TIMEOUT: Duration = Duration::from_secs(300);
+const KEYS: usize = 10_000;
+const VALUES: &str = "tools/testenv/testdata/real-node-redis.values.yaml";
+const IMAGE: &str = "berth.local/redis:deb12";
+
+/// The example as a resource in `ns`, delivery values applied by the core as `berth render`
+/// applies them, plus `sets` (`key=value`).
+fn redis_app(ns: &str, sets: &[&str]) -> String {
+    let read = |path: &str| std::fs::read_to_string(repo_root().join(path)).unwrap();
+    let inputs = Inputs {
+        app_file: "examples/redis.yaml".into(),
+        app_text: read("examples/redis.yaml"),
+        values: vec![(VALUES.into(), read(VALUES))],
+        sets: sets.iter().map(|s| s.to_string()).collect(),
+        namespace: Some(ns.into()),
+    };
+    let app = load(&inputs).unwrap_or_else(|e| panic!("the example loads: {e:?}"));
+    serde_json::to_string(&app.app).unwrap()
+}
+
+/// A pod in `ns` on a real node running `script` with bash, in the Redis image (it has
+/// redis-cli).
+fn helper_pod(ns: &str, name: &str, script: &str) -> String {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "nodeSelector": {"berth.io/node-kind": "real"},
+            "tolerations": [{"key": "berth.io/node-kind", "value": "real", "effect": "NoSchedule"}],
+            "terminationGracePeriodSeconds": 1,
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": name,
+                "image": IMAGE,
+                "imagePullPolicy": "Never",
+                "command": ["bash", "-c", script],
+            }],
+        },
+    })
+    .to_string()
+}
+
+/// `kubectl exec` of `script` (sh) in the pod's first container: Some(stdout) on success.
+fn sh(cluster: &Cluster, ns: &str, pod: &str, script: &str) -> Option<String> {
+    let out = cluster.run(&["exec", "-n", ns, pod, "--", "sh", "-c", script], "");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// `redis-cli ARGS` in a member, against its own server (it listens on its pod IP only).
+fn member_cli(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
+    sh(
+        cluster,
+        ns,
+        member,
+        &format!("redis-cli -h \"$BERTH_POD_IP\" {args}"),
+    )
+}
+
+/// The keys with `prefix` a member holds.
+fn keys(cluster: &Cluster, ns: &str, member: &str, prefix: &str) -> Option<BTreeSet<String>> {
+    let listed = member_cli(
+        cluster,
+        ns,
+        member,
+        &format!("--scan --pattern '{prefix}*'"),
+    )?;
+    Some(listed.lines().map(str::to_string).collect())
+}
+
+/// Each member's `berth.io/role` label ("-" when it has none), by pod name.
+fn roles(cluster: &Cluster, ns: &str) -> BTreeMap<String, String> {
+    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=redis"]);
+    pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap().to_string();
+            let role = p["metadata"]["labels"]["berth.io/role"].as_str();
+            (name, role.unwrap_or("-").to_string())
+        })
+        .collect()
+}
+
+/// The master, once 3 members are labelled and exactly one of them `master`, the rest `slave`.
+fn single_master(cluster: &Cluster, ns: &str) -> String {
+    wait_until("one master and two slaves", REAL_TIMEOUT, || {
+        let roles = roles(cluster, ns);
+        let masters: Vec<&String> = roles
+            .iter()
+            .filter(|(_, r)| *r == "master")
+            .map(|(n, _)| n)
+            .collect();
+        let slaves = roles.values().filter(|r| *r == "slave").count();
+        (roles.len() == 3 && masters.len() == 1 && slaves == 2).then(|| masters[0].clone())
+    })
+}
+
+/// The role the member's own server reports (`ROLE`'s first line).
+fn server_role(cluster: &Cluster, ns: &str, member: &str) -> String {
+    let role = member_cli(cluster, ns, member, "ROLE").unwrap_or_default();
+    role.lines().next().unwrap_or_default().to_string()
+}
+
+/// The app once it is Ready with every member on a revision other than `old_revision`.
+fn rolled_out(cluster: &Cluster, ns: &str, old_revision: &str) -> Value {
+    wait_until("every member on the new revision", REAL_TIMEOUT, || {
+        let a = app(cluster, ns, "redis");
+        let generation = &a["metadata"]["generation"];
+        let part = &a["status"]["parts"][0];
+        let members_new = part["members"]
+            .as_array()?
+            .iter()
+            .all(|m| m["revision"] == part["updateRevision"]);
+        (a["status"]["phase"] == "Ready"
+            && &a["status"]["observedGeneration"] == generation
+            && part["updateRevision"] != old_revision
+            && part["currentRevision"] == part["updateRevision"]
+            && members_new)
+            .then(|| a.clone())
+    })
+}
+
+/// The rollout's steps as the operator's events tell them: a replaced member's name, or
+/// `Switchover: <note>`.
+fn rollout_steps(cluster: &Cluster, ns: &str) -> Vec<String> {
+    step_events(cluster, ns, &["RollingUpdate", "Switchover"])
+        .into_iter()
+        .map(|(reason, note)| match replaced_member(&note) {
+            Some(member) => member,
+            None => format!("{reason}: {note}"),
+        })
+        .collect()
+}
+
+/// A client in its own pod writing `w:<n>` through the `write` Service about every 5 ms on one
+/// connection (bash's /dev/tcp, RESP inline commands; no process per write), reconnecting after
+/// any reply but `+OK` (a refused write, a closed connection, no answer within 2 s), so it
+/// follows the Service to the new master. Prints `ack <n> <unix time>` for every `+OK`, `err <n>
+/// <unix time> <reply>` for anything else, `stopped` once /tmp/stop exists.
+const WRITER: &str = r#"
+exec 2>/dev/null
+mkfifo /tmp/tick && exec 4<>/tmp/tick
+n=0
+connected=0
+while [ ! -e /tmp/stop ]; do
+  n=$((n + 1))
+  if [ "$connected" = 0 ] && exec 3<>/dev/tcp/redis-write/6379; then connected=1; fi
+  reply=
+  if [ "$connected" = 1 ] && printf 'SET w:%d %d\r\n' "$n" "$n" >&3; then read -r -t 2 reply <&3; fi
+  if [ "$reply" = $'+OK\r' ]; then
+    echo "ack $n $EPOCHREALTIME"
+  else
+    echo "err $n $EPOCHREALTIME ${reply%$'\r'}"
+    [ "$connected" = 1 ] && exec 3<&-
+    connected=0
+  fi
+  read -r -t 0.005 -u 4 || true
+done
+echo stopped
+"#;
+
+/// What the writer saw.
+#[derive(Debug)]
+struct Writes {
+    /// Keys written and acknowledged.
+    acked: BTreeSet<String>,
+    /// Writes that failed or were refused.
+    failed: usize,
+    /// The longest time between two acknowledged writes.
+    longest_gap: Duration,
+    /// From the first write to the last.
+    span: Duration,
+}
+
+impl Writes {
+    /// Parses the writer's output.
+    fn parse(log: &str) -> Self {
+        let mut acked = BTreeSet::new();
+        let (mut failed, mut ack_times, mut all_times) = (0, Vec::new(), Vec::new());
+        for line in log.lines() {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let [kind @ ("ack" | "err"), n, at, ..] = words[..] else {
+                continue;
+            };
+            let at: f64 = at.parse().unwrap();
+            all_times.push(at);
+            if kind == "ack" {
+                acked.insert(format!("w:{n}"));
+                ack_times.push(at);
+            } else {
+                failed += 1;
+            }
+        }
+        let gap = ack_times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .fold(0.0, f64::max);
+        let span = all_times
+            .last()
+            .zip(all_times.first())
+            .map_or(0.0, |(l, f)| l - f);
+        Self {
+            acked,
+            failed,
+            longest_gap: Duration::from_secs_f64(gap),
+            span: Duration::from_secs_f64(span),
+        }
+    }
+}
+
+/// Starts the writer pod and waits until it has acknowledged writes.
+fn start_writer(cluster: &Cluster, ns: &str) {
+    apply(cluster, &helper_pod(ns, "writer", WRITER));
+    wait_until(
+        "the writer's first acknowledged write",
+        REAL_TIMEOUT,
+        || {
+            let out = cluster.run(&["logs", "-n", ns, "writer"], "");
+            String::from_utf8_lossy(&out.stdout)
+                .contains("ack ")
+                .then_some(())
+        },
+    );
+}
+
+/// Stops the writer and returns what it saw.
+fn stop_writer(cluster: &Cluster, ns: &str) -> Writes {
+    // the exec may fail (137) when the writer ends before the exec returns: the log tells
+    let _ = cluster.run(
+        &["exec", "-n", ns, "writer", "--", "touch", "/tmp/stop"],
+        "",
+    );
+    let log = wait_until("the writer to stop", Duration::from_secs(30), || {
+        let out = cluster.run(&["logs", "-n", ns, "writer"], "");
+        let log = String::from_utf8_lossy(&out.stdout).into_owned();
+        log.contains("stopped").then_some(log)
+    });
+    Writes::parse(&log)
+}
+
+#[test]
+fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_losing_no_write() {
+    let Some((cluster, ns)) = setup("real-redis-op") else {
+        return;
+    };
+    if real_nodes(cluster, 2).is_none() {
+        return;
+    }
+    let ns = &ns.name;
+    let operator = Operator::start(cluster, ns, &[]);
+    let started = Instant::now();
+    apply(cluster, &redis_app(ns, &[]));
+    apply(cluster, &helper_pod(ns, "client", "sleep infinity"));
+    wait_until("redis Ready with 3/3 members", REAL_TIMEOUT, || {
+        let a = app(cluster, ns, "redis");
+        (a["status"]["phase"] == "Ready" && a["status"]["summary"]["ready"] == "3/3").then_some(())
+    });
+    let ready_after = started.elapsed();
+    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=redis"]);
+    let real = real_nodes(cluster, 2).unwrap();
+    for pod in pods["items"].as_array().unwrap() {
+        let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
+        assert!(
+            real.contains(&node),
+            "{} runs on {node}",
+            pod["metadata"]["name"]
+        );
+    }
+
+    // the example's own probe, run by the operator through pods/exec, labels the members
+    let old_master = single_master(cluster, ns);
+    assert_eq!(old_master, "redis-0", "member 0 starts as the master");
+    assert_eq!(server_role(cluster, ns, &old_master), "master");
+
+    // 10,000 keys through the write Service, from a pod (kube-proxy routes by the role label)
+    let written = Instant::now();
+    let script =
+        format!("seq 1 {KEYS} | sed 's/.*/SET key:& &/' | redis-cli -h redis-write --pipe");
+    let piped = wait_until("the write Service to take the keys", REAL_TIMEOUT, || {
+        sh(cluster, ns, "client", &script)
+    });
+    assert!(
+        piped.contains(&format!("errors: 0, replies: {KEYS}")),
+        "{piped}"
+    );
+    for member in ["redis-0", "redis-1", "redis-2"] {
+        wait_until(
+            &format!("{member} to hold {KEYS} keys"),
+            REAL_TIMEOUT,
+            || {
+                let size = member_cli(cluster, ns, member, "DBSIZE")?;
+                (size == KEYS.to_string()).then_some(())
+            },
+        );
+    }
+    let replicated_after = written.elapsed();
+
+    // a config change rolls out RoleAware under a writing client
+    let before = app(cluster, ns, "redis");
+    let old_revision = before["status"]["parts"][0]["updateRevision"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    start_writer(cluster, ns);
+    let rollout = Instant::now();
+    apply(
+        cluster,
+        &redis_app(ns, &["extraConfig=slowlog-max-len 256"]),
+    );
+    rolled_out(cluster, ns, &old_revision);
+    let rolled_after = rollout.elapsed();
+    let new_master = single_master(cluster, ns);
+    let writes = stop_writer(cluster, ns);
+
+    let steps = rollout_steps(cluster, ns);
+    let replicas: BTreeSet<&str> = ["redis-0", "redis-1", "redis-2"]
+        .into_iter()
+        .filter(|m| *m != old_master)
+        .collect();
+    assert_eq!(steps.len(), 4, "{steps:?}\n{}", operator.log());
+    assert_eq!(
+        steps[..2]
+            .iter()
+            .map(String::as_str)
+            .collect::<BTreeSet<_>>(),
+        replicas,
+        "replicas first: {steps:?}"
+    );
+    assert_eq!(
+        steps[2],
+        format!(
+            "Switchover: moved leadership from {old_master} to {new_master} before updating {old_master}"
+        ),
+        "{steps:?}"
+    );
+    assert_eq!(steps[3], old_master, "the old master last: {steps:?}");
+    assert_ne!(new_master, old_master);
+    assert_eq!(server_role(cluster, ns, &new_master), "master");
+    for member in ["redis-0", "redis-1", "redis-2"] {
+        let config = member_cli(cluster, ns, member, "CONFIG GET slowlog-max-len");
+        assert_eq!(
+            config.as_deref(),
+            Some("slowlog-max-len\n256"),
+            "{member} runs the new config"
+        );
+        let held = wait_until(&format!("{member} to hold the keys"), REAL_TIMEOUT, || {
+            keys(cluster, ns, member, "key:").filter(|k| k.len() >= KEYS)
+        });
+        assert_eq!(held.len(), KEYS, "{member}");
+    }
+
+    let on_master = keys(cluster, ns, &new_master, "w:").unwrap();
+    let lost: Vec<&String> = writes.acked.difference(&on_master).collect();
+    eprintln!(
+        "real Redis: Ready after {ready_after:?}; {KEYS} keys on every member after {replicated_after:?}; \
+         rollout {rolled_after:?}; writer: {} acknowledged, {} failed over {:?} ({:.0} writes/s), \
+         longest gap between acknowledged writes {:?}, {} lost",
+        writes.acked.len(),
+        writes.failed,
+        writes.span,
+        (writes.acked.len() + writes.failed) as f64 / writes.span.as_secs_f64(),
+        writes.longest_gap,
+        lost.len()
+    );
+    assert!(writes.acked.len() > 100, "the writer wrote: {writes:?}");
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
