@@ -257,6 +257,22 @@ impl Writes {
     }
 }
 
+impl Writes {
+    /// One line for the test's output.
+    fn summary(&self) -> String {
+        let total = self.acked.len() + self.failed;
+        format!(
+            "{} acknowledged, {} failed over {:?} ({:.0} writes/s), longest gap between acknowledged writes {:?}, outages {:?}",
+            self.acked.len(),
+            self.failed,
+            self.span,
+            total as f64 / self.span.as_secs_f64(),
+            self.longest_gap,
+            self.outages
+        )
+    }
+}
+
 impl Outage {
     fn describe(&self, until: f64) -> String {
         let reply = if self.reply.is_empty() {
@@ -306,16 +322,11 @@ fn stop_writer(cluster: &Cluster, ns: &str) -> Writes {
     Writes::parse(&log)
 }
 
-#[test]
-fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_losing_no_write() {
-    let Some((cluster, ns)) = setup("real-redis-op") else {
-        return;
-    };
-    if real_nodes(cluster, 2).is_none() {
-        return;
-    }
-    let ns = &ns.name;
-    let operator = Operator::start(cluster, ns, &[]);
+const MEMBERS: [&str; 3] = ["redis-0", "redis-1", "redis-2"];
+
+/// Applies the example and a client pod; returns how long until 3/3 members were Ready, all on
+/// real nodes.
+fn start_on_real_nodes(cluster: &Cluster, ns: &str) -> Duration {
     let started = Instant::now();
     apply(cluster, &redis_app(ns, &[]));
     apply(cluster, &helper_pod(ns, "client", "sleep infinity", false));
@@ -328,30 +339,24 @@ fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_los
     let real = real_nodes(cluster, 2).unwrap();
     for pod in pods["items"].as_array().unwrap() {
         let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
-        assert!(
-            real.contains(&node),
-            "{} runs on {node}",
-            pod["metadata"]["name"]
-        );
+        let name = &pod["metadata"]["name"];
+        assert!(real.contains(&node), "{name} runs on {node}");
     }
+    ready_after
+}
 
-    // the example's own probe, run by the operator through pods/exec, labels the members
-    let old_master = single_master(cluster, ns);
-    assert_eq!(old_master, "redis-0", "member 0 starts as the master");
-    assert_eq!(server_role(cluster, ns, &old_master), "master");
-
-    // 10,000 keys through the write Service, from a pod (kube-proxy routes by the role label)
+/// Writes `KEYS` keys through the write Service from the client pod (kube-proxy routes by the
+/// role label); returns how long until every member held them.
+fn write_keys_to_every_member(cluster: &Cluster, ns: &str) -> Duration {
     let written = Instant::now();
     let script =
         format!("seq 1 {KEYS} | sed 's/.*/SET key:& &/' | redis-cli -h redis-write --pipe");
     let piped = wait_until("the write Service to take the keys", REAL_TIMEOUT, || {
         sh(cluster, ns, "client", &script)
     });
-    assert!(
-        piped.contains(&format!("errors: 0, replies: {KEYS}")),
-        "{piped}"
-    );
-    for member in ["redis-0", "redis-1", "redis-2"] {
+    let all_written = format!("errors: 0, replies: {KEYS}");
+    assert!(piped.contains(&all_written), "{piped}");
+    for member in MEMBERS {
         wait_until(
             &format!("{member} to hold {KEYS} keys"),
             REAL_TIMEOUT,
@@ -361,75 +366,77 @@ fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_los
             },
         );
     }
-    let replicated_after = written.elapsed();
+    written.elapsed()
+}
 
-    // a config change rolls out RoleAware under a writing client
-    let before = app(cluster, ns, "redis");
-    let old_revision = before["status"]["parts"][0]["updateRevision"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    start_writer(cluster, ns);
-    let rollout = Instant::now();
-    apply(
-        cluster,
-        &redis_app(ns, &["extraConfig=slowlog-max-len 256"]),
+/// The rollout's steps are: the two replicas (either order), the switchover from the old
+/// master to the new one, the old master.
+fn assert_role_aware_order(steps: &[String], old_master: &str, new_master: &str, log: &str) {
+    assert_eq!(steps.len(), 4, "{steps:?}\n{log}");
+    let replicas: BTreeSet<&str> = MEMBERS.into_iter().filter(|m| *m != old_master).collect();
+    let first: BTreeSet<&str> = steps[..2].iter().map(String::as_str).collect();
+    assert_eq!(first, replicas, "replicas first: {steps:?}");
+    let switchover = format!(
+        "Switchover: moved leadership from {old_master} to {new_master} before updating {old_master}"
     );
-    rolled_out(cluster, ns, &old_revision);
-    let rolled_after = rollout.elapsed();
-    let new_master = single_master(cluster, ns);
-    let writes = stop_writer(cluster, ns);
-
-    let steps = rollout_steps(cluster, ns);
-    let replicas: BTreeSet<&str> = ["redis-0", "redis-1", "redis-2"]
-        .into_iter()
-        .filter(|m| *m != old_master)
-        .collect();
-    assert_eq!(steps.len(), 4, "{steps:?}\n{}", operator.log());
-    assert_eq!(
-        steps[..2]
-            .iter()
-            .map(String::as_str)
-            .collect::<BTreeSet<_>>(),
-        replicas,
-        "replicas first: {steps:?}"
-    );
-    assert_eq!(
-        steps[2],
-        format!(
-            "Switchover: moved leadership from {old_master} to {new_master} before updating {old_master}"
-        ),
-        "{steps:?}"
-    );
+    assert_eq!(steps[2], switchover, "{steps:?}");
     assert_eq!(steps[3], old_master, "the old master last: {steps:?}");
-    assert_ne!(new_master, old_master);
-    assert_eq!(server_role(cluster, ns, &new_master), "master");
-    for member in ["redis-0", "redis-1", "redis-2"] {
+}
+
+/// Every member runs the new config line and still holds the `KEYS` keys.
+fn assert_new_config_and_keys_everywhere(cluster: &Cluster, ns: &str) {
+    for member in MEMBERS {
         let config = member_cli(cluster, ns, member, "CONFIG GET slowlog-max-len");
-        assert_eq!(
-            config.as_deref(),
-            Some("slowlog-max-len\n256"),
-            "{member} runs the new config"
-        );
+        let expected = Some("slowlog-max-len\n256");
+        assert_eq!(config.as_deref(), expected, "{member} runs the new config");
         let held = wait_until(&format!("{member} to hold the keys"), REAL_TIMEOUT, || {
             keys(cluster, ns, member, "key:").filter(|k| k.len() >= KEYS)
         });
         assert_eq!(held.len(), KEYS, "{member}");
     }
+}
 
+#[test]
+fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_losing_no_write() {
+    let Some((cluster, ns)) = setup("real-redis-op") else {
+        return;
+    };
+    if real_nodes(cluster, 2).is_none() {
+        return;
+    }
+    let ns = &ns.name;
+    let operator = Operator::start(cluster, ns, &[]);
+    let ready_after = start_on_real_nodes(cluster, ns);
+    // the example's own probe, run by the operator through pods/exec, labels the members
+    let old_master = single_master(cluster, ns);
+    assert_eq!(old_master, "redis-0", "member 0 starts as the master");
+    assert_eq!(server_role(cluster, ns, &old_master), "master");
+    let replicated_after = write_keys_to_every_member(cluster, ns);
+
+    // a config change rolls out RoleAware under a writing client
+    let before = app(cluster, ns, "redis");
+    let old_revision = before["status"]["parts"][0]["updateRevision"].clone();
+    start_writer(cluster, ns);
+    let rollout = Instant::now();
+    let changed = redis_app(ns, &["extraConfig=slowlog-max-len 256"]);
+    apply(cluster, &changed);
+    rolled_out(cluster, ns, old_revision.as_str().unwrap());
+    let rolled_after = rollout.elapsed();
+    let new_master = single_master(cluster, ns);
+    let writes = stop_writer(cluster, ns);
+
+    let steps = rollout_steps(cluster, ns);
+    assert_role_aware_order(&steps, &old_master, &new_master, &operator.log());
+    assert_ne!(new_master, old_master);
+    assert_eq!(server_role(cluster, ns, &new_master), "master");
+    assert_new_config_and_keys_everywhere(cluster, ns);
     let on_master = keys(cluster, ns, &new_master, "w:").unwrap();
     let lost: Vec<&String> = writes.acked.difference(&on_master).collect();
     eprintln!(
         "real Redis: Ready after {ready_after:?}; {KEYS} keys on every member after {replicated_after:?}; \
-         rollout {rolled_after:?}; writer: {} acknowledged, {} failed over {:?} ({:.0} writes/s), \
-         longest gap between acknowledged writes {:?}, {} lost; outages: {:?}",
-        writes.acked.len(),
-        writes.failed,
-        writes.span,
-        (writes.acked.len() + writes.failed) as f64 / writes.span.as_secs_f64(),
-        writes.longest_gap,
+         rollout {rolled_after:?}; writer: {}; {} lost",
+        writes.summary(),
         lost.len(),
-        writes.outages
     );
     assert!(writes.acked.len() > 100, "the writer wrote: {writes:?}");
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
