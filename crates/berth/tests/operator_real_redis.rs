@@ -39,8 +39,8 @@ fn redis_app(ns: &str, sets: &[&str]) -> String {
 }
 
 /// A pod in `ns` on a real node running `script` with bash, in the Redis image (it has
-/// redis-cli).
-fn helper_pod(ns: &str, name: &str, script: &str) -> String {
+/// redis-cli); `privileged` lets it set its own network namespace's sysctls.
+fn helper_pod(ns: &str, name: &str, script: &str, privileged: bool) -> String {
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
@@ -55,6 +55,7 @@ fn helper_pod(ns: &str, name: &str, script: &str) -> String {
                 "image": IMAGE,
                 "imagePullPolicy": "Never",
                 "command": ["bash", "-c", script],
+                "securityContext": {"privileged": privileged},
             }],
         },
     })
@@ -160,9 +161,13 @@ fn rollout_steps(cluster: &Cluster, ns: &str) -> Vec<String> {
 /// connection (bash's /dev/tcp, RESP inline commands; no process per write), reconnecting after
 /// any reply but `+OK` (a refused write, a closed connection, no answer within 2 s), so it
 /// follows the Service to the new master. Prints `ack <n> <unix time>` for every `+OK`, `err <n>
-/// <unix time> <reply>` for anything else, `stopped` once /tmp/stop exists.
+/// <unix time> <reply>` for anything else, `stopped` once /tmp/stop exists, into /tmp/writes
+/// (read with exec: real pods' logs are not needed), then waits.
+/// A connection kube-proxy sent to a member that is gone gets no answer, and Linux retries a
+/// SYN for about 2 minutes (ICMP unreachable is a soft error): one retry bounds that at ~3 s.
 const WRITER: &str = r#"
-exec 2>/dev/null
+exec >/tmp/writes 2>/dev/null
+echo 1 > /proc/sys/net/ipv4/tcp_syn_retries || { echo "cannot set tcp_syn_retries"; exec sleep infinity; }
 mkfifo /tmp/tick && exec 4<>/tmp/tick
 n=0
 connected=0
@@ -181,6 +186,7 @@ while [ ! -e /tmp/stop ]; do
   read -r -t 0.005 -u 4 || true
 done
 echo stopped
+exec sleep infinity
 "#;
 
 /// What the writer saw.
@@ -190,76 +196,204 @@ struct Writes {
     acked: BTreeSet<String>,
     /// Writes that failed or were refused.
     failed: usize,
-    /// The longest time between two acknowledged writes.
+    /// The longest time between two acknowledged writes (or from the last one to the end).
     longest_gap: Duration,
     /// From the first write to the last.
     span: Duration,
+    /// Each run of failed writes: how long from the acknowledged write before it to the one
+    /// after, how many failed, and the first failure's reply.
+    outages: Vec<String>,
+}
+
+/// A run of failed writes being read.
+struct Outage {
+    since: f64,
+    failed: usize,
+    reply: String,
 }
 
 impl Writes {
     /// Parses the writer's output.
     fn parse(log: &str) -> Self {
-        let mut acked = BTreeSet::new();
-        let (mut failed, mut ack_times, mut all_times) = (0, Vec::new(), Vec::new());
+        let (mut acked, mut failed, mut outages) = (BTreeSet::new(), 0, Vec::new());
+        let (mut first, mut last_ack, mut end, mut gap) = (None, None, 0.0, 0.0_f64);
+        let mut outage: Option<Outage> = None;
         for line in log.lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
-            let [kind @ ("ack" | "err"), n, at, ..] = words[..] else {
+            let [kind @ ("ack" | "err"), n, at, ref reply @ ..] = words[..] else {
                 continue;
             };
             let at: f64 = at.parse().unwrap();
-            all_times.push(at);
-            if kind == "ack" {
-                acked.insert(format!("w:{n}"));
-                ack_times.push(at);
-            } else {
+            let since = last_ack.unwrap_or(*first.get_or_insert(at));
+            end = at;
+            if kind == "err" {
                 failed += 1;
+                let run = outage.get_or_insert_with(|| Outage {
+                    since,
+                    failed: 0,
+                    reply: reply.join(" "),
+                });
+                run.failed += 1;
+                continue;
+            }
+            acked.insert(format!("w:{n}"));
+            gap = gap.max(at - since);
+            last_ack = Some(at);
+            if let Some(run) = outage.take() {
+                outages.push(run.describe(at));
             }
         }
-        let gap = ack_times
-            .windows(2)
-            .map(|w| w[1] - w[0])
-            .fold(0.0, f64::max);
-        let span = all_times
-            .last()
-            .zip(all_times.first())
-            .map_or(0.0, |(l, f)| l - f);
+        if let Some(run) = outage.take() {
+            outages.push(run.describe(end));
+        }
+        gap = gap.max(end - last_ack.unwrap_or(end));
         Self {
             acked,
             failed,
             longest_gap: Duration::from_secs_f64(gap),
-            span: Duration::from_secs_f64(span),
+            span: Duration::from_secs_f64(end - first.unwrap_or(end)),
+            outages,
         }
+    }
+}
+
+impl Writes {
+    /// One line for the test's output.
+    fn summary(&self) -> String {
+        let total = self.acked.len() + self.failed;
+        format!(
+            "{} acknowledged, {} failed over {:?} ({:.0} writes/s), longest gap between acknowledged writes {:?}, outages {:?}",
+            self.acked.len(),
+            self.failed,
+            self.span,
+            total as f64 / self.span.as_secs_f64(),
+            self.longest_gap,
+            self.outages
+        )
+    }
+}
+
+impl Outage {
+    fn describe(&self, until: f64) -> String {
+        let reply = if self.reply.is_empty() {
+            "no reply"
+        } else {
+            &self.reply
+        };
+        format!(
+            "{:.0} ms, {} failed ({reply})",
+            (until - self.since) * 1000.0,
+            self.failed
+        )
     }
 }
 
 /// Starts the writer pod and waits until it has acknowledged writes.
 fn start_writer(cluster: &Cluster, ns: &str) {
-    apply(cluster, &helper_pod(ns, "writer", WRITER));
+    apply(cluster, &helper_pod(ns, "writer", WRITER, true));
     wait_until(
         "the writer's first acknowledged write",
         REAL_TIMEOUT,
         || {
-            let out = cluster.run(&["logs", "-n", ns, "writer"], "");
-            String::from_utf8_lossy(&out.stdout)
-                .contains("ack ")
-                .then_some(())
+            let log = sh(cluster, ns, "writer", "cat /tmp/writes")?;
+            assert!(!log.contains("cannot"), "the writer failed: {log}");
+            log.contains("ack ").then_some(())
         },
     );
 }
 
-/// Stops the writer and returns what it saw.
+/// Stops the writer, once its latest write was acknowledged, and returns what it saw.
 fn stop_writer(cluster: &Cluster, ns: &str) -> Writes {
-    // the exec may fail (137) when the writer ends before the exec returns: the log tells
-    let _ = cluster.run(
+    wait_until(
+        "the writer's latest write acknowledged",
+        REAL_TIMEOUT,
+        || {
+            let log = sh(cluster, ns, "writer", "tail -n 1 /tmp/writes")?;
+            log.starts_with("ack ").then_some(())
+        },
+    );
+    cluster.ok(
         &["exec", "-n", ns, "writer", "--", "touch", "/tmp/stop"],
         "",
     );
     let log = wait_until("the writer to stop", Duration::from_secs(30), || {
-        let out = cluster.run(&["logs", "-n", ns, "writer"], "");
-        let log = String::from_utf8_lossy(&out.stdout).into_owned();
-        log.contains("stopped").then_some(log)
+        sh(cluster, ns, "writer", "cat /tmp/writes").filter(|log| log.ends_with("stopped"))
     });
     Writes::parse(&log)
+}
+
+const MEMBERS: [&str; 3] = ["redis-0", "redis-1", "redis-2"];
+
+/// Applies the example and a client pod; returns how long until 3/3 members were Ready, all on
+/// real nodes.
+fn start_on_real_nodes(cluster: &Cluster, ns: &str) -> Duration {
+    let started = Instant::now();
+    apply(cluster, &redis_app(ns, &[]));
+    apply(cluster, &helper_pod(ns, "client", "sleep infinity", false));
+    wait_until("redis Ready with 3/3 members", REAL_TIMEOUT, || {
+        let a = app(cluster, ns, "redis");
+        (a["status"]["phase"] == "Ready" && a["status"]["summary"]["ready"] == "3/3").then_some(())
+    });
+    let ready_after = started.elapsed();
+    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=redis"]);
+    let real = real_nodes(cluster, 2).unwrap();
+    for pod in pods["items"].as_array().unwrap() {
+        let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
+        let name = &pod["metadata"]["name"];
+        assert!(real.contains(&node), "{name} runs on {node}");
+    }
+    ready_after
+}
+
+/// Writes `KEYS` keys through the write Service from the client pod (kube-proxy routes by the
+/// role label); returns how long until every member held them.
+fn write_keys_to_every_member(cluster: &Cluster, ns: &str) -> Duration {
+    let written = Instant::now();
+    let script =
+        format!("seq 1 {KEYS} | sed 's/.*/SET key:& &/' | redis-cli -h redis-write --pipe");
+    let piped = wait_until("the write Service to take the keys", REAL_TIMEOUT, || {
+        sh(cluster, ns, "client", &script)
+    });
+    let all_written = format!("errors: 0, replies: {KEYS}");
+    assert!(piped.contains(&all_written), "{piped}");
+    for member in MEMBERS {
+        wait_until(
+            &format!("{member} to hold {KEYS} keys"),
+            REAL_TIMEOUT,
+            || {
+                let size = member_cli(cluster, ns, member, "DBSIZE")?;
+                (size == KEYS.to_string()).then_some(())
+            },
+        );
+    }
+    written.elapsed()
+}
+
+/// The rollout's steps are: the two replicas (either order), the switchover from the old
+/// master to the new one, the old master.
+fn assert_role_aware_order(steps: &[String], old_master: &str, new_master: &str, log: &str) {
+    assert_eq!(steps.len(), 4, "{steps:?}\n{log}");
+    let replicas: BTreeSet<&str> = MEMBERS.into_iter().filter(|m| *m != old_master).collect();
+    let first: BTreeSet<&str> = steps[..2].iter().map(String::as_str).collect();
+    assert_eq!(first, replicas, "replicas first: {steps:?}");
+    let switchover = format!(
+        "Switchover: moved leadership from {old_master} to {new_master} before updating {old_master}"
+    );
+    assert_eq!(steps[2], switchover, "{steps:?}");
+    assert_eq!(steps[3], old_master, "the old master last: {steps:?}");
+}
+
+/// Every member runs the new config line and still holds the `KEYS` keys.
+fn assert_new_config_and_keys_everywhere(cluster: &Cluster, ns: &str) {
+    for member in MEMBERS {
+        let config = member_cli(cluster, ns, member, "CONFIG GET slowlog-max-len");
+        let expected = Some("slowlog-max-len\n256");
+        assert_eq!(config.as_deref(), expected, "{member} runs the new config");
+        let held = wait_until(&format!("{member} to hold the keys"), REAL_TIMEOUT, || {
+            keys(cluster, ns, member, "key:").filter(|k| k.len() >= KEYS)
+        });
+        assert_eq!(held.len(), KEYS, "{member}");
+    }
 }
 
 #[test]
@@ -272,120 +406,59 @@ fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_los
     }
     let ns = &ns.name;
     let operator = Operator::start(cluster, ns, &[]);
-    let started = Instant::now();
-    apply(cluster, &redis_app(ns, &[]));
-    apply(cluster, &helper_pod(ns, "client", "sleep infinity"));
-    wait_until("redis Ready with 3/3 members", REAL_TIMEOUT, || {
-        let a = app(cluster, ns, "redis");
-        (a["status"]["phase"] == "Ready" && a["status"]["summary"]["ready"] == "3/3").then_some(())
-    });
-    let ready_after = started.elapsed();
-    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=redis"]);
-    let real = real_nodes(cluster, 2).unwrap();
-    for pod in pods["items"].as_array().unwrap() {
-        let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
-        assert!(
-            real.contains(&node),
-            "{} runs on {node}",
-            pod["metadata"]["name"]
-        );
-    }
-
+    let ready_after = start_on_real_nodes(cluster, ns);
     // the example's own probe, run by the operator through pods/exec, labels the members
     let old_master = single_master(cluster, ns);
     assert_eq!(old_master, "redis-0", "member 0 starts as the master");
     assert_eq!(server_role(cluster, ns, &old_master), "master");
-
-    // 10,000 keys through the write Service, from a pod (kube-proxy routes by the role label)
-    let written = Instant::now();
-    let script =
-        format!("seq 1 {KEYS} | sed 's/.*/SET key:& &/' | redis-cli -h redis-write --pipe");
-    let piped = wait_until("the write Service to take the keys", REAL_TIMEOUT, || {
-        sh(cluster, ns, "client", &script)
-    });
-    assert!(
-        piped.contains(&format!("errors: 0, replies: {KEYS}")),
-        "{piped}"
-    );
-    for member in ["redis-0", "redis-1", "redis-2"] {
-        wait_until(
-            &format!("{member} to hold {KEYS} keys"),
-            REAL_TIMEOUT,
-            || {
-                let size = member_cli(cluster, ns, member, "DBSIZE")?;
-                (size == KEYS.to_string()).then_some(())
-            },
-        );
-    }
-    let replicated_after = written.elapsed();
+    let replicated_after = write_keys_to_every_member(cluster, ns);
 
     // a config change rolls out RoleAware under a writing client
     let before = app(cluster, ns, "redis");
-    let old_revision = before["status"]["parts"][0]["updateRevision"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let old_revision = before["status"]["parts"][0]["updateRevision"].clone();
     start_writer(cluster, ns);
     let rollout = Instant::now();
-    apply(
-        cluster,
-        &redis_app(ns, &["extraConfig=slowlog-max-len 256"]),
-    );
-    rolled_out(cluster, ns, &old_revision);
+    let changed = redis_app(ns, &["extraConfig=slowlog-max-len 256"]);
+    apply(cluster, &changed);
+    rolled_out(cluster, ns, old_revision.as_str().unwrap());
     let rolled_after = rollout.elapsed();
     let new_master = single_master(cluster, ns);
     let writes = stop_writer(cluster, ns);
 
     let steps = rollout_steps(cluster, ns);
-    let replicas: BTreeSet<&str> = ["redis-0", "redis-1", "redis-2"]
-        .into_iter()
-        .filter(|m| *m != old_master)
-        .collect();
-    assert_eq!(steps.len(), 4, "{steps:?}\n{}", operator.log());
-    assert_eq!(
-        steps[..2]
-            .iter()
-            .map(String::as_str)
-            .collect::<BTreeSet<_>>(),
-        replicas,
-        "replicas first: {steps:?}"
-    );
-    assert_eq!(
-        steps[2],
-        format!(
-            "Switchover: moved leadership from {old_master} to {new_master} before updating {old_master}"
-        ),
-        "{steps:?}"
-    );
-    assert_eq!(steps[3], old_master, "the old master last: {steps:?}");
+    assert_role_aware_order(&steps, &old_master, &new_master, &operator.log());
     assert_ne!(new_master, old_master);
     assert_eq!(server_role(cluster, ns, &new_master), "master");
-    for member in ["redis-0", "redis-1", "redis-2"] {
-        let config = member_cli(cluster, ns, member, "CONFIG GET slowlog-max-len");
-        assert_eq!(
-            config.as_deref(),
-            Some("slowlog-max-len\n256"),
-            "{member} runs the new config"
-        );
-        let held = wait_until(&format!("{member} to hold the keys"), REAL_TIMEOUT, || {
-            keys(cluster, ns, member, "key:").filter(|k| k.len() >= KEYS)
-        });
-        assert_eq!(held.len(), KEYS, "{member}");
-    }
-
+    assert_new_config_and_keys_everywhere(cluster, ns);
     let on_master = keys(cluster, ns, &new_master, "w:").unwrap();
     let lost: Vec<&String> = writes.acked.difference(&on_master).collect();
     eprintln!(
         "real Redis: Ready after {ready_after:?}; {KEYS} keys on every member after {replicated_after:?}; \
-         rollout {rolled_after:?}; writer: {} acknowledged, {} failed over {:?} ({:.0} writes/s), \
-         longest gap between acknowledged writes {:?}, {} lost",
-        writes.acked.len(),
-        writes.failed,
-        writes.span,
-        (writes.acked.len() + writes.failed) as f64 / writes.span.as_secs_f64(),
-        writes.longest_gap,
-        lost.len()
+         rollout {rolled_after:?}; writer: {}; {} lost",
+        writes.summary(),
+        lost.len(),
     );
     assert!(writes.acked.len() > 100, "the writer wrote: {writes:?}");
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+}
+
+#[test]
+fn the_writers_log_gives_acknowledged_keys_gaps_and_outages() {
+    let log = "ack 1 100.000\nerr 2 100.010 -READONLY You can't write\nerr 3 100.020\n\
+               ack 4 100.500\nack 5 100.510\nerr 6 100.520\nstopped\n";
+    let writes = Writes::parse(log);
+    assert_eq!(
+        writes.acked,
+        BTreeSet::from(["w:1", "w:4", "w:5"].map(String::from))
+    );
+    assert_eq!(writes.failed, 3);
+    assert_eq!(writes.longest_gap.as_millis(), 500);
+    assert_eq!(writes.span.as_millis(), 520);
+    assert_eq!(
+        writes.outages,
+        [
+            "500 ms, 2 failed (-READONLY You can't write)",
+            "10 ms, 1 failed (no reply)"
+        ]
+    );
 }
