@@ -106,17 +106,11 @@ fn text(app: &str, preview: &Preview) -> String {
             String::new()
         }
     );
-    if preview.steps.is_empty() {
-        out.push_str("nothing to do\n");
-    } else {
-        out.push_str("\nsteps, in order:\n");
-        for (n, step) in preview.steps.iter().enumerate() {
-            let _ = writeln!(out, "  {}. {}", n + 1, step_line(step));
-        }
-    }
-    for note in &preview.notes {
-        let _ = writeln!(out, "note: {note}");
-    }
+    out.push_str(&steps_and_notes(
+        &preview.steps,
+        &preview.notes,
+        "nothing to do\n",
+    ));
     for member in &preview.members {
         let diffs: Vec<String> = member.changes.iter().map(change_text).collect();
         if !diffs.is_empty() {
@@ -132,7 +126,25 @@ fn text(app: &str, preview: &Preview) -> String {
     out
 }
 
-pub(crate) fn step_line(step: &PlannedStep) -> String {
+/// The numbered steps (or `nothing`, when there are none), then the notes: the part of a plan
+/// both engines' previews print alike.
+pub(crate) fn steps_and_notes(steps: &[PlannedStep], notes: &[String], nothing: &str) -> String {
+    let mut out = String::new();
+    if steps.is_empty() {
+        out.push_str(nothing);
+    } else {
+        out.push_str("\nsteps, in order:\n");
+        for (n, step) in steps.iter().enumerate() {
+            let _ = writeln!(out, "  {}. {}", n + 1, step_line(step));
+        }
+    }
+    for note in notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    out
+}
+
+fn step_line(step: &PlannedStep) -> String {
     match step {
         PlannedStep::Stop { member, leave_in } => match leave_in {
             Some(runner) => format!("stop {member}: no longer wanted (memberLeave in {runner})"),

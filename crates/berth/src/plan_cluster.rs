@@ -2,12 +2,10 @@
 //! fields (multi-line values such as config files as unified diffs), the member steps in order
 //! (worded as the local plan's), then the notes.
 
-use std::fmt::Write as _;
-
 use berth_k8s::preview::{ClusterPreview, FieldChange, MemberAction, ObjectAction, ObjectChange};
 use serde_json::Value;
 
-use crate::plan::step_line;
+use crate::plan::steps_and_notes;
 
 /// The cluster plan as text.
 pub fn text(preview: &ClusterPreview) -> String {
@@ -21,17 +19,11 @@ pub fn text(preview: &ClusterPreview) -> String {
         out.push_str("\nobjects:\n");
         changed.iter().for_each(|o| out.push_str(&object_text(o)));
     }
-    if preview.steps.is_empty() {
-        out.push_str("\nno member changes\n");
-    } else {
-        out.push_str("\nsteps, in order:\n");
-        for (n, step) in preview.steps.iter().enumerate() {
-            let _ = writeln!(out, "  {}. {}", n + 1, step_line(step));
-        }
-    }
-    for note in &preview.notes {
-        let _ = writeln!(out, "note: {note}");
-    }
+    out.push_str(&steps_and_notes(
+        &preview.steps,
+        &preview.notes,
+        "\nno member changes\n",
+    ));
     out
 }
 

@@ -508,11 +508,7 @@ fn role_probes_label_members_and_a_switchover_precedes_the_leader_update() {
         &["follower", "leader", "follower"],
     );
     let _operator = Operator::start(cluster, &ns.name, &[]);
-    let manifest = with_roles(&example("web", &ns.name), "{strategy: RoleAware}").replacen(
-        "          roles:\n",
-        "          roleProbe: {exec: [sh, -c, cat role], periodSeconds: 1}\n          actions:\n            switchover:\n              exec: [sh, -c, 'echo follower > role && echo leader > ../$BERTH_TARGET_MEMBER/role']\n          roles:\n",
-        1,
-    );
+    let manifest = web_with_role_probe(&ns.name, MOVE_ROLE);
     apply(cluster, &manifest);
     wait_ready(cluster, &ns.name, "web");
     wait_until("the role probes to label every member", TIMEOUT, || {
@@ -659,11 +655,7 @@ fn a_failing_switchover_keeps_the_leader_on_its_revision_and_degrades_the_app_ac
         &["follower", "leader", "follower"],
     );
     let mut operator = Operator::start(cluster, &ns.name, &[]);
-    let manifest = with_roles(&example("web", &ns.name), "{strategy: RoleAware}").replacen(
-        "          roles:\n",
-        "          roleProbe: {exec: [sh, -c, cat role], periodSeconds: 1}\n          actions:\n            switchover:\n              exec: [sh, -c, 'echo \"ERR refusing to fail over\" >&2; exit 3']\n          roles:\n",
-        1,
-    );
+    let manifest = web_with_role_probe(&ns.name, r#"echo "ERR refusing to fail over" >&2; exit 3"#);
     apply(cluster, &manifest);
     wait_ready(cluster, &ns.name, "web");
     wait_until("the role probes to label every member", TIMEOUT, || {

@@ -87,11 +87,7 @@ fn a_plan_shows_the_changes_and_the_order_the_operator_then_takes_and_writes_not
         &["follower", "leader", "follower"],
     );
     let _operator = Operator::start(cluster, &ns.name, &[]);
-    let manifest = with_roles(&example("web", &ns.name), "{strategy: RoleAware}").replacen(
-        "          roles:\n",
-        "          roleProbe: {exec: [sh, -c, cat role], periodSeconds: 1}\n          actions:\n            switchover:\n              exec: [sh, -c, 'echo follower > role && echo leader > ../$BERTH_TARGET_MEMBER/role']\n          roles:\n",
-        1,
-    );
+    let manifest = web_with_role_probe(&ns.name, MOVE_ROLE);
     apply(cluster, &manifest);
     wait_ready(cluster, &ns.name, "web");
     wait_until("the role probes to label every member", TIMEOUT, || {

@@ -393,3 +393,20 @@ impl Drop for Finalizer {
         );
     }
 }
+
+/// The web example in `ns` with roles, RoleAware updates, a role probe that reads the file
+/// `role` in the member's directory (see [`local_members`]) every second, and `switchover` as the
+/// part's switchover action (a shell command).
+pub fn web_with_role_probe(ns: &str, switchover: &str) -> String {
+    with_roles(&example("web", ns), "{strategy: RoleAware}").replacen(
+        "          roles:\n",
+        &format!(
+            "          roleProbe: {{exec: [sh, -c, cat role], periodSeconds: 1}}\n          actions:\n            switchover:\n              exec: [sh, -c, '{switchover}']\n          roles:\n"
+        ),
+        1,
+    )
+}
+
+/// Switches leadership in [`web_with_role_probe`] members: the leader's file says follower, the
+/// target's says leader.
+pub const MOVE_ROLE: &str = "echo follower > role && echo leader > ../$BERTH_TARGET_MEMBER/role";
