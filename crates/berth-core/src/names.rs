@@ -21,6 +21,10 @@ pub const LABEL_ROLE: &str = "berth.io/role";
 pub const ANNOTATION_CONFIG_HASH: &str = "berth.io/config-hash";
 /// Annotation on Services whose clients must balance over members themselves.
 pub const ANNOTATION_CLIENT_SIDE_BALANCING: &str = "berth.io/client-side-balancing";
+/// StatefulSet annotation (operator): the size membership actions have admitted. Written right
+/// after a memberJoin or memberLeave succeeds, before the new size is applied, so an operator
+/// restarted in between never runs that action again.
+pub const ANNOTATION_ADMITTED_REPLICAS: &str = "berth.io/admitted-replicas";
 /// The value of [`LABEL_MANAGED_BY`].
 pub const MANAGER: &str = "berth";
 

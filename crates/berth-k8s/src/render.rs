@@ -269,8 +269,18 @@ fn stateful_set(
         .iter()
         .map(|v| claim_template(v, part, n))
         .collect();
+    let mut metadata = meta(n.workload, part, n);
+    let topology = &part.state.topology;
+    if mode == Mode::Operator
+        && (topology.member_join().is_some() || topology.member_leave().is_some())
+    {
+        metadata.annotations.get_or_insert_default().insert(
+            names::ANNOTATION_ADMITTED_REPLICAS.to_string(),
+            part.desired_replicas().to_string(),
+        );
+    }
     StatefulSet {
-        metadata: meta(n.workload, part, n),
+        metadata,
         spec: Some(StatefulSetSpec {
             replicas: Some(part.desired_replicas()),
             service_name: Some(n.headless.to_string()),

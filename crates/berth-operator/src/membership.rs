@@ -13,10 +13,14 @@ use berth_core::membership::{self, Actions, Change};
 use berth_core::names;
 use berth_core::spec::{StatefulApp, WorkloadKind};
 use berth_k8s::roles;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::EventType;
 
+use crate::MANAGER;
 use crate::prober;
 use crate::reconcile::{Context, publish};
 use crate::watch;
@@ -87,7 +91,15 @@ async fn admitted_size(
     // A part created now starts at its wanted size: its first members form the cluster together.
     let set = watch::find(&ctx.stores.stateful_sets, &namespace, &workload)?;
     let key = format!("{namespace}/{workload}");
-    let cached = set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+    // The size an action last admitted, recorded on the StatefulSet before the size is applied.
+    let recorded = set
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(names::ANNOTATION_ADMITTED_REPLICAS))
+        .and_then(|v| v.parse().ok());
+    let cached =
+        recorded.unwrap_or_else(|| set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
     let current = ctx.admitted.current(&key, cached);
     let pods = watch::select(
         &ctx.stores.pods,
@@ -117,6 +129,7 @@ async fn admitted_size(
         .find(|p| p.metadata.name.as_deref() == Some(&names::member_name(&workload, run_in)))?;
     if run_action(app, ctx, validated, index, kind, runner, &target).await {
         ctx.admitted.record(&key, plan.replicas);
+        record_admitted(ctx, &namespace, &workload, plan.replicas).await;
         Some(plan.replicas)
     } else {
         Some(current)
@@ -159,4 +172,21 @@ async fn run_action(
     };
     publish(ctx, app, type_, &reason, &note).await;
     outcome.is_ok()
+}
+
+/// Records on the StatefulSet the size an action just admitted, before the size is applied: an
+/// operator restarted in between reads it and does not run the action again. A failure is
+/// logged: the in-process record still covers this operator's own reconciles.
+async fn record_admitted(ctx: &Context, namespace: &str, workload: &str, replicas: i32) {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {names::ANNOTATION_ADMITTED_REPLICAS: replicas.to_string()}}
+    });
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    };
+    if let Err(e) = api.patch(workload, &params, &Patch::Merge(&patch)).await {
+        tracing::warn!(statefulset = %workload, error = %e, "could not record the admitted size");
+    }
 }

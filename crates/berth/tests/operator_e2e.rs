@@ -731,3 +731,53 @@ fn event_times(cluster: &berth_testkit::Cluster, ns: &str, reason: &str) -> Vec<
     times.sort_by(f64::total_cmp);
     times
 }
+
+#[test]
+fn a_join_that_ran_before_the_operator_died_is_not_run_again() {
+    let Some((cluster, ns)) = setup("op-join-once") else {
+        return;
+    };
+    let members = tempfile::tempdir().unwrap();
+    local_members(cluster, &ns.name, members.path(), &["-"; 4]);
+    let mut operator = Operator::start(cluster, &ns.name, &[]);
+    let manifest = example("web", &ns.name).replacen(
+        "          headlessService: nginx\n",
+        "          headlessService: nginx\n          actions:\n            memberJoin: {exec: [sh, -c, 'echo join $BERTH_TARGET_MEMBER >> ../members.log']}\n",
+        1,
+    );
+    apply(cluster, &manifest);
+    wait_ready(cluster, &ns.name, "web");
+    let set = cluster.get_json(&["statefulset", "web", "-n", &ns.name]);
+    assert_eq!(
+        set["metadata"]["annotations"]["berth.io/admitted-replicas"], "3",
+        "the operator records the admitted size on the StatefulSet"
+    );
+
+    // The operator dies right after web-3's memberJoin succeeded: the join recorded its size,
+    // the StatefulSet still runs 3 members.
+    operator.kill();
+    cluster.ok(
+        &[
+            "annotate",
+            "statefulset",
+            "web",
+            "-n",
+            &ns.name,
+            "--overwrite",
+            "berth.io/admitted-replicas=4",
+        ],
+        "",
+    );
+    apply(cluster, &manifest.replace("replicas: 3", "replicas: 4"));
+    let _operator = Operator::start(cluster, &ns.name, &[]);
+    wait_until("4 ready members", TIMEOUT, || {
+        let a = wait_ready(cluster, &ns.name, "web");
+        (a["status"]["parts"][0]["ready"] == 4).then_some(())
+    });
+    let log = members.path().join("members.log");
+    assert!(
+        !log.exists(),
+        "the join ran again: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
