@@ -79,7 +79,7 @@ fn save_secret_sources(home: &Home, app: &str, added: &[(String, PathBuf)]) -> R
     let mut sources = secrets::sources(&home.app_dir(app));
     sources.extend(added.iter().cloned());
     let json = serde_json::to_vec_pretty(&sources).map_err(|e| e.to_string())?;
-    write_atomic(&home.file(app, secrets::SOURCES_FILE), &json)
+    Ok(write_atomic(&home.file(app, secrets::SOURCES_FILE), &json)?)
 }
 
 /// Fails when a member references a Secret (not optional) that has no local source.

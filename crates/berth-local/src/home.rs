@@ -20,6 +20,7 @@ use berth_core::load::Inputs;
 use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
+use crate::error::HomeError;
 use crate::slots;
 
 /// The lowest slot given automatically (127.10.*.* upwards stay clear of 127.0.0.1).
@@ -71,7 +72,7 @@ impl Home {
     /// # Errors
     /// The slot cannot be recorded, or `wanted` belongs to another app (of this home or of
     /// another home on this machine: the message names it and a free slot).
-    pub fn slot(&self, app: &str, wanted: Option<u8>) -> Result<u8, String> {
+    pub fn slot(&self, app: &str, wanted: Option<u8>) -> Result<u8, HomeError> {
         self.slot_in(&slots::Registry::open()?, app, wanted)
     }
 
@@ -84,9 +85,9 @@ impl Home {
         registry: &slots::Registry,
         app: &str,
         wanted: Option<u8>,
-    ) -> Result<u8, String> {
+    ) -> Result<u8, HomeError> {
         let app_dir = self.app_dir(app);
-        std::fs::create_dir_all(&app_dir).map_err(|e| format!("{}: {e}", app_dir.display()))?;
+        std::fs::create_dir_all(&app_dir).map_err(HomeError::file(&app_dir))?;
         let app_dir = std::fs::canonicalize(&app_dir).unwrap_or(app_dir);
         let own = self.read_slot(app);
         let others: Vec<(String, u8)> = self
@@ -100,17 +101,26 @@ impl Home {
         let slot = match (wanted, own) {
             (Some(s), _) if in_home(s) => {
                 let (other, _) = others.iter().find(|(_, o)| *o == s).expect("found");
-                return Err(format!(
-                    "address slot {s} is used by app `{other}` in this home: choose another                      with `--slot N` or leave out `--slot`"
-                ));
+                return Err(HomeError::SlotInHome {
+                    slot: s,
+                    other: other.clone(),
+                });
             }
             (Some(s), Some(own)) if s != own && self.supervisor_running(app) => {
-                return Err(format!(
-                    "{app} runs on slot {own}; `berth down {app}` first"
-                ));
+                return Err(HomeError::SlotWhileRunning {
+                    app: app.to_string(),
+                    slot: own,
+                });
             }
             (Some(s), _) => match registry.holder(s, &app_dir) {
-                Some(holder) => return Err(slots::held_message(s, &holder, free())),
+                Some(holder) => {
+                    let free = free();
+                    return Err(HomeError::SlotHeld {
+                        slot: s,
+                        holder,
+                        free,
+                    });
+                }
                 None => s,
             },
             // A slot taken meanwhile by another home (e.g. after the registry was cleared) is
@@ -120,7 +130,7 @@ impl Home {
             {
                 s
             }
-            (None, _) => free().ok_or("no free address slot left")?,
+            (None, _) => free().ok_or(HomeError::NoFreeSlot)?,
         };
         registry.claim(slot, &app_dir, own)?;
         write_atomic(&self.file(app, "slot"), slot.to_string().as_bytes())?;
@@ -144,10 +154,13 @@ impl Home {
     ///
     /// # Errors
     /// The file cannot be written.
-    pub fn set_scale(&self, app: &str, part: &str, replicas: i32) -> Result<(), String> {
+    pub fn set_scale(&self, app: &str, part: &str, replicas: i32) -> Result<(), HomeError> {
         let mut overrides = self.scale_overrides(app);
         overrides.insert(part.to_string(), replicas);
-        let json = serde_json::to_vec_pretty(&overrides).map_err(|e| e.to_string())?;
+        let json = serde_json::to_vec_pretty(&overrides).map_err(|source| HomeError::Encode {
+            what: "scale.json",
+            source,
+        })?;
         write_atomic(&self.file(app, "scale.json"), &json)
     }
 
@@ -166,14 +179,14 @@ impl Home {
     ///
     /// # Errors
     /// The lock file cannot be opened.
-    pub fn try_lock(&self, app: &str) -> Result<Option<Flock<File>>, String> {
+    pub fn try_lock(&self, app: &str) -> Result<Option<Flock<File>>, HomeError> {
         let path = self.file(app, "supervisor.lock");
         let file = File::options()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(HomeError::file(&path))?;
         Ok(Flock::lock(file, FlockArg::LockExclusiveNonblock).ok())
     }
 
@@ -376,16 +389,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 ///
 /// # Errors
 /// The message naming the path.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), HomeError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(HomeError::file(dir))?;
     }
     static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
     std::fs::write(&tmp, bytes)
         .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("{}: {e}", path.display()))
+        .map_err(HomeError::file(path))
 }
 
 /// The last `lines` lines of a file (empty when it cannot be read).
@@ -409,7 +422,15 @@ mod tests {
         assert_eq!(home.slot_in(&registry, "a", None).unwrap(), FIRST_SLOT);
         assert_eq!(home.slot_in(&registry, "b", None).unwrap(), FIRST_SLOT + 1);
         assert_eq!(home.slot_in(&registry, "a", None).unwrap(), FIRST_SLOT);
-        assert!(home.slot_in(&registry, "c", Some(FIRST_SLOT)).is_err());
+        let taken = home.slot_in(&registry, "c", Some(FIRST_SLOT)).unwrap_err();
+        assert!(matches!(taken, HomeError::SlotInHome { ref other, .. } if other == "a"));
+        assert_eq!(
+            taken.to_string(),
+            format!(
+                "address slot {FIRST_SLOT} is used by app `a` in this home: choose another with \
+                 `--slot N` or leave out `--slot`"
+            )
+        );
         assert_eq!(home.slot_in(&registry, "c", Some(99)).unwrap(), 99);
         assert_eq!(
             other.slot_in(&registry, "a", None).unwrap(),
@@ -417,7 +438,8 @@ mod tests {
             "another home"
         );
         let err = other.slot_in(&registry, "d", Some(99)).unwrap_err();
-        assert!(err.contains("held by app `c`"), "{err}");
+        assert!(matches!(err, HomeError::SlotHeld { slot: 99, .. }), "{err}");
+        assert!(err.to_string().contains("held by app `c`"), "{err}");
     }
 
     #[test]

@@ -26,6 +26,7 @@
 pub mod addressing;
 pub mod control;
 pub mod decide;
+pub mod error;
 pub mod expand;
 pub mod home;
 pub mod member;

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::error::HomeError;
 use crate::home::write_atomic;
 
 /// The highest slot given (250 and above stay free; 127.255.255.255 is a broadcast address).
@@ -42,7 +43,7 @@ impl Registry {
     ///
     /// # Errors
     /// The directory or its lock file cannot be created.
-    pub fn open() -> Result<Self, String> {
+    pub fn open() -> Result<Self, HomeError> {
         let dir = std::env::var_os("BERTH_SLOTS_DIR")
             .map_or_else(|| PathBuf::from("/tmp/berth-slots"), PathBuf::from);
         Self::open_at(&dir)
@@ -52,12 +53,13 @@ impl Registry {
     ///
     /// # Errors
     /// The directory or its lock file cannot be created.
-    pub fn open_at(dir: &Path) -> Result<Self, String> {
-        let err = |p: &Path, e: &dyn std::fmt::Display| {
-            format!("address slot registry {}: {e}", p.display())
+    pub fn open_at(dir: &Path) -> Result<Self, HomeError> {
+        let err = |p: &Path| {
+            let path = p.to_path_buf();
+            move |source| HomeError::Registry { path, source }
         };
         if !dir.is_dir() {
-            std::fs::create_dir_all(dir).map_err(|e| err(dir, &e))?;
+            std::fs::create_dir_all(dir).map_err(err(dir))?;
             // Every user of the machine shares the addresses, so every user may claim slots.
             let _ = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o1777));
         }
@@ -67,9 +69,10 @@ impl Registry {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|e| err(&path, &e))?;
+            .map_err(err(&path))?;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));
-        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| err(&path, &e))?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, errno)| err(&path)(std::io::Error::from(errno)))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             _lock: lock,
@@ -93,7 +96,7 @@ impl Registry {
     ///
     /// # Errors
     /// The claim cannot be written.
-    pub fn claim(&self, slot: u8, app_dir: &Path, previous: Option<u8>) -> Result<(), String> {
+    pub fn claim(&self, slot: u8, app_dir: &Path, previous: Option<u8>) -> Result<(), HomeError> {
         let path = self.dir.join(slot.to_string());
         write_atomic(&path, app_dir.display().to_string().as_bytes())?;
         let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666));

@@ -182,7 +182,7 @@ async fn run(home: &Home, app: &str) -> Result<(), String> {
     };
     let services = match home.slot(app, None) {
         Ok(slot) => proxy::plan_services(&validated, slot),
-        Err(e) => return fail(home, app, e),
+        Err(e) => return fail(home, app, e.to_string()),
     };
     let shared = Arc::new(Shared::new(app, home.file(app, "state.json"), &plans));
     if let Err(e) = check_ports(&plans) {
