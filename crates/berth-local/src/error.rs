@@ -1,7 +1,7 @@
-//! Typed errors of the local engine's home: its files, its address slots and the machine-wide
-//! slot registry. Each says what failed and where; [`HomeError`] converts into the plain message
-//! the rest of the engine still passes around (`Result<_, String>`, being replaced module by
-//! module).
+//! Typed errors of the local engine: its home (files, address slots, the machine-wide slot
+//! registry) and Secrets. Each says what failed and where (never a Secret's data); they convert
+//! into the plain message the rest of the engine still passes around (`Result<_, String>`, being
+//! replaced module by module).
 
 use std::path::PathBuf;
 
@@ -81,6 +81,74 @@ impl HomeError {
 
 impl From<HomeError> for String {
     fn from(error: HomeError) -> Self {
+        error.to_string()
+    }
+}
+
+/// What can go wrong with a Secret's local source or a member's Secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    /// A `--secret` argument is not `NAME=PATH`.
+    #[error("--secret {arg}: expected NAME=PATH (a directory or an env file)")]
+    Argument {
+        /// The argument.
+        arg: String,
+    },
+    /// A `--secret` source does not exist or has no absolute form.
+    #[error("--secret {name}: {} does not exist", path.display())]
+    NoSource {
+        /// The Secret.
+        name: String,
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A source could not be read.
+    #[error("secret `{name}`: {}: {source}", path.display())]
+    Read {
+        /// The Secret.
+        name: String,
+        /// Its source.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A Secret a member needs has no local source.
+    #[error(
+        "secret `{name}` has no local source: give it with `berth up --secret \
+         {name}=DIR-or-ENV-FILE`"
+    )]
+    Unsourced {
+        /// The Secret.
+        name: String,
+    },
+    /// A Secret lacks the key an env variable takes.
+    #[error("env {var}: secret `{name}` has no key `{key}`{}", if *sourced { String::new() } else { format!(" (secret `{name}` has no local source: give it with `berth up --secret {name}=DIR-or-ENV-FILE`)") })]
+    NoKey {
+        /// The variable.
+        var: String,
+        /// The Secret.
+        name: String,
+        /// The key.
+        key: String,
+        /// Whether the Secret has a source at all.
+        sourced: bool,
+    },
+    /// A mounted Secret's file could not be written.
+    #[error("{member}: {}: {source}", path.display())]
+    Write {
+        /// The member.
+        member: String,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<SecretError> for String {
+    fn from(error: SecretError) -> Self {
         error.to_string()
     }
 }

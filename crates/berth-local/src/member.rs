@@ -109,7 +109,10 @@ async fn start(
             _ = stop.changed() => return None,
         }
     }
-    match secrets::materialize(plan, &plan.secret_env).and_then(|env| spawn(plan, &env)) {
+    match secrets::materialize(plan, &plan.secret_env)
+        .map_err(String::from)
+        .and_then(|env| spawn(plan, &env))
+    {
         Ok(child) => run_once(plan, shared, child, stop).await,
         Err(e) => Some(e),
     }

@@ -11,6 +11,7 @@
 //! mode 0600 (owned by the member's user) in the member's directory at the mapped path. Error
 //! messages name secrets and keys, never values.
 
+use crate::error::SecretError;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
@@ -35,19 +36,20 @@ pub fn sources(app_dir: &Path) -> BTreeMap<String, PathBuf> {
 ///
 /// # Errors
 /// No `=`, an empty name, or a path that does not exist.
-pub fn parse_source(arg: &str) -> Result<(String, PathBuf), String> {
+pub fn parse_source(arg: &str) -> Result<(String, PathBuf), SecretError> {
     let (name, path) = arg
         .split_once('=')
         .filter(|(n, p)| !n.is_empty() && !p.is_empty())
-        .ok_or_else(|| {
-            format!("--secret {arg}: expected NAME=PATH (a directory or an env file)")
+        .ok_or_else(|| SecretError::Argument {
+            arg: arg.to_string(),
         })?;
-    let path = std::path::absolute(path).map_err(|e| format!("--secret {name}: {e}"))?;
+    let no_source = |path: PathBuf| SecretError::NoSource {
+        name: name.to_string(),
+        path,
+    };
+    let path = std::path::absolute(path).map_err(|_| no_source(PathBuf::from(path)))?;
     if !path.exists() {
-        return Err(format!(
-            "--secret {name}: {} does not exist",
-            path.display()
-        ));
+        return Err(no_source(path));
     }
     Ok((name.to_string(), path))
 }
@@ -56,8 +58,12 @@ pub fn parse_source(arg: &str) -> Result<(String, PathBuf), String> {
 ///
 /// # Errors
 /// The source cannot be read (the message names the Secret and the path, not the data).
-pub fn read(name: &str, source: &Path) -> Result<SecretData, String> {
-    let err = |e: std::io::Error| format!("secret `{name}`: {}: {e}", source.display());
+pub fn read(name: &str, source: &Path) -> Result<SecretData, SecretError> {
+    let err = |e: std::io::Error| SecretError::Read {
+        name: name.to_string(),
+        path: source.to_path_buf(),
+        source: e,
+    };
     if source.is_dir() {
         let mut data = SecretData::new();
         for entry in std::fs::read_dir(source).map_err(err)?.flatten() {
@@ -107,11 +113,11 @@ pub fn unsourced(plan: &MemberPlan, sources: &BTreeMap<String, PathBuf>) -> Vec<
 pub fn materialize(
     plan: &MemberPlan,
     secret_env: &[SecretEnv],
-) -> Result<Vec<(String, String)>, String> {
+) -> Result<Vec<(String, String)>, SecretError> {
     let app_dir = plan.dir.parent().unwrap_or(&plan.dir);
     let sources = sources(app_dir);
     let mut cache: BTreeMap<String, Option<SecretData>> = BTreeMap::new();
-    let mut load = |secret: &str| -> Result<Option<SecretData>, String> {
+    let mut load = |secret: &str| -> Result<Option<SecretData>, SecretError> {
         if let Some(data) = cache.get(secret) {
             return Ok(data.clone());
         }
@@ -119,11 +125,8 @@ pub fn materialize(
         cache.insert(secret.to_string(), data.clone());
         Ok(data)
     };
-    let missing = |secret: &str| {
-        format!(
-            "secret `{secret}` has no local source: give it with `berth up --secret \
-             {secret}=DIR-or-ENV-FILE`"
-        )
+    let missing = |secret: &str| SecretError::Unsourced {
+        name: secret.to_string(),
     };
     for mount in &plan.secret_mounts {
         match load(&mount.secret)? {
@@ -139,17 +142,12 @@ pub fn materialize(
             Some(v) => env.push((var.name.clone(), String::from_utf8_lossy(&v).into_owned())),
             None if var.optional => {}
             None => {
-                return Err(format!(
-                    "env {}: secret `{}` has no key `{}`{}",
-                    var.name,
-                    var.secret,
-                    var.key,
-                    if sources.contains_key(&var.secret) {
-                        String::new()
-                    } else {
-                        format!(" ({})", missing(&var.secret))
-                    }
-                ));
+                return Err(SecretError::NoKey {
+                    var: var.name.clone(),
+                    name: var.secret.clone(),
+                    key: var.key.clone(),
+                    sourced: sources.contains_key(&var.secret),
+                });
             }
         }
     }
@@ -158,8 +156,12 @@ pub fn materialize(
 
 /// Writes a Secret's keys as files of mode 0600 in `dir` (owned by the member's user),
 /// removing files of keys it no longer has.
-fn write_files(plan: &MemberPlan, dir: &Path, data: &SecretData) -> Result<(), String> {
-    let err = |p: &Path, e: std::io::Error| format!("{}: {}: {e}", plan.name, p.display());
+fn write_files(plan: &MemberPlan, dir: &Path, data: &SecretData) -> Result<(), SecretError> {
+    let err = |p: &Path, e: std::io::Error| SecretError::Write {
+        member: plan.name.clone(),
+        path: p.to_path_buf(),
+        source: e,
+    };
     std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     for entry in std::fs::read_dir(dir).map_err(|e| err(dir, e))?.flatten() {
         let key = entry.file_name().to_string_lossy().into_owned();
@@ -200,6 +202,25 @@ mod tests {
         std::fs::write(dir.path().join("password"), "pw").unwrap();
         let read = read("auth", dir.path()).unwrap();
         assert_eq!(read["password"], b"pw");
-        assert!(parse_source("auth").is_err());
+        assert!(matches!(
+            parse_source("auth"),
+            Err(SecretError::Argument { .. })
+        ));
+        let missing = parse_source("auth=/no/such/dir").unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "--secret auth: /no/such/dir does not exist"
+        );
+        let no_key = SecretError::NoKey {
+            var: "PGPASSWORD".into(),
+            name: "auth".into(),
+            key: "password".into(),
+            sourced: false,
+        };
+        assert_eq!(
+            no_key.to_string(),
+            "env PGPASSWORD: secret `auth` has no key `password` (secret `auth` has no local \
+             source: give it with `berth up --secret auth=DIR-or-ENV-FILE`)"
+        );
     }
 }
