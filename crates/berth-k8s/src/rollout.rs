@@ -11,6 +11,19 @@ use k8s_openapi::jiff::Timestamp;
 /// The label the StatefulSet controller puts on each pod with the revision it runs.
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 
+/// The size membership actions last admitted for `set`: what berth recorded on it
+/// ([`names::ANNOTATION_ADMITTED_REPLICAS`], written as soon as an action succeeds and before
+/// the size is applied), else its `spec.replicas`.
+pub fn admitted_size(set: &StatefulSet) -> i32 {
+    let recorded = set
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(names::ANNOTATION_ADMITTED_REPLICAS))
+        .and_then(|v| v.parse().ok());
+    recorded.unwrap_or_else(|| set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1))
+}
+
 /// The members of `set` as the planner sees them, or `None` before the controller has computed
 /// the update revision. A missing or terminating pod counts as updated and unready: the
 /// controller recreates it at the update revision.
@@ -164,5 +177,16 @@ mod tests {
         let mut s = set(1);
         s.status = None;
         assert_eq!(member_states(&s, &[], Timestamp::UNIX_EPOCH), None);
+    }
+
+    #[test]
+    fn the_admitted_size_is_the_recorded_one_else_the_replicas() {
+        let mut s = set(3);
+        assert_eq!(admitted_size(&s), 3);
+        s.metadata.annotations = Some(BTreeMap::from([(
+            names::ANNOTATION_ADMITTED_REPLICAS.to_string(),
+            "4".to_string(),
+        )]));
+        assert_eq!(admitted_size(&s), 4);
     }
 }

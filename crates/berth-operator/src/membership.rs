@@ -91,15 +91,7 @@ async fn admitted_size(
     // A part created now starts at its wanted size: its first members form the cluster together.
     let set = watch::find(&ctx.stores.stateful_sets, &namespace, &workload)?;
     let key = format!("{namespace}/{workload}");
-    // The size an action last admitted, recorded on the StatefulSet before the size is applied.
-    let recorded = set
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(names::ANNOTATION_ADMITTED_REPLICAS))
-        .and_then(|v| v.parse().ok());
-    let cached =
-        recorded.unwrap_or_else(|| set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1));
+    let cached = berth_k8s::rollout::admitted_size(&set);
     let current = ctx.admitted.current(&key, cached);
     let pods = watch::select(
         &ctx.stores.pods,
