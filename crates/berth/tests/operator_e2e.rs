@@ -501,19 +501,7 @@ fn role_probes_label_members_and_a_switchover_precedes_the_leader_update() {
         return;
     };
     let members = tempfile::tempdir().unwrap();
-    local_members(
-        cluster,
-        &ns.name,
-        members.path(),
-        &["follower", "leader", "follower"],
-    );
-    let _operator = Operator::start(cluster, &ns.name, &[]);
-    let manifest = web_with_role_probe(&ns.name, MOVE_ROLE);
-    apply(cluster, &manifest);
-    wait_ready(cluster, &ns.name, "web");
-    wait_until("the role probes to label every member", TIMEOUT, || {
-        (role_labels(cluster, &ns.name) == ["follower", "leader", "follower"]).then_some(())
-    });
+    let (_operator, manifest) = leader_web(cluster, &ns.name, members.path(), MOVE_ROLE);
 
     apply(
         cluster,
@@ -648,19 +636,12 @@ fn a_failing_switchover_keeps_the_leader_on_its_revision_and_degrades_the_app_ac
         return;
     };
     let members = tempfile::tempdir().unwrap();
-    local_members(
+    let (mut operator, manifest) = leader_web(
         cluster,
         &ns.name,
         members.path(),
-        &["follower", "leader", "follower"],
+        r#"echo "ERR refusing to fail over" >&2; exit 3"#,
     );
-    let mut operator = Operator::start(cluster, &ns.name, &[]);
-    let manifest = web_with_role_probe(&ns.name, r#"echo "ERR refusing to fail over" >&2; exit 3"#);
-    apply(cluster, &manifest);
-    wait_ready(cluster, &ns.name, "web");
-    wait_until("the role probes to label every member", TIMEOUT, || {
-        (role_labels(cluster, &ns.name) == ["follower", "leader", "follower"]).then_some(())
-    });
     let leader_uid = web_uids(cluster, &ns.name)[1].clone();
 
     apply(

@@ -80,19 +80,7 @@ fn a_plan_shows_the_changes_and_the_order_the_operator_then_takes_and_writes_not
         return;
     };
     let members = tempfile::tempdir().unwrap();
-    local_members(
-        cluster,
-        &ns.name,
-        members.path(),
-        &["follower", "leader", "follower"],
-    );
-    let _operator = Operator::start(cluster, &ns.name, &[]);
-    let manifest = web_with_role_probe(&ns.name, MOVE_ROLE);
-    apply(cluster, &manifest);
-    wait_ready(cluster, &ns.name, "web");
-    wait_until("the role probes to label every member", TIMEOUT, || {
-        (role_labels(cluster, &ns.name) == ["follower", "leader", "follower"]).then_some(())
-    });
+    let (_operator, manifest) = leader_web(cluster, &ns.name, members.path(), MOVE_ROLE);
 
     let unchanged = plan(cluster, &manifest, &[]);
     assert!(

@@ -410,3 +410,23 @@ pub fn web_with_role_probe(ns: &str, switchover: &str) -> String {
 /// Switches leadership in [`web_with_role_probe`] members: the leader's file says follower, the
 /// target's says leader.
 pub const MOVE_ROLE: &str = "echo follower > role && echo leader > ../$BERTH_TARGET_MEMBER/role";
+
+/// A role-aware web app in `ns` as [`web_with_role_probe`] makes it (with `switchover`), its
+/// members running locally in `members` with web-1 the leader, under an operator of its own;
+/// returns once every member is ready and labelled by the probe.
+pub fn leader_web(
+    cluster: &Cluster,
+    ns: &str,
+    members: &std::path::Path,
+    switchover: &str,
+) -> (Operator, String) {
+    local_members(cluster, ns, members, &["follower", "leader", "follower"]);
+    let operator = Operator::start(cluster, ns, &[]);
+    let manifest = web_with_role_probe(ns, switchover);
+    apply(cluster, &manifest);
+    wait_ready(cluster, ns, "web");
+    wait_until("the role probes to label every member", TIMEOUT, || {
+        (role_labels(cluster, ns) == ["follower", "leader", "follower"]).then_some(())
+    });
+    (operator, manifest)
+}
