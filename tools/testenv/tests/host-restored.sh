@@ -4,7 +4,9 @@
 # beside the test cluster), runs a pod with a volume on its real node, asserts the confinement
 # chains exist while it runs, stops it, and compares the host's sysctls, links, addresses,
 # routes, netns, iptables rules, mounts, cgroups, fixed directories and processes before and
-# after. Exit 0 when nothing differs; run by scripts/test (needs root). See docs/testing.md.
+# after. In between, every process of the instance is SIGKILLed (a session that ends without
+# `down`) and `up` must start again over what it left. Exit 0 when nothing differs; run by
+# scripts/test (needs root). See docs/testing.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 CACHE=${BERTH_TESTENV_CACHE:-$HOME/.cache/berth-testenv}
@@ -64,6 +66,22 @@ confinement_chains() {
   return 0
 }
 
+# kill_instance: SIGKILLs every process of the instance (components, shims, containers), as a
+# session or machine that ends without `down` does; its run directory and host changes stay.
+kill_instance() {
+  local f p h
+  for f in "$BERTH_TESTENV_DIR"/*.pid; do kill -KILL "$(<"$f")" 2>/dev/null || true; done
+  for p in /proc/[0-9]*; do
+    [[ "$(readlink "$p/exe" 2>/dev/null)" == */containerd-shim-runc-v2 ]] || continue
+    tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -q -- "-address $BERTH_TESTENV_DIR/" &&
+      kill -KILL "${p#/proc/}" 2>/dev/null || true
+  done
+  for h in /sys/fs/cgroup/*/berth-testenv-49-*; do
+    find "$h" -name cgroup.procs -exec cat {} + 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+  done
+  ip netns list | grep -q '^berth-testenv-49\b' || fail "killing the instance removed its netns (check is blind)"
+}
+
 main() {
   ((EUID == 0)) || fail "needs root (real nodes)"
   if "$TESTENV" status >/dev/null 2>&1; then "$TESTENV" down >/dev/null 2>&1; fi   # left by an earlier run
@@ -76,6 +94,13 @@ main() {
   confinement_chains
   snapshot "$OUT/during"
   diff -q "$OUT/before/links" "$OUT/during/links" >/dev/null && fail "the snapshot sees no new link while up (check is blind)"
+  note "killing every process of the instance, then starting it again over what it left"
+  kill_instance
+  "$TESTENV" up --real-nodes 1 >"$OUT/up-again.log" 2>&1 ||
+    { tail -n 30 "$OUT/up-again.log" >&2; fail "up over a killed instance failed"; }
+  grep -q 'left by an instance whose processes are gone' "$OUT/up-again.log" ||
+    fail "up did not notice the killed instance (see $OUT/up-again.log)"
+  real_node_pod
   "$TESTENV" down >"$OUT/down.log" 2>&1 || { tail -n 30 "$OUT/down.log" >&2; fail "down failed"; }
   trap - EXIT
   snapshot "$OUT/after"
