@@ -271,8 +271,14 @@ fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
     }
 }
 
+/// Sends `signal` to the supervisor: through its keeper while that lives (the keeper forwards
+/// it, and a supervisor it is restarting reads the saved inputs anyway), else directly.
 fn signal_supervisor(state: &AppState, signal: Signal) -> Result<(), String> {
-    let pid = i32::try_from(state.supervisor_pid).map_err(|e| e.to_string())?;
+    let target = state
+        .keeper_pid
+        .filter(|pid| os::alive(*pid))
+        .unwrap_or(state.supervisor_pid);
+    let pid = i32::try_from(target).map_err(|e| e.to_string())?;
     kill(Pid::from_raw(pid), signal).map_err(|e| format!("cannot signal the supervisor: {e}"))
 }
 
@@ -366,12 +372,12 @@ fn wait_ready(home: &Home, app: &str, pid: Option<u32>, timeout: Duration) -> Re
     }
 }
 
-/// Whether `state` comes from the running supervisor: the one `up` started (`pid`), or the one
-/// that won the lock when two `up`s raced, never a dead one's leftover.
+/// Whether `state` comes from the running supervisor: the one run by the keeper `up` started
+/// (`pid`), or the one that won the lock when two `up`s raced, never a dead one's leftover.
 fn current(home: &Home, state: &AppState, pid: Option<u32>) -> bool {
     let live = os::alive(state.supervisor_pid);
     match pid {
-        Some(p) if state.supervisor_pid == p => true,
+        Some(p) if state.supervisor_pid == p || state.keeper_pid == Some(p) => true,
         Some(p) => live && !os::alive(p) && home.supervisor_running(&state.app),
         None => live,
     }
@@ -547,9 +553,7 @@ pub fn down(home: &Home, app: &str, purge: bool) -> Result<(), String> {
 }
 
 fn stop_supervisor(home: &Home, state: &AppState) -> Result<(), String> {
-    let pid = i32::try_from(state.supervisor_pid).map_err(|e| e.to_string())?;
-    kill(Pid::from_raw(pid), Signal::SIGTERM)
-        .map_err(|e| format!("cannot signal the supervisor: {e}"))?;
+    signal_supervisor(state, Signal::SIGTERM)?;
     let grace: u64 = state.members.iter().map(|m| m.grace_seconds).sum();
     let deadline = Instant::now() + Duration::from_secs(grace + 10);
     while home.supervisor_running(&state.app) {

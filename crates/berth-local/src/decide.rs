@@ -29,6 +29,43 @@ pub fn crash_streak(previous: u32, ran_for: Duration) -> u32 {
     }
 }
 
+/// How the supervisor process ended, as its keeper saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SupervisorExit {
+    /// It exited with this code (0: stopped as asked; 101: it panicked).
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+/// What the keeper does when the supervisor has ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeeperStep {
+    /// Exit with this code: the supervisor stopped as asked, or gave up with an error it
+    /// published (a restart would fail the same way).
+    Exit(i32),
+    /// Start the supervisor again after this delay: it was killed or panicked, and the members
+    /// it left running must be supervised (and reachable through the services) again.
+    Restart(Duration),
+}
+
+/// The keeper's rule: a supervisor killed by a signal or a panic is started again (at once
+/// after a long run, else with the members' backoff, so a crash loop does not spin); one that
+/// exited on its own, or was asked to stop, is not.
+pub fn after_supervisor(exit: SupervisorExit, stopping: bool, streak: u32) -> KeeperStep {
+    const PANIC: i32 = 101;
+    match exit {
+        _ if stopping => KeeperStep::Exit(0),
+        SupervisorExit::Code(PANIC) | SupervisorExit::Signal(_) if streak <= 1 => {
+            KeeperStep::Restart(Duration::ZERO)
+        }
+        SupervisorExit::Code(PANIC) | SupervisorExit::Signal(_) => {
+            KeeperStep::Restart(backoff(streak - 1))
+        }
+        SupervisorExit::Code(code) => KeeperStep::Exit(code),
+    }
+}
+
 /// Whether member `index` of a part may start, given the readiness of the members before it.
 pub fn may_start(policy: PodManagement, ready_before: &[bool]) -> bool {
     match policy {
@@ -208,6 +245,26 @@ mod tests {
         let secs: Vec<u64> = (1..=7).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(secs, [1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(backoff(1000), BACKOFF_CAP);
+    }
+
+    #[test]
+    fn a_killed_or_panicked_supervisor_is_restarted_and_a_stopped_one_is_not() {
+        use SupervisorExit::{Code, Signal};
+        assert_eq!(
+            after_supervisor(Signal(9), false, 1),
+            KeeperStep::Restart(Duration::ZERO)
+        );
+        assert_eq!(
+            after_supervisor(Code(101), false, 1),
+            KeeperStep::Restart(Duration::ZERO)
+        );
+        assert_eq!(
+            after_supervisor(Signal(9), false, 3),
+            KeeperStep::Restart(backoff(2))
+        );
+        assert_eq!(after_supervisor(Code(0), false, 1), KeeperStep::Exit(0));
+        assert_eq!(after_supervisor(Code(1), false, 1), KeeperStep::Exit(1));
+        assert_eq!(after_supervisor(Signal(9), true, 1), KeeperStep::Exit(0));
     }
 
     #[test]

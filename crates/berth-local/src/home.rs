@@ -6,6 +6,7 @@
 //! <home>/<app>/scale.json     replicas set by `berth scale`, by part
 //! <home>/<app>/slot             the app's address slot (second octet of its addresses)
 //! <home>/<app>/supervisor.lock  flock'ed by the running supervisor
+//! <home>/<app>/keeper.lock      flock'ed by the keeper that restarts the supervisor
 //! <home>/<app>/supervisor.log   the supervisor's own output
 //! <home>/<app>/state.json       what the supervisor publishes (see [`AppState`])
 //! <home>/<app>/events.log       one line per rollout action (update, switchover, stuck)
@@ -180,7 +181,21 @@ impl Home {
     /// # Errors
     /// The lock file cannot be opened.
     pub fn try_lock(&self, app: &str) -> Result<Option<Flock<File>>, HomeError> {
-        let path = self.file(app, "supervisor.lock");
+        self.try_lock_file(app, "supervisor.lock")
+    }
+
+    /// Tries to take the keeper lock of `app`; `None` while a keeper holds it. The keeper and
+    /// the supervisor it runs each hold their own lock (never inherited by members), so the
+    /// app counts as supervised while either lives.
+    ///
+    /// # Errors
+    /// The lock file cannot be opened.
+    pub fn try_lock_keeper(&self, app: &str) -> Result<Option<Flock<File>>, HomeError> {
+        self.try_lock_file(app, "keeper.lock")
+    }
+
+    fn try_lock_file(&self, app: &str, name: &str) -> Result<Option<Flock<File>>, HomeError> {
+        let path = self.file(app, name);
         let file = File::options()
             .create(true)
             .truncate(false)
@@ -190,9 +205,12 @@ impl Home {
         Ok(Flock::lock(file, FlockArg::LockExclusiveNonblock).ok())
     }
 
-    /// Whether a supervisor of `app` is running (holds its lock).
+    /// Whether a supervisor of `app` is running (it, or the keeper that restarts it, holds its
+    /// lock).
     pub fn supervisor_running(&self, app: &str) -> bool {
-        self.app_dir(app).is_dir() && matches!(self.try_lock(app), Ok(None))
+        self.app_dir(app).is_dir()
+            && (matches!(self.try_lock(app), Ok(None))
+                || matches!(self.try_lock_keeper(app), Ok(None)))
     }
 }
 
@@ -261,6 +279,10 @@ pub struct AppState {
     pub app: String,
     /// The supervisor's process id.
     pub supervisor_pid: u32,
+    /// The keeper's process id: the process that runs the supervisor and starts it again if it
+    /// dies (see [`crate::keeper`]); signals for the supervisor go to it while it lives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keeper_pid: Option<u32>,
     /// The app's phase.
     pub phase: Phase,
     /// Why the supervisor gave up, or why the last `apply` or `scale` failed.

@@ -20,7 +20,9 @@
 //! - [`member`]: one member under supervision.
 //! - `membership`: scaling through the part's memberJoin and memberLeave actions.
 //! - `rolling`: rollouts on `apply`, driven by the core planner.
-//! - [`supervisor`]: the background supervisor of one app.
+//! - [`supervisor`]: the background supervisor of one app; it adopts the members an earlier one
+//!   left running.
+//! - [`keeper`]: the process that runs the supervisor and starts it again when it dies.
 //! - [`control`]: `up`, `status`, `logs` and `down` as the CLI runs them.
 
 pub mod addressing;
@@ -29,6 +31,7 @@ pub mod decide;
 pub mod error;
 pub mod expand;
 pub mod home;
+pub mod keeper;
 pub mod member;
 mod membership;
 pub mod os;

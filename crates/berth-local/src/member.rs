@@ -2,7 +2,9 @@
 //! process in its own process group, probes readiness and role, restarts it with backoff when
 //! it exits, and stops it gracefully as Kubernetes does: its `preStop` hook, then its stop
 //! signal (`lifecycle.stopSignal`, default SIGTERM) to the group, SIGKILL when the grace
-//! period is over.
+//! period is over. A member whose process an earlier supervisor left running is adopted
+//! ([`Adopted`]): probed, watched and stopped like one started here, and started anew (on the
+//! current revision) only once it exits.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -28,12 +30,46 @@ use crate::shared::Shared;
 /// `PATH` for members when the supervisor has none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-/// Waits for the member's turn to start, then runs it until told to stop.
+/// A member's process that a supervisor which died left running, taken over by this one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Adopted {
+    /// Its pid (also its process group).
+    pub pid: u32,
+    /// When it started (clock ticks since boot): with the pid, it identifies the process.
+    pub started: Option<u64>,
+    /// The revision it runs, as the earlier supervisor published it.
+    pub revision: String,
+}
+
+/// How often an adopted process (not this supervisor's child: no exit notification) is
+/// checked for having exited.
+const ADOPTED_POLL: Duration = Duration::from_millis(100);
+
+/// Waits for the member's turn to start, then runs it until told to stop; an adopted member
+/// runs already, so it does not wait.
 pub async fn member_task(
     plan: Arc<MemberPlan>,
     earlier: Vec<String>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
+    adopted: Option<Adopted>,
+) {
+    if adopted.is_none() {
+        wait_for_turn(&plan, &earlier, &shared, &mut stop).await;
+        if *stop.borrow() {
+            return;
+        }
+    }
+    // An adopted process runs already: a stop that came first still stops it (in `run_once`).
+    run_member(&plan, &shared, &mut stop, adopted).await;
+}
+
+/// Waits until the members before this one allow it to start (or a stop).
+async fn wait_for_turn(
+    plan: &MemberPlan,
+    earlier: &[String],
+    shared: &Shared,
+    stop: &mut watch::Receiver<bool>,
 ) {
     let mut changed = shared.subscribe();
     loop {
@@ -53,17 +89,33 @@ pub async fn member_task(
             _ = stop.changed() => {},
         }
     }
-    run_member(&plan, &shared, &mut stop).await;
 }
 
-/// Runs a member, restarting it with backoff whenever it exits, until `stop` turns true.
-async fn run_member(plan: &MemberPlan, shared: &Shared, stop: &mut watch::Receiver<bool>) {
+/// Runs a member (first the adopted process, if any), restarting it with backoff whenever it
+/// exits, until `stop` turns true.
+async fn run_member(
+    plan: &MemberPlan,
+    shared: &Shared,
+    stop: &mut watch::Receiver<bool>,
+    mut adopted: Option<Adopted>,
+) {
     let mut streak = 0;
     loop {
         let started = Instant::now();
-        let outcome = match write_member_files(plan) {
-            Ok(()) => start(plan, shared, stop).await,
-            Err(e) => Some(e),
+        let outcome = if let Some(process) = adopted.take() {
+            note(
+                plan,
+                &format!(
+                    "adopted pid {} (left running by an earlier supervisor)",
+                    process.pid
+                ),
+            );
+            run_once(plan, shared, Process::Adopted(process), stop).await
+        } else {
+            match write_member_files(plan) {
+                Ok(()) => start(plan, shared, stop).await,
+                Err(e) => Some(e),
+            }
         };
         let Some(why) = outcome else {
             return;
@@ -113,7 +165,7 @@ async fn start(
         .map_err(String::from)
         .and_then(|env| spawn(plan, &env))
     {
-        Ok(child) => run_once(plan, shared, child, stop).await,
+        Ok(child) => run_once(plan, shared, Process::Started(child), stop).await,
         Err(e) => Some(e),
     }
 }
@@ -167,36 +219,78 @@ impl Drop for KillGroupOnDrop {
     }
 }
 
+/// A member's running process: one this supervisor started, or one it adopted.
+enum Process {
+    Started(Child),
+    Adopted(Adopted),
+}
+
+impl Process {
+    fn pid(&self) -> u32 {
+        match self {
+            Self::Started(child) => child.id().unwrap_or_default(),
+            Self::Adopted(a) => a.pid,
+        }
+    }
+
+    /// Waits until the process has exited; says why, as far as can be known.
+    async fn exited(&mut self) -> String {
+        match self {
+            Self::Started(child) => describe_exit(child.wait().await),
+            Self::Adopted(a) => {
+                while os::is_same_process(a.pid, a.started) {
+                    sleep(ADOPTED_POLL).await;
+                }
+                "exited (adopted from an earlier supervisor: its exit status is unknown)".into()
+            }
+        }
+    }
+
+    /// Publishes the process as the member's: pid, start time, revision.
+    fn publish(&self, plan: &MemberPlan, shared: &Shared) {
+        let pid = self.pid();
+        let (started, revision) = match self {
+            Self::Started(_) => (os::start_ticks(pid), plan.revision.clone()),
+            Self::Adopted(a) => (a.started, a.revision.clone()),
+        };
+        shared.member(&plan.name, |m| {
+            m.pid = Some(pid);
+            m.started = started;
+            m.revision = revision;
+            m.grace_seconds = plan.grace.as_secs();
+            m.stop_signal = Some(plan.stop_signal.as_str().to_string());
+            m.waiting = awaited(plan);
+        });
+    }
+}
+
 /// Runs one process of a member; `None` when it was stopped, else why it exited.
 async fn run_once(
     plan: &MemberPlan,
     shared: &Shared,
-    mut child: Child,
+    mut process: Process,
     stop: &mut watch::Receiver<bool>,
 ) -> Option<String> {
-    let pid = child.id().unwrap_or_default();
-    note(plan, &format!("started pid {pid}: {}", plan.argv.join(" ")));
-    shared.member(&plan.name, |m| {
-        m.pid = Some(pid);
-        m.started = os::start_ticks(pid);
-        m.revision.clone_from(&plan.revision);
-        m.grace_seconds = plan.grace.as_secs();
-        m.stop_signal = Some(plan.stop_signal.as_str().to_string());
-        m.waiting = awaited(plan);
-    });
-    let status = tokio::select! {
-        status = child.wait() => Some(status),
-        () = probe_loop(plan, shared) => None,
+    let pid = process.pid();
+    if matches!(process, Process::Started(_)) {
+        note(plan, &format!("started pid {pid}: {}", plan.argv.join(" ")));
+    }
+    process.publish(plan, shared);
+    // An adopted member has run for a while: its readiness is probed at once.
+    let delay = matches!(process, Process::Started(_));
+    let exited = tokio::select! {
+        why = process.exited() => Some(why),
+        () = probe_loop(plan, shared, delay) => None,
         () = role_loop(plan, shared) => None,
         _ = stop.changed() => None,
     };
-    match status {
-        Some(status) => {
+    match exited {
+        Some(why) => {
             os::signal_group(pid, Signal::SIGKILL);
-            Some(describe_exit(status))
+            Some(why)
         }
         None => {
-            stop_process(plan, pid, &mut child).await;
+            stop_process(plan, pid, &mut process).await;
             shared.member(&plan.name, |m| {
                 m.pid = None;
                 m.ready = false;
@@ -218,7 +312,7 @@ fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
 /// Stops a member as Kubernetes stops a container: the preStop hook (within the grace period),
 /// then the stop signal to the process group, SIGKILL when the grace period is over (with a
 /// one-off 2 s extension when the hook used it all up, as the kubelet gives).
-async fn stop_process(plan: &MemberPlan, pid: u32, child: &mut Child) {
+async fn stop_process(plan: &MemberPlan, pid: u32, process: &mut Process) {
     let deadline = Instant::now() + plan.grace;
     if let Some(argv) = &plan.pre_stop {
         run_pre_stop(plan, argv).await;
@@ -232,11 +326,11 @@ async fn stop_process(plan: &MemberPlan, pid: u32, child: &mut Child) {
     } else {
         left
     };
-    if tokio::time::timeout(left, child.wait()).await.is_err() {
+    if tokio::time::timeout(left, process.exited()).await.is_err() {
         note(plan, "grace period over (SIGKILL)");
     }
     os::signal_group(pid, Signal::SIGKILL);
-    let _ = child.wait().await;
+    process.exited().await;
 }
 
 /// The extra time a stop signal gets when the preStop hook used up the grace period.
@@ -279,8 +373,9 @@ fn awaited(plan: &MemberPlan) -> String {
     }
 }
 
-/// Probes readiness forever, publishing every change.
-async fn probe_loop(plan: &MemberPlan, shared: &Shared) {
+/// Probes readiness forever (after the probe's initial delay if `delay`), publishing every
+/// change.
+async fn probe_loop(plan: &MemberPlan, shared: &Shared, delay: bool) {
     let Some(probe) = &plan.probe else {
         shared.member(&plan.name, |m| {
             m.ready = true;
@@ -288,7 +383,9 @@ async fn probe_loop(plan: &MemberPlan, shared: &Shared) {
         });
         return std::future::pending().await;
     };
-    sleep(probe.initial_delay).await;
+    if delay {
+        sleep(probe.initial_delay).await;
+    }
     let mut was_ready = false;
     loop {
         let ready = probe::check(probe, plan).await;

@@ -1,11 +1,14 @@
-//! The background supervisor of one app: holds the app's lock, stops members a dead supervisor
-//! left behind, checks addresses, starts a task per member (see [`crate::member`]), on SIGHUP
-//! re-reads the saved inputs and reconciles (`apply`, `scale`), and on SIGTERM or SIGINT stops
-//! the members in reverse order.
+//! The background supervisor of one app: holds the app's lock (or shares its keeper's, see
+//! [`crate::keeper`]), adopts the members an earlier supervisor left running (and stops those
+//! the saved spec no longer has), checks addresses, starts a task per member (see
+//! [`crate::member`]), on SIGHUP re-reads the saved inputs and reconciles (`apply`, `scale`),
+//! and on SIGTERM or SIGINT stops the members in reverse order. A supervisor that adopted
+//! members reconciles at once: it finishes the rollout or scale its predecessor was in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use berth_core::load::{self, ValidatedApp};
 use tokio::signal::unix::{Signal, SignalKind, signal};
@@ -15,7 +18,7 @@ use tokio::task::JoinHandle;
 use crate::addressing::LocalAddressing;
 use crate::decide;
 use crate::home::{AppState, Home, Phase, SavedInputs, append_event, write_atomic};
-use crate::member::member_task;
+use crate::member::{Adopted, member_task};
 use crate::membership;
 use crate::os;
 use crate::plan::{self, MemberPlan};
@@ -67,10 +70,11 @@ pub fn plan_members(
 }
 
 /// Runs the supervisor of `app` until SIGTERM; returns at once if another one holds the lock.
+/// `kept`: its parent is a keeper ([`crate::keeper`]), which restarts it if it dies.
 ///
 /// # Errors
 /// The app cannot be loaded or the runtime cannot start.
-pub fn supervise(home: &Path, app: &str) -> Result<(), String> {
+pub fn supervise(home: &Path, app: &str, kept: bool) -> Result<(), String> {
     let home = Home::new(home);
     let Some(_lock) = home.try_lock(app)? else {
         return Ok(());
@@ -79,7 +83,8 @@ pub fn supervise(home: &Path, app: &str) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    runtime.block_on(run(&home, app))
+    let keeper = kept.then(std::os::unix::process::parent_id);
+    runtime.block_on(run(&home, app, keeper))
 }
 
 /// A member's running task and the switch that stops it.
@@ -98,6 +103,12 @@ pub(crate) struct Members {
 impl Members {
     /// Starts the task of member `name` of the current plans.
     pub(crate) fn start(&mut self, name: &str) {
+        self.launch(name, None);
+    }
+
+    /// Starts the task of member `name`, adopting `adopted` if an earlier supervisor left its
+    /// process running.
+    fn launch(&mut self, name: &str, adopted: Option<Adopted>) {
         let Some(plan) = self.plans.iter().find(|p| p.name == name).cloned() else {
             return;
         };
@@ -109,7 +120,16 @@ impl Members {
             .map(|p| p.name.clone())
             .collect();
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(member_task(plan, earlier, self.shared.clone(), stopped));
+        if let Some(process) = &adopted {
+            // Published before any reconcile looks: it runs the earlier revision, maybe.
+            self.shared.member(name, |m| {
+                m.pid = Some(process.pid);
+                m.started = process.started;
+                m.revision.clone_from(&process.revision);
+            });
+        }
+        let shared = self.shared.clone();
+        let task = tokio::spawn(member_task(plan, earlier, shared, stopped, adopted));
         self.running
             .insert(name.to_string(), Running { stop, task });
     }
@@ -171,11 +191,84 @@ impl Signals {
     }
 }
 
-async fn run(home: &Home, app: &str) -> Result<(), String> {
-    let mut signals = Signals::new()?;
-    if let Some(old) = home.state(app) {
-        os::stop_orphans(&old.members);
+/// What an earlier supervisor of the app left: the members whose process still runs (to
+/// adopt), the members it had started (members still, even if not running now), and its
+/// counters (an `apply` waiting for its outcome compares them).
+#[derive(Debug, Default)]
+struct Leftover {
+    adopt: BTreeMap<String, Adopted>,
+    started: BTreeSet<String>,
+    reloads: u64,
+    applying: u64,
+}
+
+impl Leftover {
+    fn of(old: Option<&AppState>) -> Self {
+        let Some(old) = old else {
+            return Self::default();
+        };
+        let adopt = old
+            .members
+            .iter()
+            .filter_map(|m| {
+                let pid = m.pid.filter(|pid| os::is_same_process(*pid, m.started))?;
+                let adopted = Adopted {
+                    pid,
+                    started: m.started,
+                    revision: m.revision.clone(),
+                };
+                Some((m.name.clone(), adopted))
+            })
+            .collect();
+        let started = old.members.iter().filter(|m| m.started.is_some());
+        Self {
+            adopt,
+            started: started.map(|m| m.name.clone()).collect(),
+            reloads: old.reloads,
+            applying: old.applying,
+        }
     }
+
+    /// Whether members run that this supervisor takes over (then it resumes, not starts).
+    fn resuming(&self) -> bool {
+        !self.adopt.is_empty()
+    }
+}
+
+/// The members to run at start: all of them, or when resuming only those the earlier
+/// supervisor had started (the others join through the reconcile that follows, with their
+/// memberJoin action).
+fn initial_plans(plans: Vec<MemberPlan>, left: &Leftover) -> Vec<Arc<MemberPlan>> {
+    plans
+        .into_iter()
+        .filter(|p| !left.resuming() || left.started.contains(&p.name))
+        .map(Arc::new)
+        .collect()
+}
+
+/// Stops the members an earlier supervisor left running that the saved spec no longer has (it
+/// died while removing them).
+fn stop_unplanned(old: Option<&AppState>, plans: &[MemberPlan], events: &Path) {
+    let Some(old) = old else { return };
+    let unplanned: Vec<_> = old
+        .members
+        .iter()
+        .filter(|m| !plans.iter().any(|p| p.name == m.name))
+        .filter(|m| m.pid.is_some_and(|pid| os::is_same_process(pid, m.started)))
+        .cloned()
+        .collect();
+    for m in &unplanned {
+        append_event(
+            events,
+            &format!("stop {}: not in the saved spec any more", m.name),
+        );
+    }
+    os::stop_orphans(&unplanned);
+}
+
+async fn run(home: &Home, app: &str, keeper: Option<u32>) -> Result<(), String> {
+    let mut signals = Signals::new()?;
+    let old = home.state(app);
     let (validated, plans) = match load_saved(home, app) {
         Ok(loaded) => loaded,
         Err(e) => return fail(home, app, e),
@@ -184,8 +277,19 @@ async fn run(home: &Home, app: &str) -> Result<(), String> {
         Ok(slot) => proxy::plan_services(&validated, slot),
         Err(e) => return fail(home, app, e.to_string()),
     };
-    let shared = Arc::new(Shared::new(app, home.file(app, "state.json"), &plans));
-    if let Err(e) = check_ports(&plans) {
+    let events = home.file(app, "events.log");
+    stop_unplanned(old.as_ref(), &plans, &events);
+    let mut left = Leftover::of(old.as_ref());
+    left.adopt
+        .retain(|name, _| plans.iter().any(|p| p.name == *name));
+    let plans = initial_plans(plans, &left);
+    let shared = start_shared(home, app, &plans, &left, keeper);
+    let unadopted: Vec<MemberPlan> = plans
+        .iter()
+        .filter(|p| !left.adopt.contains_key(&p.name))
+        .map(|p| (**p).clone())
+        .collect();
+    if let Err(e) = check_ports(&unadopted) {
         shared.update(|s| {
             s.phase = Phase::Failed;
             s.error = Some(e.clone());
@@ -194,17 +298,83 @@ async fn run(home: &Home, app: &str) -> Result<(), String> {
     }
     let mut members = Members {
         shared: shared.clone(),
-        plans: plans.into_iter().map(Arc::new).collect(),
+        plans,
         running: BTreeMap::new(),
     };
     let names: Vec<String> = members.plans.iter().map(|p| p.name.clone()).collect();
-    names.iter().for_each(|n| members.start(n));
+    let adopted: Vec<String> = left.adopt.keys().cloned().collect();
+    for name in &names {
+        members.launch(name, left.adopt.remove(name));
+    }
     proxy::start(services, shared.clone());
+    if !adopted.is_empty() {
+        let count = adopted.len();
+        append_event(
+            &events,
+            &format!("supervisor restarted: adopted {count} running member(s); resuming"),
+        );
+        await_adopted(&members, &adopted).await;
+        if reload(home, app, &mut members, &mut signals).await {
+            return stop_everything(&shared, &mut members).await;
+        }
+    }
     while !signals.next().await {
         if reload(home, app, &mut members, &mut signals).await {
             break;
         }
     }
+    stop_everything(&shared, &mut members).await
+}
+
+/// How long a restarted supervisor waits for the members it adopted to be probed before it
+/// resumes: a rollout that acted on members whose readiness and role are not known yet would
+/// take a leader for an unready follower and update it without a switchover.
+const ADOPTION_SETTLE: Duration = Duration::from_secs(15);
+
+/// Waits (up to [`ADOPTION_SETTLE`]) until every adopted member is known: ready, with its role
+/// if its part has a role probe, or gone.
+async fn await_adopted(members: &Members, adopted: &[String]) {
+    let known = |state: &AppState| {
+        adopted.iter().all(|name| {
+            let plan = members.plan(name);
+            let Some(m) = state.members.iter().find(|m| m.name == *name) else {
+                return true;
+            };
+            let role_known = plan.is_none_or(|p| p.role_probe.is_none()) || !m.role.is_empty();
+            m.pid.is_none() || (m.ready && role_known)
+        })
+    };
+    let mut changed = members.shared.subscribe();
+    let settled = async {
+        while !known(&members.shared.snapshot()) {
+            if changed.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(ADOPTION_SETTLE, settled).await;
+}
+
+/// The published state at start: the members to run, the keeper's pid, and the counters of
+/// the earlier supervisor (so an `apply` waiting on them sees this one's outcome).
+fn start_shared(
+    home: &Home,
+    app: &str,
+    plans: &[Arc<MemberPlan>],
+    left: &Leftover,
+    keeper: Option<u32>,
+) -> Arc<Shared> {
+    let listed: Vec<MemberPlan> = plans.iter().map(|p| (**p).clone()).collect();
+    let shared = Arc::new(Shared::new(app, home.file(app, "state.json"), &listed));
+    shared.update(|s| {
+        s.reloads = left.reloads;
+        s.applying = left.applying;
+        s.keeper_pid = keeper;
+    });
+    shared
+}
+
+async fn stop_everything(shared: &Shared, members: &mut Members) -> Result<(), String> {
     shared.update(|s| s.phase = Phase::Stopping);
     members.stop_all().await;
     shared.update(|s| s.phase = Phase::Stopped);

@@ -111,12 +111,16 @@ pub struct DownArgs {
     pub purge: bool,
 }
 
-/// The hidden supervisor subcommand.
+/// The hidden supervisor subcommand: the keeper, which runs the supervisor itself (`--kept`)
+/// and starts it again if it dies.
 #[derive(Args, Debug)]
 pub struct SupervisorArgs {
     /// The home.
     #[command(flatten)]
     pub home: HomeArgs,
+    /// Run the supervisor itself, under a keeper that holds the app's lock.
+    #[arg(long, hide = true)]
+    pub kept: bool,
     /// The app.
     pub app: String,
 }
@@ -217,5 +221,18 @@ pub fn down(args: &DownArgs) -> Result<(), Failure> {
 }
 
 pub fn supervise(args: &SupervisorArgs) -> Result<(), Failure> {
-    berth_local::supervisor::supervise(&home(&args.home)?.root, &args.app)
+    let root = home(&args.home)?.root;
+    if args.kept {
+        return berth_local::supervisor::supervise(&root, &args.app, true);
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find berth itself: {e}"))?;
+    let supervisor = [
+        exe.display().to_string(),
+        "__local-supervisor".to_string(),
+        "--home".to_string(),
+        root.display().to_string(),
+        "--kept".to_string(),
+        args.app.clone(),
+    ];
+    berth_local::keeper::keep(&root, &args.app, &supervisor).map_err(|e| e.to_string())
 }

@@ -222,7 +222,7 @@ fn an_on_delete_part_keeps_its_members_on_apply_and_the_apply_returns() {
 }
 
 #[test]
-fn an_apply_whose_supervisor_dies_fails_at_once_and_status_shows_members_unsupervised() {
+fn an_apply_whose_supervisor_and_keeper_die_fails_at_once_and_status_shows_members_unsupervised() {
     let app = LocalApp::new("orphan");
     let manifest = sleepers(&app, 2, RECORD);
     // After the first member restarts, the rollout waits a minute: the supervisor dies then.
@@ -241,6 +241,7 @@ fn an_apply_whose_supervisor_dies_fails_at_once_and_status_shows_members_unsuper
         serde_json::from_slice(&out.stdout).unwrap()
     };
     let supervisor = status(&app)[0]["supervisor_pid"].as_u64().unwrap();
+    let keeper = status(&app)[0]["keeper_pid"].as_u64().unwrap();
 
     std::fs::write(&manifest, text.replace("sleep 100000", "sleep 100001")).unwrap();
     let apply = std::process::Command::new(assert_cmd::cargo::cargo_bin("berth"))
@@ -260,8 +261,9 @@ fn an_apply_whose_supervisor_dies_fails_at_once_and_status_shows_members_unsuper
     wait_until("the first member restarted", WAIT, || {
         std::fs::read_to_string(&events).is_ok_and(|e| e.contains("update orphan-1: restart"))
     });
+    // The keeper first: it would start the supervisor again (see local_crash.rs).
     std::process::Command::new("kill")
-        .args(["-KILL", &supervisor.to_string()])
+        .args(["-KILL", &keeper.to_string(), &supervisor.to_string()])
         .status()
         .unwrap();
     let began = std::time::Instant::now();

@@ -91,9 +91,14 @@ fn redis_replicates_restarts_and_keeps_data() {
     let supervisor = std::fs::read_to_string(app.home.path().join("redis/state.json")).unwrap();
     let supervisor: serde_json::Value = serde_json::from_str(&supervisor).unwrap();
     let pid = supervisor["supervisor_pid"].to_string();
+    let members = ["redis-0", "redis-1", "redis-2"];
+    let pids: Vec<u32> = members.iter().map(|m| app.pid(m)).collect();
     Command::new("kill").args(["-KILL", &pid]).status().unwrap();
     app.up(&example("redis.yaml"), SLOT);
     wait_until("all keys after a supervisor crash", WAIT, || {
         all_have(11_000)
     });
+    // The keeper started a new supervisor, which adopted the members: none restarted.
+    let after: Vec<u32> = members.iter().map(|m| app.pid(m)).collect();
+    assert_eq!(pids, after);
 }

@@ -7,13 +7,12 @@
 
 mod local_common;
 
-use std::io::{BufRead as _, BufReader, Write as _};
-use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use local_common::resp::Redis;
 use local_common::{LocalApp, REDIS, example, require, wait_until};
 
 const SLOT: u8 = 68;
@@ -21,75 +20,6 @@ const WAIT: Duration = Duration::from_secs(60);
 
 fn address(ordinal: u8) -> String {
     format!("127.{SLOT}.1.{}:6379", ordinal + 1)
-}
-
-/// A minimal RESP client: one connection, one command at a time.
-struct Redis {
-    reader: BufReader<TcpStream>,
-}
-
-impl Redis {
-    fn connect(addr: &str) -> std::io::Result<Self> {
-        let stream = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        Ok(Self {
-            reader: BufReader::new(stream),
-        })
-    }
-
-    /// Sends a command; the reply's first line (`+OK`, `-READONLY ...`, `$5`, `*3`...) and,
-    /// for a bulk string, its content.
-    fn call(&mut self, args: &[&str]) -> std::io::Result<(String, Option<String>)> {
-        let mut out = format!("*{}\r\n", args.len());
-        for a in args {
-            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        self.reader.get_mut().write_all(out.as_bytes())?;
-        let mut line = String::new();
-        if self.reader.read_line(&mut line)? == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        let line = line.trim_end().to_string();
-        if let Some(n) = line.strip_prefix('$').and_then(|n| n.parse::<i64>().ok())
-            && n >= 0
-        {
-            let mut body = String::new();
-            self.reader.read_line(&mut body)?;
-            return Ok((line, Some(body.trim_end().to_string())));
-        }
-        if let Some(n) = line.strip_prefix('*').and_then(|n| n.parse::<usize>().ok()) {
-            // ROLE: the first element names the role; drain the rest line by line.
-            let mut first = None;
-            for i in 0..n {
-                let mut head = String::new();
-                self.reader.read_line(&mut head)?;
-                if head.starts_with('$') {
-                    let mut body = String::new();
-                    self.reader.read_line(&mut body)?;
-                    if i == 0 {
-                        first = Some(body.trim_end().to_string());
-                    }
-                } else if head.starts_with('*') {
-                    // Replica lists of a master: nested arrays of bulk strings.
-                    let m: usize = head.trim_end()[1..].parse().unwrap_or(0);
-                    for _ in 0..m {
-                        let mut inner = String::new();
-                        self.reader.read_line(&mut inner)?;
-                        if inner.starts_with('*') {
-                            let k: usize = inner.trim_end()[1..].parse().unwrap_or(0);
-                            for _ in 0..(2 * k) {
-                                self.reader.read_line(&mut String::new())?;
-                            }
-                        } else if inner.starts_with('$') {
-                            self.reader.read_line(&mut String::new())?;
-                        }
-                    }
-                }
-            }
-            return Ok((line, first));
-        }
-        Ok((line, None))
-    }
 }
 
 /// The member that says it is master, if exactly one does.

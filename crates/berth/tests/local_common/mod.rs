@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod resp;
+
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::Duration;

@@ -1,0 +1,76 @@
+//! A minimal client of Redis's protocol (RESP) for the tests that count acknowledged writes:
+//! one connection, one command at a time, short timeouts.
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpStream;
+use std::time::Duration;
+
+/// A minimal RESP client: one connection, one command at a time.
+pub struct Redis {
+    reader: BufReader<TcpStream>,
+}
+
+impl Redis {
+    /// Connects to `addr` (`ip:port`) within a second; replies are awaited up to 5 s.
+    pub fn connect(addr: &str) -> std::io::Result<Self> {
+        let stream = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+        Ok(Self {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Sends a command; the reply's first line (`+OK`, `-READONLY ...`, `$5`, `*3`...) and,
+    /// for a bulk string, its content.
+    pub fn call(&mut self, args: &[&str]) -> std::io::Result<(String, Option<String>)> {
+        let mut out = format!("*{}\r\n", args.len());
+        for a in args {
+            out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.reader.get_mut().write_all(out.as_bytes())?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end().to_string();
+        if let Some(n) = line.strip_prefix('$').and_then(|n| n.parse::<i64>().ok())
+            && n >= 0
+        {
+            let mut body = String::new();
+            self.reader.read_line(&mut body)?;
+            return Ok((line, Some(body.trim_end().to_string())));
+        }
+        if let Some(n) = line.strip_prefix('*').and_then(|n| n.parse::<usize>().ok()) {
+            // ROLE: the first element names the role; drain the rest line by line.
+            let mut first = None;
+            for i in 0..n {
+                let mut head = String::new();
+                self.reader.read_line(&mut head)?;
+                if head.starts_with('$') {
+                    let mut body = String::new();
+                    self.reader.read_line(&mut body)?;
+                    if i == 0 {
+                        first = Some(body.trim_end().to_string());
+                    }
+                } else if head.starts_with('*') {
+                    // Replica lists of a master: nested arrays of bulk strings.
+                    let m: usize = head.trim_end()[1..].parse().unwrap_or(0);
+                    for _ in 0..m {
+                        let mut inner = String::new();
+                        self.reader.read_line(&mut inner)?;
+                        if inner.starts_with('*') {
+                            let k: usize = inner.trim_end()[1..].parse().unwrap_or(0);
+                            for _ in 0..(2 * k) {
+                                self.reader.read_line(&mut String::new())?;
+                            }
+                        } else if inner.starts_with('$') {
+                            self.reader.read_line(&mut String::new())?;
+                        }
+                    }
+                }
+            }
+            return Ok((line, first));
+        }
+        Ok((line, None))
+    }
+}
