@@ -1,9 +1,13 @@
 //! Typed errors of the local engine: its home (files, address slots, the machine-wide slot
-//! registry) and Secrets. Each says what failed and where (never a Secret's data); they convert
-//! into the plain message the rest of the engine still passes around (`Result<_, String>`, being
-//! replaced module by module).
+//! registry), Secrets and members' plans. Each says what failed and where (never a Secret's
+//! data). Where the rest of the engine still passes plain messages around (`Result<_, String>`,
+//! being replaced module by module) they become one: `HomeError` and `SecretError` convert into `String`, the others are
+//! turned into their message at those call sites.
 
 use std::path::PathBuf;
+
+use berth_core::exec::ExecError;
+use berth_core::template::TemplateError;
 
 use crate::slots;
 
@@ -151,4 +155,73 @@ impl From<SecretError> for String {
     fn from(error: SecretError) -> Self {
         error.to_string()
     }
+}
+
+/// Why a member cannot be planned: each names the member and what of its spec does not
+/// render or cannot run locally.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The pod template has no container to run (or none named by `local.container`).
+    #[error("{member}: no container to run")]
+    NoContainer {
+        /// The member.
+        member: String,
+    },
+    /// A template (in the command, env, a probe or a hook) does not render.
+    #[error("{member}: template: {source}")]
+    Template {
+        /// The member.
+        member: String,
+        /// Why it does not render.
+        #[source]
+        source: TemplateError,
+    },
+    /// A config file does not render.
+    #[error("{member}: config file: {source}")]
+    ConfigFile {
+        /// The member.
+        member: String,
+        /// Why it does not render.
+        #[source]
+        source: TemplateError,
+    },
+    /// The role probe or an action does not render.
+    #[error("{member}: {source}")]
+    Exec {
+        /// The member.
+        member: String,
+        /// The word that does not render, with its field path.
+        #[source]
+        source: ExecError,
+    },
+    /// The member has no command line: locally there is no image entrypoint.
+    #[error(
+        "{member}: no command: the image's entrypoint cannot run locally; give the container a \
+         command or the part a `local.command`"
+    )]
+    NoCommand {
+        /// The member.
+        member: String,
+    },
+    /// An init container has no command line.
+    #[error(
+        "{member}: init container `{container}` has no command (the image's entrypoint cannot \
+         run locally)"
+    )]
+    InitNoCommand {
+        /// The member.
+        member: String,
+        /// The init container.
+        container: String,
+    },
+    /// `lifecycle.stopSignal` names no signal.
+    #[error(
+        "{member}: lifecycle.stopSignal: unknown signal `{signal}` (use a name such as SIGINT)"
+    )]
+    StopSignal {
+        /// The member.
+        member: String,
+        /// The name given.
+        signal: String,
+    },
 }

@@ -63,7 +63,7 @@ pub fn plan_members(
 ) -> Result<Vec<MemberPlan>, String> {
     let slot = home.slot(&app.name(), slot)?;
     let addressing = LocalAddressing::new(&app.app, &home.app_dir(&app.name()), slot);
-    plan::plan_app(app, &addressing)
+    plan::plan_app(app, &addressing).map_err(|e| e.to_string())
 }
 
 /// Runs the supervisor of `app` until SIGTERM; returns at once if another one holds the lock.
