@@ -1,12 +1,14 @@
 //! Typed errors of the local engine: its home (files, address slots, the machine-wide slot
-//! registry), Secrets and members' plans. Each says what failed and where (never a Secret's
-//! data). Where the rest of the engine still passes plain messages around (`Result<_, String>`,
-//! being replaced module by module) they become one: `HomeError` and `SecretError` convert into `String`, the others are
-//! turned into their message at those call sites.
+//! registry), Secrets, members' plans and scaling's memberJoin/memberLeave. Each says what
+//! failed and where (never a Secret's data).
+//! Where the rest of the engine still passes plain messages around (`Result<_, String>`, being
+//! replaced module by module) they become one: `HomeError` and `SecretError` convert into
+//! `String`, the others are turned into their message at those call sites.
 
 use std::path::PathBuf;
 
 use berth_core::exec::ExecError;
+use berth_core::lifecycle::ActionFailure;
 use berth_core::template::TemplateError;
 
 use crate::slots;
@@ -224,4 +226,55 @@ pub enum PlanError {
         /// The name given.
         signal: String,
     },
+}
+
+/// Why a scale stopped: a memberJoin or memberLeave failed or cannot run. The members it was
+/// about, and those after them, are left as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The member chosen to run the action has none in its spec.
+    #[error("{action} of {member} failed: {runner} has no {action} action")]
+    NoAction {
+        /// `memberJoin` or `memberLeave`.
+        action: &'static str,
+        /// The member that joins or leaves.
+        member: String,
+        /// The member chosen to run it.
+        runner: String,
+    },
+    /// The action ran and failed: its exit code and the end of its output.
+    #[error("{action} of {member} failed: {failure} (in {runner})")]
+    Failed {
+        /// `memberJoin` or `memberLeave`.
+        action: &'static str,
+        /// The member that joins or leaves.
+        member: String,
+        /// The member it ran in.
+        runner: String,
+        /// How it failed.
+        #[source]
+        failure: ActionFailure,
+    },
+    /// No member can run the next memberLeave yet (none ready, say).
+    #[error("memberLeave in part {part}: waiting for {waiting_for}")]
+    Waiting {
+        /// The part.
+        part: String,
+        /// What the core's membership plan waits for.
+        waiting_for: String,
+    },
+}
+
+impl MembershipError {
+    /// Why the action failed, without which action and member (for the events log, whose line
+    /// names them already); the whole message for [`MembershipError::Waiting`].
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            Self::NoAction { action, runner, .. } => format!("{runner} has no {action} action"),
+            Self::Failed {
+                runner, failure, ..
+            } => format!("{failure} (in {runner})"),
+            Self::Waiting { .. } => self.to_string(),
+        }
+    }
 }

@@ -265,7 +265,7 @@ async fn reload_once(
     if let Err(e) = membership::remove_members(&events, &todo.remove, parts, &plans, members).await
     {
         members.forget_unstarted();
-        return finish_reload(&shared, Some(e));
+        return finish_reload(&shared, Some(e.to_string()));
     }
     members.plans = plans;
     let listed: Vec<MemberPlan> = members.plans.iter().map(|p| (**p).clone()).collect();
@@ -279,7 +279,7 @@ async fn reload_once(
         Ok(interrupted) => interrupted,
         Err(e) => {
             members.forget_unstarted();
-            finish_reload(&shared, Some(e))
+            finish_reload(&shared, Some(e.to_string()))
         }
     }
 }
