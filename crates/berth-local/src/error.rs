@@ -1,6 +1,6 @@
 //! Typed errors of the local engine: its home (files, address slots, the machine-wide slot
-//! registry), Secrets, members' plans and scaling's memberJoin/memberLeave. Each says what
-//! failed and where (never a Secret's data).
+//! registry), Secrets, members' plans, scaling's memberJoin/memberLeave and
+//! running as a member's user. Each says what failed and where (never a Secret's data).
 //! Where the rest of the engine still passes plain messages around (`Result<_, String>`, being
 //! replaced module by module) they become one: `HomeError` and `SecretError` convert into
 //! `String`, the others are turned into their message at those call sites.
@@ -277,4 +277,34 @@ impl MembershipError {
             Self::Waiting { .. } => self.to_string(),
         }
     }
+}
+
+/// Why a member's files cannot be given to the user it runs as (`securityContext.runAsUser`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunAsError {
+    /// A file or directory of the member (or the home above it) could not be changed.
+    #[error("{member}: {}: {source}", path.display())]
+    File {
+        /// The member.
+        member: String,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory above the home is not searchable by the member's user.
+    #[error(
+        "{member}: runs as uid {uid}, which cannot reach its directory: {} is not searchable \
+         by it; use a berth home (--home) below a directory it can reach, e.g. /var/tmp",
+        dir.display()
+    )]
+    Unreachable {
+        /// The member.
+        member: String,
+        /// The user it runs as.
+        uid: u32,
+        /// The directory it cannot search.
+        dir: PathBuf,
+    },
 }
