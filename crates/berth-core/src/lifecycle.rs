@@ -68,6 +68,8 @@ impl std::fmt::Display for ActionFailure {
     }
 }
 
+impl std::error::Error for ActionFailure {}
+
 /// Something an engine must do now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {

@@ -248,6 +248,8 @@ impl std::fmt::Display for TemplateError {
     }
 }
 
+impl std::error::Error for TemplateError {}
+
 /// Renders `source` with `context`. Unknown variables and attributes are errors, never empty text.
 ///
 /// # Errors

@@ -153,10 +153,14 @@ pub fn preview(home: &Home, app: &ValidatedApp) -> Result<Preview, String> {
         .read_slot(&name)
         .ok_or_else(|| format!("{name} has no address slot"))?;
     let app_dir = home.app_dir(&name);
-    let wanted = plan::plan_app(app, &LocalAddressing::new(&app.app, &app_dir, slot))?;
+    let wanted = plan::plan_app(app, &LocalAddressing::new(&app.app, &app_dir, slot))
+        .map_err(|e| e.to_string())?;
     // The saved spec only explains the changes; without it, revisions still do.
     let saved = supervisor::saved_app(home, &name)
-        .and_then(|saved| plan::plan_app(&saved, &LocalAddressing::new(&saved.app, &app_dir, slot)))
+        .ok()
+        .and_then(|saved| {
+            plan::plan_app(&saved, &LocalAddressing::new(&saved.app, &app_dir, slot)).ok()
+        })
         .unwrap_or_default();
     let mut preview = preview::preview(&preview::Inputs {
         running: &state.members,

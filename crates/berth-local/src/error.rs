@@ -1,9 +1,15 @@
 //! Typed errors of the local engine: its home (files, address slots, the machine-wide slot
-//! registry) and Secrets. Each says what failed and where (never a Secret's data); they convert
-//! into the plain message the rest of the engine still passes around (`Result<_, String>`, being
-//! replaced module by module).
+//! registry), Secrets, members' plans, scaling's memberJoin/memberLeave and
+//! running as a member's user. Each says what failed and where (never a Secret's data).
+//! Where the rest of the engine still passes plain messages around (`Result<_, String>`, being
+//! replaced module by module) they become one: `HomeError` and `SecretError` convert into
+//! `String`, the others are turned into their message at those call sites.
 
 use std::path::PathBuf;
+
+use berth_core::exec::ExecError;
+use berth_core::lifecycle::ActionFailure;
+use berth_core::template::TemplateError;
 
 use crate::slots;
 
@@ -151,4 +157,154 @@ impl From<SecretError> for String {
     fn from(error: SecretError) -> Self {
         error.to_string()
     }
+}
+
+/// Why a member cannot be planned: each names the member and what of its spec does not
+/// render or cannot run locally.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// The pod template has no container to run (or none named by `local.container`).
+    #[error("{member}: no container to run")]
+    NoContainer {
+        /// The member.
+        member: String,
+    },
+    /// A template (in the command, env, a probe or a hook) does not render.
+    #[error("{member}: template: {source}")]
+    Template {
+        /// The member.
+        member: String,
+        /// Why it does not render.
+        #[source]
+        source: TemplateError,
+    },
+    /// A config file does not render.
+    #[error("{member}: config file: {source}")]
+    ConfigFile {
+        /// The member.
+        member: String,
+        /// Why it does not render.
+        #[source]
+        source: TemplateError,
+    },
+    /// The role probe or an action does not render.
+    #[error("{member}: {source}")]
+    Exec {
+        /// The member.
+        member: String,
+        /// The word that does not render, with its field path.
+        #[source]
+        source: ExecError,
+    },
+    /// The member has no command line: locally there is no image entrypoint.
+    #[error(
+        "{member}: no command: the image's entrypoint cannot run locally; give the container a \
+         command or the part a `local.command`"
+    )]
+    NoCommand {
+        /// The member.
+        member: String,
+    },
+    /// An init container has no command line.
+    #[error(
+        "{member}: init container `{container}` has no command (the image's entrypoint cannot \
+         run locally)"
+    )]
+    InitNoCommand {
+        /// The member.
+        member: String,
+        /// The init container.
+        container: String,
+    },
+    /// `lifecycle.stopSignal` names no signal.
+    #[error(
+        "{member}: lifecycle.stopSignal: unknown signal `{signal}` (use a name such as SIGINT)"
+    )]
+    StopSignal {
+        /// The member.
+        member: String,
+        /// The name given.
+        signal: String,
+    },
+}
+
+/// Why a scale stopped: a memberJoin or memberLeave failed or cannot run. The members it was
+/// about, and those after them, are left as they were.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// The member chosen to run the action has none in its spec.
+    #[error("{action} of {member} failed: {runner} has no {action} action")]
+    NoAction {
+        /// `memberJoin` or `memberLeave`.
+        action: &'static str,
+        /// The member that joins or leaves.
+        member: String,
+        /// The member chosen to run it.
+        runner: String,
+    },
+    /// The action ran and failed: its exit code and the end of its output.
+    #[error("{action} of {member} failed: {failure} (in {runner})")]
+    Failed {
+        /// `memberJoin` or `memberLeave`.
+        action: &'static str,
+        /// The member that joins or leaves.
+        member: String,
+        /// The member it ran in.
+        runner: String,
+        /// How it failed.
+        #[source]
+        failure: ActionFailure,
+    },
+    /// No member can run the next memberLeave yet (none ready, say).
+    #[error("memberLeave in part {part}: waiting for {waiting_for}")]
+    Waiting {
+        /// The part.
+        part: String,
+        /// What the core's membership plan waits for.
+        waiting_for: String,
+    },
+}
+
+impl MembershipError {
+    /// Why the action failed, without which action and member (for the events log, whose line
+    /// names them already); the whole message for [`MembershipError::Waiting`].
+    pub(crate) fn reason(&self) -> String {
+        match self {
+            Self::NoAction { action, runner, .. } => format!("{runner} has no {action} action"),
+            Self::Failed {
+                runner, failure, ..
+            } => format!("{failure} (in {runner})"),
+            Self::Waiting { .. } => self.to_string(),
+        }
+    }
+}
+
+/// Why a member's files cannot be given to the user it runs as (`securityContext.runAsUser`).
+#[derive(Debug, thiserror::Error)]
+pub enum RunAsError {
+    /// A file or directory of the member (or the home above it) could not be changed.
+    #[error("{member}: {}: {source}", path.display())]
+    File {
+        /// The member.
+        member: String,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A directory above the home is not searchable by the member's user.
+    #[error(
+        "{member}: runs as uid {uid}, which cannot reach its directory: {} is not searchable \
+         by it; use a berth home (--home) below a directory it can reach, e.g. /var/tmp",
+        dir.display()
+    )]
+    Unreachable {
+        /// The member.
+        member: String,
+        /// The user it runs as.
+        uid: u32,
+        /// The directory it cannot search.
+        dir: PathBuf,
+    },
 }

@@ -493,7 +493,7 @@ pub fn write_member_files(plan: &MemberPlan) -> Result<(), String> {
         let mode = std::fs::Permissions::from_mode(file.mode);
         std::fs::set_permissions(&file.path, mode).map_err(|e| err(&file.path, e))?;
     }
-    crate::runas::prepare(plan)
+    crate::runas::prepare(plan).map_err(|e| e.to_string())
 }
 
 /// Appends a supervisor note to the member's log.

@@ -16,6 +16,7 @@ use berth_core::rollout;
 use berth_core::spec::PartSpec;
 
 use crate::decide;
+use crate::error::MembershipError;
 use crate::home::append_event;
 use crate::plan::{ActionPlan, MemberPlan};
 use crate::rolling::{Outcome, Wake, run_action, wait};
@@ -66,7 +67,7 @@ pub(crate) async fn remove_members(
     parts: &[PartSpec],
     desired: &[Arc<MemberPlan>],
     members: &mut Members,
-) -> Result<(), String> {
+) -> Result<(), MembershipError> {
     for part_name in parts_of(names, members) {
         let part = parts.iter().find(|p| p.name == part_name);
         let wanted = desired
@@ -106,10 +107,10 @@ pub(crate) async fn remove_members(
                     }
                 }
                 None => {
-                    return Err(format!(
-                        "memberLeave in part {part_name}: waiting for {}",
-                        step.waiting_for
-                    ));
+                    return Err(MembershipError::Waiting {
+                        part: part_name,
+                        waiting_for: step.waiting_for,
+                    });
                 }
             }
         }
@@ -130,7 +131,7 @@ pub(crate) async fn add_members(
     parts: &[PartSpec],
     members: &mut Members,
     signals: &mut Signals,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, MembershipError> {
     for part_name in parts_of(names, members) {
         let part = parts.iter().find(|p| p.name == part_name);
         let all = members.plans.clone();
@@ -193,7 +194,7 @@ async fn join(
     runner: &MemberPlan,
     members: &mut Members,
     signals: &mut Signals,
-) -> Result<Option<Outcome>, String> {
+) -> Result<Option<Outcome>, MembershipError> {
     run(events, Kind::Join, joining, runner, members).await?;
     append_event(
         events,
@@ -267,19 +268,19 @@ async fn run(
     target: &MemberPlan,
     runner: &MemberPlan,
     members: &Members,
-) -> Result<(), String> {
+) -> Result<(), MembershipError> {
     let verb = kind.verb();
-    let fail = |why: String| {
-        let message = format!("{} of {} failed: {why}", kind.action_name(), target.name);
+    let fail = |error: MembershipError| {
+        let why = error.reason();
         append_event(events, &format!("{verb} {}: failed: {why}", target.name));
-        Err(message)
+        Err(error)
     };
     let Some(action) = kind.action(runner) else {
-        return fail(format!(
-            "{} has no {} action",
-            runner.name,
-            kind.action_name()
-        ));
+        return fail(MembershipError::NoAction {
+            action: kind.action_name(),
+            member: target.name.clone(),
+            runner: runner.name.clone(),
+        });
     };
     let role = members
         .shared
@@ -301,8 +302,13 @@ async fn run(
         ),
     );
     let began = Instant::now();
-    if let Err(why) = run_action(&action.argv, action.timeout, runner, target).await {
-        return fail(format!("{why} (in {})", runner.name));
+    if let Err(failure) = run_action(&action.argv, action.timeout, runner, target).await {
+        return fail(MembershipError::Failed {
+            action: kind.action_name(),
+            member: target.name.clone(),
+            runner: runner.name.clone(),
+            failure,
+        });
     }
     let ms = began.elapsed().as_millis();
     append_event(events, &format!("{verb} {}: done in {ms}ms", target.name));

@@ -22,6 +22,7 @@ use nix::sys::signal::Signal;
 
 use crate::addressing::{self, LocalAddressing};
 use crate::decide;
+use crate::error::PlanError;
 use crate::expand::{expand, expand_env, lookup_in};
 
 /// Default `terminationGracePeriodSeconds`, as on Kubernetes.
@@ -198,11 +199,11 @@ impl MemberPlan {
 /// spec only. They still run the rendering with the whole member list.
 ///
 /// # Errors
-/// A message naming the member and what cannot be rendered.
+/// The first member whose spec does not render or cannot run locally, with what and why.
 pub fn plan_app(
     app: &ValidatedApp,
     addressing: &LocalAddressing,
-) -> Result<Vec<MemberPlan>, String> {
+) -> Result<Vec<MemberPlan>, PlanError> {
     let mut plans = Vec::new();
     for (index, part) in app.parts().iter().enumerate() {
         for member in topology::members(&app.app, part, part.desired_replicas()) {
@@ -233,22 +234,24 @@ fn revision_as_last_member(
     Some(plan.revision)
 }
 
+/// Plans `member` of part `index` (`part`).
 fn plan_member(
     app: &ValidatedApp,
     index: usize,
     part: &PartSpec,
     member: &MemberRef,
     addressing: &LocalAddressing,
-) -> Result<MemberPlan, String> {
+) -> Result<MemberPlan, PlanError> {
     let name = member.name();
-    let at = |what: &str, e: &dyn std::fmt::Display| format!("{name}: {what}: {e}");
-    let container = local_container(part).ok_or_else(|| format!("{name}: no container to run"))?;
+    let container = local_container(part).ok_or_else(|| PlanError::NoContainer {
+        member: name.clone(),
+    })?;
     let context = app.context(index, addressing, Some(member));
-    let render = |s: &str| template::render(s, &context).map_err(|e| at("template", &e));
+    let render = |s: &str| render_for(&name, s, &context);
     let ip = addressing.ip(member);
     let env = member_env(app, part, member, ip, container, &render)?;
     let argv = main_argv(part, container, &env, &render, &name)?;
-    let files = planned_files(app, index, member, addressing).map_err(|e| at("config file", &e))?;
+    let files = planned_files(app, index, member, addressing)?;
     let probe = container
         .readiness_probe
         .as_ref()
@@ -258,7 +261,7 @@ fn plan_member(
     let (role_probe, [switchover, member_join, member_leave]) =
         exec_plans(app, index, member, addressing)?;
     let inits = init_plans(app, part, member, ip, &render)?;
-    let stop_signal = stop_signal(container).map_err(|e| at("lifecycle.stopSignal", &e))?;
+    let stop_signal = stop_signal(container, &name)?;
     let (secret_env, secret_mounts) = (
         secret_env(container),
         secret_mounts(part, member, addressing),
@@ -285,13 +288,21 @@ fn plan_member(
         run_as: run_as(part, container),
         ports: tcp_ports(part),
         pod_management: part.pod_management,
-        packages: part
-            .local
-            .as_ref()
-            .map(|l| l.packages.clone())
-            .unwrap_or_default(),
+        packages: local_packages(part),
         member: member.clone(),
         name,
+    })
+}
+
+/// `text` rendered with the member's `context`; a failure names `member`.
+fn render_for(
+    member: &str,
+    text: &str,
+    context: &template::TemplateValue,
+) -> Result<String, PlanError> {
+    template::render(text, context).map_err(|source| PlanError::Template {
+        member: member.to_string(),
+        source,
     })
 }
 
@@ -300,19 +311,18 @@ fn main_argv(
     part: &PartSpec,
     container: &Container,
     env: &[(String, String)],
-    render: &dyn Fn(&str) -> Result<String, String>,
+    render: &dyn Fn(&str) -> Result<String, PlanError>,
     name: &str,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, PlanError> {
     let lookup = |n: &str| lookup_in(env, n);
     let argv: Vec<String> = local_words(part, container)
         .iter()
         .map(|w| render(w).map(|r| expand(&r, &lookup)))
         .collect::<Result<_, _>>()?;
     if argv.is_empty() {
-        return Err(format!(
-            "{name}: no command: the image's entrypoint cannot run locally; give the container a \
-             command or the part a `local.command`"
-        ));
+        return Err(PlanError::NoCommand {
+            member: name.to_string(),
+        });
     }
     Ok(argv)
 }
@@ -323,10 +333,13 @@ fn planned_files(
     index: usize,
     member: &MemberRef,
     addressing: &LocalAddressing,
-) -> Result<Vec<PlannedFile>, String> {
+) -> Result<Vec<PlannedFile>, PlanError> {
     let files = app
         .config_files(index, addressing, Some(member))
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| PlanError::ConfigFile {
+            member: member.name(),
+            source,
+        })?;
     Ok(files
         .into_iter()
         .map(|f| PlannedFile {
@@ -368,8 +381,8 @@ fn init_plans(
     part: &PartSpec,
     member: &MemberRef,
     ip: Ipv4Addr,
-    render: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<Vec<InitPlan>, String> {
+    render: &dyn Fn(&str) -> Result<String, PlanError>,
+) -> Result<Vec<InitPlan>, PlanError> {
     let spec = part.template.spec.as_ref();
     let containers = spec.and_then(|s| s.init_containers.as_ref());
     let mut inits = Vec::new();
@@ -384,12 +397,10 @@ fn init_plans(
             .map(|w| render(w).map(|r| expand(&r, &lookup)))
             .collect::<Result<Vec<_>, _>>()?;
         if argv.is_empty() {
-            return Err(format!(
-                "{}: init container `{}` has no command (the image's entrypoint cannot run \
-                 locally)",
-                member.name(),
-                container.name
-            ));
+            return Err(PlanError::InitNoCommand {
+                member: member.name(),
+                container: container.name.clone(),
+            });
         }
         inits.push(InitPlan {
             name: container.name.clone(),
@@ -409,6 +420,12 @@ fn local_container(part: &PartSpec) -> Option<&Container> {
         Some(name) => containers.iter().find(|c| c.name == name),
         None => containers.first(),
     }
+}
+
+/// The Debian packages `local.packages` lists (none without a `local` section).
+fn local_packages(part: &PartSpec) -> Vec<String> {
+    let local = part.local.as_ref();
+    local.map(|l| l.packages.clone()).unwrap_or_default()
 }
 
 /// The unrendered command line: `local.command`, else the container's command and args.
@@ -431,8 +448,8 @@ fn member_env(
     member: &MemberRef,
     ip: Ipv4Addr,
     container: &Container,
-    render: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<Vec<(String, String)>, String> {
+    render: &dyn Fn(&str) -> Result<String, PlanError>,
+) -> Result<Vec<(String, String)>, PlanError> {
     let workload = names::workload_name(&app.name(), &part.name);
     let headless = names::headless_service_name(&workload, part);
     let mut env: Vec<(String, String)> = topology::member_env(&app.name(), part, &headless)
@@ -495,8 +512,8 @@ fn probe_plan(
     probe: &Probe,
     container: &Container,
     part: &PartSpec,
-    render: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<Option<ProbePlan>, String> {
+    render: &dyn Fn(&str) -> Result<String, PlanError>,
+) -> Result<Option<ProbePlan>, PlanError> {
     let port = |p: &IntOrString| resolve_port(p, container, part);
     let action = if let Some(exec) = &probe.exec {
         let words = exec.command.iter().flatten();
@@ -529,10 +546,13 @@ fn exec_plans(
     index: usize,
     member: &MemberRef,
     addressing: &LocalAddressing,
-) -> Result<ExecPlans, String> {
+) -> Result<ExecPlans, PlanError> {
     let command = |kind: ExecKind| {
         let rendered = app.exec_command(index, kind, addressing, Some(member));
-        rendered.map_err(|e| format!("{}: {e}", member.name()))
+        rendered.map_err(|source| PlanError::Exec {
+            member: member.name(),
+            source,
+        })
     };
     let part = &app.parts()[index];
     let action = |kind: ExecKind| {
@@ -606,24 +626,25 @@ fn run_as(part: &PartSpec, container: &Container) -> Option<RunAs> {
 
 /// The container's `lifecycle.stopSignal` (e.g. `SIGINT`), else SIGTERM as on Kubernetes
 /// (where an image's `STOPSIGNAL` would count too; locally there is no image).
-fn stop_signal(container: &Container) -> Result<Signal, String> {
+fn stop_signal(container: &Container, member: &str) -> Result<Signal, PlanError> {
     let name = container
         .lifecycle
         .as_ref()
         .and_then(|l| l.stop_signal.as_deref());
     match name {
         None => Ok(Signal::SIGTERM),
-        Some(name) => name
-            .parse()
-            .map_err(|_| format!("unknown signal `{name}` (use a name such as SIGINT)")),
+        Some(name) => name.parse().map_err(|_| PlanError::StopSignal {
+            member: member.to_string(),
+            signal: name.to_string(),
+        }),
     }
 }
 
 /// The container's `lifecycle.preStop.exec` command, templates rendered.
 fn pre_stop(
     container: &Container,
-    render: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<Option<Vec<String>>, String> {
+    render: &dyn Fn(&str) -> Result<String, PlanError>,
+) -> Result<Option<Vec<String>>, PlanError> {
     let hook = container
         .lifecycle
         .as_ref()
@@ -816,6 +837,57 @@ spec:
         assert_eq!(
             plans[1].argv[1], "--name=kv-1",
             "the container's command is expanded"
+        );
+    }
+
+    /// Why `text` cannot be planned.
+    fn plan_error(text: &str) -> PlanError {
+        let inputs = Inputs {
+            app_file: "kv.yaml".into(),
+            app_text: text.into(),
+            ..Default::default()
+        };
+        let app = load(&inputs).unwrap();
+        let addressing = LocalAddressing::new(&app.app, Path::new("/h/kv"), 20);
+        plan_app(&app, &addressing).unwrap_err()
+    }
+
+    #[test]
+    fn a_container_without_a_command_names_the_member_and_the_way_out() {
+        let without_command: String = APP
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("command:"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(without_command.len() < APP.len());
+        let error = plan_error(&without_command);
+        assert!(
+            matches!(&error, PlanError::NoCommand { member } if member == "kv-0"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "kv-0: no command: the image's entrypoint cannot run locally; give the container a \
+             command or the part a `local.command`"
+        );
+    }
+
+    #[test]
+    fn an_unknown_stop_signal_names_the_member_the_field_and_the_value() {
+        let image = "              image: kv:1\n";
+        let text = APP.replace(
+            image,
+            &format!("{image}              lifecycle: {{stopSignal: SIGNOPE}}\n"),
+        );
+        let error = plan_error(&text);
+        assert!(
+            matches!(&error, PlanError::StopSignal { member, signal }
+                if member == "kv-0" && signal == "SIGNOPE"),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            "kv-0: lifecycle.stopSignal: unknown signal `SIGNOPE` (use a name such as SIGINT)"
         );
     }
 }

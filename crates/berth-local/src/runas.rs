@@ -10,6 +10,7 @@ use std::path::Path;
 
 use nix::unistd::{Uid, User, geteuid};
 
+use crate::error::RunAsError;
 use crate::plan::{MemberPlan, RunAs};
 
 /// The uid and gid a member's processes get: `None` when it names no user or berth is not root.
@@ -49,11 +50,15 @@ pub fn ignored_notice(plan: &MemberPlan) -> Option<String> {
 ///
 /// # Errors
 /// A path cannot be changed, or a directory above the home is not searchable by the user.
-pub fn prepare(plan: &MemberPlan) -> Result<(), String> {
+pub fn prepare(plan: &MemberPlan) -> Result<(), RunAsError> {
     let Some((uid, gid)) = effective(plan.run_as) else {
         return Ok(());
     };
-    let err = |p: &Path, e: std::io::Error| format!("{}: {}: {e}", plan.name, p.display());
+    let err = |path: &Path, source| RunAsError::File {
+        member: plan.name.clone(),
+        path: path.to_path_buf(),
+        source,
+    };
     let mut owned = vec![plan.dir.clone(), plan.dir.join("log")];
     owned.extend(plan.dirs.iter().cloned());
     owned.extend(plan.files.iter().map(|f| f.path.clone()));
@@ -69,12 +74,11 @@ pub fn prepare(plan: &MemberPlan) -> Result<(), String> {
     }
     for dir in home.ancestors().skip(1) {
         if !searchable(dir, uid, gid) {
-            return Err(format!(
-                "{}: runs as uid {uid}, which cannot reach its directory: {} is not searchable \
-                 by it; use a berth home (--home) below a directory it can reach, e.g. /var/tmp",
-                plan.name,
-                dir.display()
-            ));
+            return Err(RunAsError::Unreachable {
+                member: plan.name.clone(),
+                uid,
+                dir: dir.to_path_buf(),
+            });
         }
     }
     Ok(())

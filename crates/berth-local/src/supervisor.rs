@@ -66,7 +66,7 @@ pub fn plan_members(
 ) -> Result<Vec<MemberPlan>, String> {
     let slot = home.slot(&app.name(), slot)?;
     let addressing = LocalAddressing::new(&app.app, &home.app_dir(&app.name()), slot);
-    plan::plan_app(app, &addressing)
+    plan::plan_app(app, &addressing).map_err(|e| e.to_string())
 }
 
 /// Runs the supervisor of `app` until SIGTERM; returns at once if another one holds the lock.
@@ -435,7 +435,7 @@ async fn reload_once(
     if let Err(e) = membership::remove_members(&events, &todo.remove, parts, &plans, members).await
     {
         members.forget_unstarted();
-        return finish_reload(&shared, Some(e));
+        return finish_reload(&shared, Some(e.to_string()));
     }
     members.plans = plans;
     let listed: Vec<MemberPlan> = members.plans.iter().map(|p| (**p).clone()).collect();
@@ -449,7 +449,7 @@ async fn reload_once(
         Ok(interrupted) => interrupted,
         Err(e) => {
             members.forget_unstarted();
-            finish_reload(&shared, Some(e))
+            finish_reload(&shared, Some(e.to_string()))
         }
     }
 }

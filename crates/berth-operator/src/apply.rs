@@ -38,7 +38,12 @@ impl Applier {
     /// The API resource of a kind and whether it is namespaced.
     pub async fn resolve(&self, api_version: &str, kind: &str) -> Result<(ApiResource, bool)> {
         let key = (api_version.to_string(), kind.to_string());
-        if let Some(found) = self.kinds.lock().expect("kind cache lock").get(&key) {
+        if let Some(found) = self
+            .kinds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(found.clone());
         }
         let (group, version) = split_api_version(api_version);
@@ -49,7 +54,7 @@ impl Applier {
         let found = (resource, caps.scope == Scope::Namespaced);
         self.kinds
             .lock()
-            .expect("kind cache lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(key, found.clone());
         Ok(found)
     }

@@ -33,7 +33,7 @@ pub struct Admitted(Mutex<HashMap<String, i32>>);
 impl Admitted {
     /// The size the part runs: the one last admitted here while the cache lags behind it.
     fn current(&self, key: &str, cached: i32) -> i32 {
-        let mut sizes = self.0.lock().expect("admitted sizes lock");
+        let mut sizes = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match sizes.get(key) {
             Some(admitted) if *admitted != cached => *admitted,
             _ => {
@@ -46,7 +46,7 @@ impl Admitted {
     fn record(&self, key: &str, replicas: i32) {
         self.0
             .lock()
-            .expect("admitted sizes lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(key.to_string(), replicas);
     }
 }

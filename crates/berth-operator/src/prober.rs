@@ -50,7 +50,7 @@ impl Prober {
     /// Records the probes of an app (none when it declares none).
     pub fn register(&self, app_key: &str, app: &ValidatedApp) {
         let targets = probe_targets(app);
-        let mut all = self.targets.lock().expect("probe targets lock");
+        let mut all = self.targets.lock().unwrap_or_else(|e| e.into_inner());
         if targets.is_empty() {
             all.remove(app_key);
         } else {
@@ -62,7 +62,7 @@ impl Prober {
     pub fn forget(&self, app_key: &str) {
         self.targets
             .lock()
-            .expect("probe targets lock")
+            .unwrap_or_else(|e| e.into_inner())
             .remove(app_key);
     }
 
@@ -71,12 +71,12 @@ impl Prober {
         let targets: Vec<ProbeTarget> = self
             .targets
             .lock()
-            .expect("probe targets lock")
+            .unwrap_or_else(|e| e.into_inner())
             .values()
             .flatten()
             .cloned()
             .collect();
-        let mut last_run = self.last_run.lock().expect("probe times lock");
+        let mut last_run = self.last_run.lock().unwrap_or_else(|e| e.into_inner());
         let mut due = Vec::new();
         for target in targets {
             for pod in crate::watch::select(pods, &target.namespace, &target.selector) {

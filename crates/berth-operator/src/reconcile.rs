@@ -90,10 +90,16 @@ pub async fn reconcile(app: Arc<StatefulApp>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics
         .reconcile_finished(started, result.as_ref().err());
     if result.is_ok() {
-        ctx.failures.lock().expect("failures lock").remove(&key);
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
     } else {
         // After a failure, apply everything again rather than trust what was recorded.
-        ctx.applied.lock().expect("applied lock").remove(&key);
+        ctx.applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&key);
     }
     result
 }
@@ -101,7 +107,7 @@ pub async fn reconcile(app: Arc<StatefulApp>, ctx: Arc<Context>) -> Result<Actio
 /// Retries a failed reconcile after 1 s, doubling per consecutive failure, at most 5 minutes.
 pub fn error_policy(app: Arc<StatefulApp>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = app_key(&app);
-    let mut failures = ctx.failures.lock().expect("failures lock");
+    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
     let n = failures.entry(key.clone()).or_insert(0);
     *n += 1;
     let delay = backoff(*n);
@@ -279,7 +285,7 @@ impl Context {
         app: &StatefulApp,
         part: &str,
     ) -> Option<SwitchoverRecord> {
-        let memory = self.switchovers.lock().expect("switchovers lock");
+        let memory = self.switchovers.lock().unwrap_or_else(|e| e.into_inner());
         match memory.get(key) {
             Some(decided) => decided.clone(),
             None => app
@@ -298,7 +304,7 @@ impl Context {
     pub(crate) fn remember_switchover(&self, key: &str, record: Option<SwitchoverRecord>) {
         self.switchovers
             .lock()
-            .expect("switchovers lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(key.to_string(), record);
     }
 
@@ -311,7 +317,7 @@ impl Context {
         objects: &[(ObjectKey, Value)],
         namespace: &str,
     ) -> bool {
-        let applied = self.applied.lock().expect("applied lock");
+        let applied = self.applied.lock().unwrap_or_else(|e| e.into_inner());
         let Some(last) = applied.get(app) else {
             return false;
         };
@@ -335,7 +341,7 @@ impl Context {
         };
         self.applied
             .lock()
-            .expect("applied lock")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(app.to_string(), record);
     }
 }
@@ -592,7 +598,7 @@ async fn cleanup(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     ctx.metrics.set_phase(&app_key(app), None);
     ctx.applied
         .lock()
-        .expect("applied lock")
+        .unwrap_or_else(|e| e.into_inner())
         .remove(&app_key(app));
     Ok(Action::await_change())
 }

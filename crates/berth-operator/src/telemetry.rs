@@ -103,7 +103,7 @@ impl Metrics {
 
     /// Records the phase of app `key` (`None` once it is gone).
     pub fn set_phase(&self, key: &str, phase: Option<&str>) {
-        let mut phases = self.phase_of_app.lock().expect("phase lock");
+        let mut phases = self.phase_of_app.lock().unwrap_or_else(|e| e.into_inner());
         let old = match phase {
             Some(p) => phases.insert(key.to_string(), p.to_string()),
             None => phases.remove(key),

@@ -89,7 +89,7 @@ fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), Failure> 
             );
             Ok(())
         }
-        Some(dir) => crate::outdir::write_objects(dir, &objects),
+        Some(dir) => crate::outdir::write_objects(dir, &objects).map_err(|e| e.to_string()),
     }
 }
 
