@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use berth_core::exec::{ActionTarget, ExecKind};
+use berth_core::lifecycle::ActionFailure;
 use berth_core::load::ValidatedApp;
 use berth_core::membership::{self, Actions, Change};
 use berth_core::names;
@@ -75,13 +76,10 @@ async fn admitted_size(
     index: usize,
 ) -> Option<i32> {
     let part = &validated.parts()[index];
-    let (join, leave) = (
-        part.state.topology.member_join(),
-        part.state.topology.member_leave(),
-    );
+    let topology = &part.state.topology;
     let declared = Actions {
-        join: join.is_some(),
-        leave: leave.is_some(),
+        join: topology.member_join().is_some(),
+        leave: topology.member_leave().is_some(),
     };
     if part.kind != WorkloadKind::StatefulSet || declared == Actions::default() {
         return None;
@@ -119,35 +117,35 @@ async fn admitted_size(
     let runner = pods
         .iter()
         .find(|p| p.metadata.name.as_deref() == Some(&names::member_name(&workload, run_in)))?;
-    if run_action(app, ctx, validated, index, kind, runner, &target).await {
+    let outcome = prober::run_action(&ctx.client, runner, validated, index, kind, &target).await;
+    // Recorded before anything else is said or done: an operator killed after the action ran
+    // reads the size and does not run it again.
+    if outcome.is_ok() {
         ctx.admitted.record(&key, plan.replicas);
         record_admitted(ctx, &namespace, &workload, plan.replicas).await;
-        Some(plan.replicas)
-    } else {
-        Some(current)
     }
+    announce(app, ctx, kind, runner, &target, &outcome).await;
+    Some(outcome.as_ref().map_or(current, |()| plan.replicas))
 }
 
-/// Runs membership action `kind` of part `index` in `runner`; publishes `Member<verb>` or
+/// Publishes how membership action `kind` went in `runner`: `Member<verb>` or
 /// `Member<verb>Failed`.
-async fn run_action(
+async fn announce(
     app: &StatefulApp,
     ctx: &Context,
-    validated: &ValidatedApp,
-    index: usize,
     kind: ExecKind,
     runner: &Pod,
     target: &ActionTarget,
-) -> bool {
+    outcome: &Result<(), ActionFailure>,
+) {
     let verb = if kind == ExecKind::MemberJoin {
         "Join"
     } else {
         "Leave"
     };
-    let outcome = prober::run_action(&ctx.client, runner, validated, index, kind, target).await;
     let runner_name = runner.metadata.name.clone().unwrap_or_default();
     let member = &target.member;
-    let (type_, reason, note) = match &outcome {
+    let (type_, reason, note) = match outcome {
         Ok(()) => (
             EventType::Normal,
             format!("Member{verb}"),
@@ -163,7 +161,6 @@ async fn run_action(
         ),
     };
     publish(ctx, app, type_, &reason, &note).await;
-    outcome.is_ok()
 }
 
 /// Records on the StatefulSet the size an action just admitted, before the size is applied: an

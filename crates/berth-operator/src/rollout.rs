@@ -141,14 +141,18 @@ async fn execute(
             }
             Command::Switchover { from, to } => {
                 if let Some(leader) = pod_of(from) {
-                    let result = switch_over(ctx, rollout, leader, (to, pod_of(to))).await;
+                    let result = switch_over(ctx, rollout, leader, to).await;
                     let now = Timestamp::now().as_second();
+                    let ran = (from, to);
+                    let outcome = result.clone();
                     record = Some(lifecycle::switchover_ran(
                         record.as_ref(),
-                        (from, to),
+                        ran,
                         now,
-                        result,
+                        outcome,
                     ));
+                    keep_switchover(ctx, rollout, record.as_ref()).await;
+                    announce_switchover(ctx, rollout, leader, (to, pod_of(to)), &result).await;
                 }
             }
         }
@@ -211,18 +215,16 @@ async fn update_member(ctx: &Context, rollout: &PartRollout<'_>, pod: &Pod) -> R
     Ok(())
 }
 
-/// Runs the part's switchover action in the leader's pod, handing leadership to member `to`, then
-/// probes both members at once so the lifecycle sees the move without waiting a probe period.
+/// Runs the part's switchover action in the leader's pod, handing leadership to member `to`.
 async fn switch_over(
     ctx: &Context,
     rollout: &PartRollout<'_>,
     leader: &Pod,
-    (to, target_pod): (i32, Option<&Pod>),
+    to: i32,
 ) -> std::result::Result<(), ActionFailure> {
     let target = &roles::action_target(rollout.validated, rollout.part, to);
-    let (from, to) = (leader.name_any(), &target.member);
     let (app, index) = (rollout.validated, rollout.index);
-    let result = prober::run_action(
+    prober::run_action(
         &ctx.client,
         leader,
         app,
@@ -230,8 +232,49 @@ async fn switch_over(
         ExecKind::Switchover,
         target,
     )
-    .await;
-    let (type_, reason, note) = match &result {
+    .await
+}
+
+/// Writes the switchover that just ran into the part's status at once, before its event and
+/// the probes: an operator killed after the action ran finds it there when it restarts, and
+/// does not run it again while stale role labels still show the old leader. (The status
+/// written at the end of the reconcile keeps it too.) A failure is logged: this process
+/// remembers the record anyway.
+async fn keep_switchover(
+    ctx: &Context,
+    rollout: &PartRollout<'_>,
+    record: Option<&SwitchoverRecord>,
+) {
+    let Some(mut parts) = rollout.app.status.as_ref().map(|s| s.parts.clone()) else {
+        return;
+    };
+    let Some(part) = parts.iter_mut().find(|p| p.name == rollout.part.name) else {
+        return;
+    };
+    part.switchover = record.cloned();
+    let api: Api<StatefulApp> = Api::namespaced(ctx.client.clone(), &rollout.namespace);
+    let patch = serde_json::json!({ "status": { "parts": parts } });
+    let name = rollout.app.name_any();
+    let written = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(app = %name, error = %e, "could not record the switchover in the status");
+    }
+}
+
+/// Publishes a switchover's outcome, then probes the leader and the target at once so the
+/// lifecycle sees the move without waiting a probe period.
+async fn announce_switchover(
+    ctx: &Context,
+    rollout: &PartRollout<'_>,
+    leader: &Pod,
+    (to, target_pod): (i32, Option<&Pod>),
+    result: &std::result::Result<(), ActionFailure>,
+) {
+    let from = leader.name_any();
+    let to = roles::action_target(rollout.validated, rollout.part, to).member;
+    let (type_, reason, note) = match result {
         Ok(()) => (
             EventType::Normal,
             "Switchover",
@@ -247,12 +290,12 @@ async fn switch_over(
         ),
     };
     publish(ctx, rollout.app, type_, reason, &note).await;
+    let (app, index) = (rollout.validated, rollout.index);
     if let Some(probe) = prober::rendered(app, index, ExecKind::RoleProbe) {
         for pod in std::iter::once(leader).chain(target_pod) {
             prober::probe(&ctx.client, pod, probe.clone()).await;
         }
     }
-    result
 }
 
 /// Closes the pod's readiness gate, so Services drop it, then patches its images and revision.

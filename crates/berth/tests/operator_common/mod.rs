@@ -430,3 +430,60 @@ pub fn leader_web(
     });
     (operator, manifest)
 }
+
+/// A namespace's events as they arrive (`kubectl get --watch`), for tests that must act the
+/// moment one appears: polling lags a kwok rollout by a whole step. Stops watching when dropped.
+pub struct EventStream {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl EventStream {
+    /// Watches the events of `ns`, those already there first.
+    pub fn watch(cluster: &Cluster, ns: &str) -> Self {
+        use std::io::BufRead;
+        let mut child = cluster
+            .kubectl()
+            .args(["get", "events.events.k8s.io", "-n", ns, "--watch", "-o"])
+            .arg("jsonpath={.reason} {.note}{\"\\n\"}")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if send.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    /// Returns as soon as an event `reason` arrives whose note starts with `note`; the events
+    /// before it are consumed.
+    pub fn await_event(&self, reason: &str, note: &str) {
+        let wanted = format!("{reason} {note}");
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with(&wanted) => return,
+                Ok(_) => {}
+                Err(e) => panic!("no event `{wanted}...` within {TIMEOUT:?} ({e})"),
+            }
+        }
+    }
+}
+
+impl Drop for EventStream {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
