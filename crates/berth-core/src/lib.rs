@@ -16,6 +16,7 @@
 //! - [`template`]: the template variable set and rendering of config files, env and commands.
 //! - [`exec`]: the role probe and actions as run in members: rendered commands, target env.
 //! - [`load`]: the pipeline from files to a [`load::ValidatedApp`].
+//! - [`phase`]: the app's phase and Ready/Progressing/Degraded conditions, for both engines.
 //! - [`rollout`]: the rollout planner: which member to update next, when to switch over.
 //! - [`simulate`]: a rollout played through without performing it, for previews.
 //! - [`membership`]: scaling with `memberJoin`/`memberLeave`: the next size and the action first.
@@ -28,6 +29,7 @@ pub mod membership;
 pub mod names;
 pub mod params;
 pub mod path;
+pub mod phase;
 pub mod preview;
 pub mod quantity;
 pub mod rollout;

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use berth_core::lifecycle::DEFAULT_PROGRESS_DEADLINE_SECONDS;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
+use berth_core::phase::{self, Health, Phase};
 use berth_core::spec::{
     Condition, MemberStatus, PartSpec, PartStatus, StatefulAppStatus, StatusSummary, WorkloadKind,
 };
@@ -16,23 +17,6 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 
 use crate::member::{self, ready_condition};
-
-/// The phases shown in `kubectl get sapp`.
-pub mod phase {
-    /// Nothing is running yet.
-    pub const PENDING: &str = "Pending";
-    /// Members are being created or updated.
-    pub const PROGRESSING: &str = "Progressing";
-    /// Every member is ready on the current revision.
-    pub const READY: &str = "Ready";
-    /// A member has been unready past its progress deadline, or a switchover keeps failing.
-    pub const DEGRADED: &str = "Degraded";
-    /// The spec does not validate; nothing was applied.
-    pub const INVALID: &str = "Invalid";
-    /// berth may not apply the spec (an object belongs to someone else, or the API server
-    /// refused one); nothing of it was applied. The Ready condition's reason says which.
-    pub const BLOCKED: &str = "Blocked";
-}
 
 /// What the operator saw of one app in the cluster.
 #[derive(Clone, Debug, Default)]
@@ -49,6 +33,8 @@ pub struct Observed {
     pub applied_generations: BTreeMap<String, i64>,
     /// What the core's lifecycle decided for each StatefulSet part this reconcile, by part name.
     pub lifecycle: BTreeMap<String, PartLifecycle>,
+    /// The phase the app's status showed before this reconcile.
+    pub previous_phase: Option<Phase>,
 }
 
 /// What the core's lifecycle ([`berth_core::lifecycle::decide`]) said of a StatefulSet part.
@@ -117,22 +103,23 @@ pub fn compute(
         .iter()
         .map(|p| Progress::of(p, observed, &app_name))
         .collect();
-    let all_ready = parts.iter().zip(&progress).all(|(s, p)| p.settled(s));
     let desired: Vec<i32> = progress.iter().map(|p| p.desired).collect();
-    let pending = parts.iter().all(|p| p.replicas == 0) && desired.iter().any(|d| *d > 0);
-    let (degraded_reason, degraded) = degraded(app, observed, now);
-    let phase = match (all_ready, degraded.is_empty(), pending) {
-        (_, false, _) => phase::DEGRADED,
-        (true, true, _) => phase::READY,
-        (false, true, true) => phase::PENDING,
-        (false, true, false) => phase::PROGRESSING,
+    let health = Health {
+        settled: parts.iter().zip(&progress).all(|(s, p)| p.settled(s)),
+        started: parts.iter().any(|p| p.replicas > 0) || desired.iter().all(|d| *d == 0),
+        changing: parts.iter().zip(&progress).any(|(s, p)| p.changing(s)),
+        degraded: degraded(app, observed, now),
     };
+    let phase = phase::phase(observed.previous_phase, &health);
     let not_ready = not_ready_message(&parts, &progress);
-    let degraded = (degraded_reason, degraded.join("; "));
+    let mut conditions = phase::conditions(phase, &health, &not_ready);
+    for c in &mut conditions {
+        c.observed_generation = generation;
+    }
     StatefulAppStatus {
         observed_generation: generation,
         phase: Some(phase.to_string()),
-        conditions: conditions(all_ready, &not_ready, &degraded, generation),
+        conditions,
         summary: Some(summary(app, &parts, &desired)),
         parts,
         extra_objects: Vec::new(),
@@ -141,21 +128,36 @@ pub fn compute(
 
 /// How far a part is from settled: its wanted size, how many members must run the update
 /// revision (members below a partition stay on the old one on purpose), whether its
-/// controller has seen the applied spec.
+/// controller has seen the applied spec, whether a scale is under way (the StatefulSet's
+/// admitted size is not the wanted one yet).
 struct Progress {
     desired: i32,
     to_update: i32,
     caught_up: bool,
+    scaling: bool,
 }
 
 impl Progress {
     fn of(part: &PartSpec, observed: &Observed, app: &str) -> Self {
         let desired = desired_members(part, observed, app);
+        let name = names::workload_name(app, &part.name);
+        let admitted = observed
+            .stateful_sets
+            .get(&name)
+            .and_then(|s| s.spec.as_ref())
+            .and_then(|s| s.replicas);
         Self {
             desired,
             to_update: desired - part.update.partition.unwrap_or(0).clamp(0, desired),
-            caught_up: observed.caught_up(&names::workload_name(app, &part.name)),
+            caught_up: observed.caught_up(&name),
+            scaling: admitted.is_some_and(|a| a != desired),
         }
+    }
+
+    /// Whether a change of the spec is still being carried out in the part (rather than a
+    /// member having lost its readiness on its own).
+    fn changing(&self, status: &PartStatus) -> bool {
+        !self.caught_up || self.scaling || status.updated < self.to_update
     }
 
     fn settled(&self, status: &PartStatus) -> bool {
@@ -191,43 +193,11 @@ fn not_ready_message(parts: &[PartStatus], progress: &[Progress]) -> String {
         .join("; ")
 }
 
-/// The Ready, Progressing and Degraded conditions.
-fn conditions(
-    all_ready: bool,
-    not_ready: &str,
-    (degraded_reason, degraded): &(&str, String),
-    generation: Option<i64>,
-) -> Vec<Condition> {
-    let ready_reason = if all_ready {
-        "AllMembersReady"
-    } else {
-        "MembersNotReady"
-    };
-    let progressing_reason = if all_ready { "Stable" } else { "RollingOut" };
-    vec![
-        condition("Ready", all_ready, ready_reason, not_ready, generation),
-        condition(
-            "Progressing",
-            !all_ready && degraded.is_empty(),
-            progressing_reason,
-            not_ready,
-            generation,
-        ),
-        condition(
-            "Degraded",
-            !degraded.is_empty(),
-            degraded_reason,
-            degraded,
-            generation,
-        ),
-    ]
-}
-
 /// The status of an app that does not validate: `Ready=False` with the validation messages.
 pub fn invalid(generation: Option<i64>, messages: &str) -> StatefulAppStatus {
     StatefulAppStatus {
         observed_generation: generation,
-        phase: Some(phase::INVALID.to_string()),
+        phase: Some(Phase::Invalid.to_string()),
         conditions: vec![
             condition("Ready", false, "Invalid", messages, generation),
             condition(
@@ -251,7 +221,7 @@ pub fn invalid(generation: Option<i64>, messages: &str) -> StatefulAppStatus {
 /// Marks `status` as blocked: nothing of the current spec was applied, for `reason`
 /// (`Conflict`, `ApplyFailed`) explained by `message`. Members keep running as they are.
 pub fn blocked(status: &mut StatefulAppStatus, reason: &str, message: &str) {
-    status.phase = Some(phase::BLOCKED.to_string());
+    status.phase = Some(Phase::Blocked.to_string());
     for c in &mut status.conditions {
         match c.type_.as_str() {
             "Ready" | "Progressing" => {
@@ -510,11 +480,8 @@ fn natural_key(name: &str) -> (String, u64) {
 /// condition's reason. StatefulSet parts say so through the core's lifecycle (members stuck on
 /// the new revision, a failing switchover); Deployments and DaemonSets, which berth does not
 /// roll, through their pods unready past the progress deadline.
-fn degraded(
-    app: &ValidatedApp,
-    observed: &Observed,
-    now: Timestamp,
-) -> (&'static str, Vec<String>) {
+/// The lifecycle's Degraded verdict over every part: the condition's reason and message.
+fn degraded(app: &ValidatedApp, observed: &Observed, now: Timestamp) -> Option<(String, String)> {
     let mut reason = "AsExpected";
     let mut messages = Vec::new();
     for part in app.parts() {
@@ -536,7 +503,7 @@ fn degraded(
         };
         messages.push(format!("{}: {message}", part.name));
     }
-    (reason, messages)
+    (!messages.is_empty()).then(|| (reason.to_string(), messages.join("; ")))
 }
 
 /// The part's pods unready for longer than its progress deadline.

@@ -250,27 +250,8 @@ impl From<SavedInputs> for Inputs {
     }
 }
 
-/// Where the app as a whole is.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Phase {
-    /// Members are starting.
-    #[default]
-    Starting,
-    /// Every member is ready.
-    Ready,
-    /// Some member is not ready (after having been).
-    Degraded,
-    /// The supervisor gave up; see the error.
-    Failed,
-    /// Members are being stopped.
-    Stopping,
-    /// Every member is stopped.
-    Stopped,
-    /// The supervisor is gone (killed, crashed) while members still run: nobody restarts,
-    /// probes or rolls them, and their readiness is unknown.
-    Unsupervised,
-}
+/// Where the app as a whole is: the core's phase, the same the operator shows.
+pub use berth_core::phase::Phase;
 
 /// What the supervisor publishes in `state.json`.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -283,8 +264,11 @@ pub struct AppState {
     /// dies (see [`crate::keeper`]); signals for the supervisor go to it while it lives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keeper_pid: Option<u32>,
-    /// The app's phase.
+    /// The app's phase (see [`berth_core::phase`]).
     pub phase: Phase,
+    /// The Ready, Progressing and Degraded conditions, as the operator shows them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<berth_core::spec::Condition>,
     /// Why the supervisor gave up, or why the last `apply` or `scale` failed.
     pub error: Option<String>,
     /// How many `apply`/`scale` requests the supervisor has handled.
@@ -293,6 +277,9 @@ pub struct AppState {
     /// How many `apply`/`scale` requests the supervisor has started handling.
     #[serde(default)]
     pub applying: u64,
+    /// Whether an `apply` or `scale` is being reconciled now (a later one supersedes it).
+    #[serde(default)]
+    pub reconciling: bool,
     /// The rollout in progress (or the last one, when it got stuck).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutState>,

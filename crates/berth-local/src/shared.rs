@@ -6,7 +6,9 @@ use std::sync::Mutex;
 
 use tokio::sync::watch;
 
-use crate::home::{AppState, MemberState, Phase, write_atomic};
+use berth_core::phase::{self, Health};
+
+use crate::home::{AppState, MemberState, write_atomic};
 use crate::plan::MemberPlan;
 
 /// The state shared by the supervisor's tasks.
@@ -40,14 +42,11 @@ impl Shared {
     pub fn update(&self, change: impl FnOnce(&mut AppState)) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut state);
-        // A rollout the core calls Degraded (stuck members, a failing switchover) is, whatever
-        // the members' readiness.
-        let rollout_healthy = state
-            .rollout
-            .as_ref()
-            .is_none_or(|r| r.degraded.is_none() && r.stuck.is_empty());
-        let healthy = rollout_healthy && state.members.iter().all(|m| m.ready);
-        state.phase = next_phase(state.phase, healthy);
+        let health = health(&state);
+        if state.phase.follows_health() {
+            state.phase = phase::phase(Some(state.phase), &health);
+        }
+        state.conditions = phase::conditions(state.phase, &health, &not_ready(&state));
         if let Ok(json) = serde_json::to_vec_pretty(&*state) {
             let _ = write_atomic(&self.path, &json);
         }
@@ -104,13 +103,43 @@ impl Shared {
     }
 }
 
-/// The phase after a change: health (every member ready, no Degraded rollout) moves
-/// Starting/Ready/Degraded; the rest is explicit.
-pub fn next_phase(phase: Phase, healthy: bool) -> Phase {
-    match (phase, healthy) {
-        (Phase::Starting | Phase::Ready | Phase::Degraded, true) => Phase::Ready,
-        (Phase::Ready | Phase::Degraded, false) => Phase::Degraded,
-        (other, _) => other,
+/// What the core's phase needs to know of the published state: every member ready with no
+/// rollout or apply under way; a member started; a rollout or apply under way; the rollout's
+/// Degraded verdict (stuck members, a failing switchover).
+fn health(state: &AppState) -> Health {
+    let changing = state.rollout.is_some() || state.reconciling;
+    let degraded = state.rollout.as_ref().and_then(|r| {
+        let reason = if r.stuck.is_empty() {
+            "SwitchoverFailed"
+        } else {
+            "MemberStuck"
+        };
+        let why = r
+            .degraded
+            .clone()
+            .or_else(|| (!r.stuck.is_empty()).then(|| format!("stuck: {}", r.stuck.join(", "))))?;
+        Some((reason.to_string(), format!("{}: {why}", r.part)))
+    });
+    Health {
+        settled: !changing && state.members.iter().all(|m| m.ready),
+        started: state.members.iter().any(|m| m.pid.is_some()),
+        changing,
+        degraded,
+    }
+}
+
+/// The members not ready, and what each waits for.
+fn not_ready(state: &AppState) -> String {
+    let waiting: Vec<String> = state
+        .members
+        .iter()
+        .filter(|m| !m.ready)
+        .map(|m| format!("{} ({})", m.name, m.waiting))
+        .collect();
+    if waiting.is_empty() {
+        String::new()
+    } else {
+        format!("not ready: {}", waiting.join(", "))
     }
 }
 
@@ -131,11 +160,47 @@ fn initial_member(plan: &MemberPlan) -> MemberState {
 mod tests {
     use super::*;
 
+    use crate::home::{Phase, RolloutState};
+
+    fn state(ready: &[bool]) -> AppState {
+        AppState {
+            members: ready
+                .iter()
+                .enumerate()
+                .map(|(i, r)| MemberState {
+                    name: format!("m-{i}"),
+                    pid: Some(100 + u32::try_from(i).unwrap()),
+                    ready: *r,
+                    waiting: if *r { String::new() } else { "probe".into() },
+                    ..MemberState::default()
+                })
+                .collect(),
+            ..AppState::default()
+        }
+    }
+
     #[test]
-    fn phase_follows_readiness_until_stopping() {
-        assert_eq!(next_phase(Phase::Starting, false), Phase::Starting);
-        assert_eq!(next_phase(Phase::Starting, true), Phase::Ready);
-        assert_eq!(next_phase(Phase::Ready, false), Phase::Degraded);
-        assert_eq!(next_phase(Phase::Stopping, true), Phase::Stopping);
+    fn the_published_health_is_the_cores_input() {
+        let s = state(&[true, true]);
+        assert!(health(&s).settled && health(&s).started && !health(&s).changing);
+        let mut s = state(&[true, false]);
+        assert!(!health(&s).settled);
+        assert_eq!(not_ready(&s), "not ready: m-1 (probe)");
+        s.reconciling = true;
+        assert!(health(&s).changing);
+        s.rollout = Some(RolloutState {
+            part: "m".into(),
+            stuck: vec!["m-1".into()],
+            ..RolloutState::default()
+        });
+        let (reason, message) = health(&s).degraded.unwrap();
+        assert_eq!(
+            (reason.as_str(), message.as_str()),
+            ("MemberStuck", "m: stuck: m-1")
+        );
+        assert_eq!(
+            phase::phase(Some(Phase::Ready), &health(&s)),
+            Phase::Degraded
+        );
     }
 }

@@ -405,10 +405,10 @@ async fn reload_once(
     let shared = members.shared.clone();
     members.forget_unstarted();
     shared.update(|s| {
-        s.phase = Phase::Starting;
         s.error = None;
         s.rollout = None;
         s.applying += 1;
+        s.reconciling = true;
     });
     let (validated, plans) = match load_saved(home, app) {
         Ok(loaded) => loaded,
@@ -471,6 +471,7 @@ fn finish_reload(shared: &Shared, error: Option<String>) -> Outcome {
     shared.update(|s| {
         s.error = error.map(|e| format!("apply failed: {e}"));
         s.reloads += 1;
+        s.reconciling = false;
     });
     Outcome::Done
 }

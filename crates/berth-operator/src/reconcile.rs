@@ -9,6 +9,7 @@ use berth_core::diag::Diagnostics;
 use berth_core::lifecycle::SwitchoverRecord;
 use berth_core::load::{Inputs, ValidatedApp, load};
 use berth_core::names;
+use berth_core::phase::Phase;
 use berth_core::spec::{AppliedObject, StatefulApp, StatefulAppStatus};
 use berth_k8s::ownership;
 use berth_k8s::prune::{self, ObjectKey};
@@ -179,6 +180,7 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     let (rolling, lifecycles) =
         crate::rollout::roll_members(app, ctx, &validated, &objects, &observed).await?;
     observed.lifecycle = lifecycles;
+    observed.previous_phase = previous_phase(app);
     let mut new = status::compute(
         &validated,
         app.metadata.generation,
@@ -186,13 +188,18 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
         Timestamp::now(),
     );
     new.extra_objects = applied_extras(&validated, &objects);
-    let converged = new.phase.as_deref() == Some(status::phase::READY);
+    let converged = new.phase.as_deref() == Some(Phase::Ready.as_str());
     write_status(app, ctx, new).await?;
     Ok(Action::requeue(match (converged, rolling) {
         (_, true) => ROLLING,
         (true, false) => RESYNC,
         (false, false) => CONVERGING,
     }))
+}
+
+/// The phase the app's status shows now (what the next phase follows from).
+fn previous_phase(app: &StatefulApp) -> Option<Phase> {
+    app.status.as_ref()?.phase.as_deref()?.parse().ok()
 }
 
 /// The extra objects among `objects` (rendered last), as the status lists them so a later
@@ -425,7 +432,8 @@ async fn refuse(
         Refusal::Conflict(m) => ("Conflict", m),
         Refusal::Rejected(m) => ("ApplyFailed", m),
     };
-    let observed = observe(ctx, validated);
+    let mut observed = observe(ctx, validated);
+    observed.previous_phase = previous_phase(app);
     let mut new = status::compute(
         validated,
         app.metadata.generation,

@@ -190,7 +190,7 @@ fn status_table(states: &[AppState]) -> String {
             s.members.iter().map(|m| {
                 [
                     s.app.clone(),
-                    format!("{:?}", s.phase).to_lowercase(),
+                    s.phase.to_string(),
                     m.name.clone(),
                     m.pid.map_or("-".to_string(), |p| p.to_string()),
                     m.address.clone(),

@@ -280,7 +280,7 @@ fn an_apply_whose_supervisor_and_keeper_die_fails_at_once_and_status_shows_membe
         began.elapsed()
     );
     let after = status(&app);
-    assert_eq!(after[0]["phase"], "unsupervised", "{after}");
+    assert_eq!(after[0]["phase"], "Unsupervised", "{after}");
     let pids: Vec<u64> = after[0]["members"]
         .as_array()
         .unwrap()

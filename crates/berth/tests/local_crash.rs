@@ -230,7 +230,7 @@ fn keeper_and_supervisor_killed_then_up_adopts(app: &LocalApp, manifest: &Path) 
     kill(before["keeper_pid"].as_u64().expect("a keeper"));
     kill(before["supervisor_pid"].as_u64().unwrap());
     wait_until("status shows the app unsupervised", WAIT, || {
-        status(app)[0]["phase"] == "unsupervised"
+        status(app)[0]["phase"] == "Unsupervised"
     });
     let shown = status(app);
     for m in shown[0]["members"].as_array().unwrap() {

@@ -216,7 +216,7 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
         .output()
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status[0]["phase"], "degraded");
+    assert_eq!(status[0]["phase"], "Degraded");
     assert_eq!(status[0]["rollout"]["stuck"].as_array().unwrap().len(), 1);
     let fixed = variant(files.path(), "fixed.yaml", "hz 12", deadline);
     app.berth(&["apply", &fixed]).assert().success();
@@ -225,7 +225,7 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
         .output()
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status[0]["phase"], "ready");
+    assert_eq!(status[0]["phase"], "Ready");
     assert!(status[0]["rollout"].is_null());
     wait_until("one master after the fixed rollout", WAIT, || {
         find_master().is_some()
@@ -271,7 +271,7 @@ fn a_failing_switchover_keeps_the_master_on_its_revision(app: &LocalApp, dir: &P
         .output()
         .unwrap();
     let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(status[0]["phase"], "degraded");
+    assert_eq!(status[0]["phase"], "Degraded");
     let degraded = status[0]["rollout"]["degraded"]
         .as_str()
         .unwrap_or_default();
