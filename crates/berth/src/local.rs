@@ -148,13 +148,13 @@ pub fn up(args: &UpArgs) -> Result<(), Failure> {
         timeout: Duration::from_secs(args.timeout),
         secrets: args.secrets.clone(),
     };
-    control::up(&home, &inputs, &app, &options)
+    control::up(&home, &inputs, &app, &options).map_err(|e| e.to_string())
 }
 
 pub fn apply(args: &ApplyArgs) -> Result<(), Failure> {
     let (inputs, app) = load_app(&args.app)?;
     let timeout = Duration::from_secs(args.timeout);
-    control::apply(&home(&args.home)?, &inputs, &app, timeout)
+    control::apply(&home(&args.home)?, &inputs, &app, timeout).map_err(|e| e.to_string())
 }
 
 pub fn scale(args: &ScaleArgs) -> Result<(), Failure> {
@@ -166,10 +166,12 @@ pub fn scale(args: &ScaleArgs) -> Result<(), Failure> {
         args.replicas,
         timeout,
     )
+    .map_err(|e| e.to_string())
 }
 
 pub fn status(args: &StatusArgs) -> Result<(), Failure> {
-    let states = control::status(&home(&args.home)?, args.app.as_deref())?;
+    let states =
+        control::status(&home(&args.home)?, args.app.as_deref()).map_err(|e| e.to_string())?;
     match args.output {
         Format::Json => println!(
             "{}",
@@ -212,18 +214,19 @@ fn status_table(states: &[AppState]) -> String {
 }
 
 pub fn logs(args: &LogsArgs) -> Result<(), Failure> {
-    let path = control::log_path(&home(&args.home)?, &args.member)?;
-    control::print_log(&path, args.follow)
+    let path = control::log_path(&home(&args.home)?, &args.member).map_err(|e| e.to_string())?;
+    control::print_log(&path, args.follow).map_err(|e| e.to_string())
 }
 
 pub fn down(args: &DownArgs) -> Result<(), Failure> {
-    control::down(&home(&args.home)?, &args.app, args.purge)
+    control::down(&home(&args.home)?, &args.app, args.purge).map_err(|e| e.to_string())
 }
 
 pub fn supervise(args: &SupervisorArgs) -> Result<(), Failure> {
     let root = home(&args.home)?.root;
     if args.kept {
-        return berth_local::supervisor::supervise(&root, &args.app, true);
+        return berth_local::supervisor::supervise(&root, &args.app, true)
+            .map_err(|e| e.to_string());
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find berth itself: {e}"))?;
     let supervisor = [

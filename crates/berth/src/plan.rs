@@ -53,7 +53,7 @@ pub fn plan(args: &PlanArgs) -> Result<(), Failure> {
     }
     // Never create the home: a plan writes nothing.
     let root = std::path::absolute(&args.home.home).map_err(|e| e.to_string())?;
-    let preview = control::preview(&Home::new(&root), &app)?;
+    let preview = control::preview(&Home::new(&root), &app).map_err(|e| e.to_string())?;
     match args.output {
         PlanFormat::Json => println!(
             "{}",
