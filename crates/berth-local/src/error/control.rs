@@ -280,3 +280,81 @@ fn stuck_message(app: &str, rollout: &RolloutState, events: &Path) -> String {
         events.display()
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lacks(member: &str, missing: Missing) -> Prerequisite {
+        Prerequisite {
+            member: member.into(),
+            missing,
+        }
+    }
+
+    #[test]
+    fn missing_programs_and_packages_read_one_line_each() {
+        let error = ControlError::Missing(vec![
+            lacks(
+                "db-0",
+                Missing::Program {
+                    program: "postgres".into(),
+                    packages: vec!["postgresql".into(), "postgresql-client".into()],
+                },
+            ),
+            lacks(
+                "db-0",
+                Missing::Program {
+                    program: "init-db".into(),
+                    packages: vec![],
+                },
+            ),
+            lacks("db-0", Missing::Packages(vec!["a".into(), "b".into()])),
+        ]);
+        assert_eq!(
+            error.to_string(),
+            "db-0: program `postgres` not found on this host; install it with `apt-get install \
+             postgresql postgresql-client`\n\
+             db-0: program `init-db` not found on this host\n\
+             db-0: Debian package(s) not installed: a, b; install with `apt-get install a b`"
+        );
+    }
+
+    #[test]
+    fn not_ready_names_the_first_waiting_member_and_its_log() {
+        let bare = ControlError::NotReady {
+            app: "web".into(),
+            secs: 5,
+            member: None,
+        };
+        assert_eq!(bare.to_string(), "web: not ready after 5s");
+        let member = Unready {
+            name: "web-0".into(),
+            waiting: "readiness probe: tcp 127.1.1.1:80".into(),
+            log: PathBuf::from("/h/web/web-0/log"),
+            tail: "listening".into(),
+        };
+        let waiting = ControlError::NotReady {
+            app: "web".into(),
+            secs: 5,
+            member: Some(Box::new(member)),
+        };
+        assert_eq!(
+            waiting.to_string(),
+            "web: web-0 not ready after 5s (waiting for readiness probe: tcp 127.1.1.1:80); last \
+             lines of /h/web/web-0/log:\nlistening\n(the supervisor keeps trying; `berth down \
+             web` stops it)"
+        );
+    }
+
+    #[test]
+    fn unsourced_secrets_say_how_to_give_each() {
+        let error = ControlError::Unsourced(vec!["auth".into(), "tls".into()]);
+        assert_eq!(
+            error.to_string(),
+            "the app references Secret(s) with no local source: auth, tls; give each with `berth \
+             up --secret auth=DIR-or-ENV-FILE --secret tls=DIR-or-ENV-FILE` (a directory of key \
+             files, or a file of KEY=VALUE lines)"
+        );
+    }
+}
