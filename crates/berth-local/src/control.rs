@@ -15,7 +15,8 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use crate::addressing::LocalAddressing;
-use crate::home::{AppState, Home, Phase, RolloutState, SavedInputs, tail, write_atomic};
+use crate::error::{ControlError, HomeError, LoadError, Missing, Prerequisite, Unready};
+use crate::home::{AppState, Home, Phase, SavedInputs, tail, write_atomic};
 use crate::os;
 use crate::plan::{self, MemberPlan};
 use crate::preview::{self, Preview};
@@ -50,7 +51,7 @@ pub fn up(
     inputs: &Inputs,
     app: &ValidatedApp,
     options: &UpOptions,
-) -> Result<(), String> {
+) -> Result<(), ControlError> {
     let name = app.name();
     let plans = supervisor::plan_members(home, app, options.slot)?;
     preflight(&plans)?;
@@ -72,18 +73,27 @@ pub fn up(
 }
 
 /// Adds `added` to the app's saved Secret sources (paths only, never the data).
-fn save_secret_sources(home: &Home, app: &str, added: &[(String, PathBuf)]) -> Result<(), String> {
+fn save_secret_sources(
+    home: &Home,
+    app: &str,
+    added: &[(String, PathBuf)],
+) -> Result<(), ControlError> {
     if added.is_empty() {
         return Ok(());
     }
     let mut sources = secrets::sources(&home.app_dir(app));
     sources.extend(added.iter().cloned());
-    let json = serde_json::to_vec_pretty(&sources).map_err(|e| e.to_string())?;
+    let json = encode(&sources, "the Secret sources")?;
     Ok(write_atomic(&home.file(app, secrets::SOURCES_FILE), &json)?)
 }
 
+/// `value` as pretty JSON.
+fn encode(value: &impl serde::Serialize, what: &'static str) -> Result<Vec<u8>, HomeError> {
+    serde_json::to_vec_pretty(value).map_err(|source| HomeError::Encode { what, source })
+}
+
 /// Fails when a member references a Secret (not optional) that has no local source.
-fn check_secrets(home: &Home, app: &str, plans: &[MemberPlan]) -> Result<(), String> {
+fn check_secrets(home: &Home, app: &str, plans: &[MemberPlan]) -> Result<(), ControlError> {
     let sources = secrets::sources(&home.app_dir(app));
     let mut missing: Vec<String> = plans
         .iter()
@@ -94,20 +104,11 @@ fn check_secrets(home: &Home, app: &str, plans: &[MemberPlan]) -> Result<(), Str
     if missing.is_empty() {
         return Ok(());
     }
-    let args: Vec<String> = missing
-        .iter()
-        .map(|s| format!("--secret {s}=DIR-or-ENV-FILE"))
-        .collect();
-    Err(format!(
-        "the app references Secret(s) with no local source: {}; give each with `berth up {}` \
-         (a directory of key files, or a file of KEY=VALUE lines)",
-        missing.join(", "),
-        args.join(" ")
-    ))
+    Err(ControlError::Unsourced(missing))
 }
 
-fn save_inputs(home: &Home, app: &str, inputs: &Inputs) -> Result<(), String> {
-    let json = serde_json::to_vec_pretty(&SavedInputs::from(inputs)).map_err(|e| e.to_string())?;
+fn save_inputs(home: &Home, app: &str, inputs: &Inputs) -> Result<(), ControlError> {
+    let json = encode(&SavedInputs::from(inputs), "the app's inputs")?;
     write_atomic(&home.file(app, "inputs.json"), &json)?;
     home.clear_scale(app);
     Ok(())
@@ -124,7 +125,7 @@ pub fn apply(
     inputs: &Inputs,
     app: &ValidatedApp,
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), ControlError> {
     let name = app.name();
     let plans = supervisor::plan_members(home, app, None)?;
     preflight(&plans)?;
@@ -138,23 +139,20 @@ pub fn apply(
 ///
 /// # Errors
 /// The app does not run here, or a template fails.
-pub fn preview(home: &Home, app: &ValidatedApp) -> Result<Preview, String> {
+pub fn preview(home: &Home, app: &ValidatedApp) -> Result<Preview, ControlError> {
     let name = app.name();
     let state = home
         .state(&name)
         .filter(|_| home.supervisor_running(&name))
-        .ok_or_else(|| {
-            format!(
-                "{name} is not running in {}; `berth up` it first",
-                home.root.display()
-            )
+        .ok_or_else(|| ControlError::NotRunningIn {
+            app: name.clone(),
+            home: home.root.clone(),
         })?;
     let slot = home
         .read_slot(&name)
-        .ok_or_else(|| format!("{name} has no address slot"))?;
+        .ok_or_else(|| ControlError::NoSlot { app: name.clone() })?;
     let app_dir = home.app_dir(&name);
-    let wanted = plan::plan_app(app, &LocalAddressing::new(&app.app, &app_dir, slot))
-        .map_err(|e| e.to_string())?;
+    let wanted = plan::plan_app(app, &LocalAddressing::new(&app.app, &app_dir, slot))?;
     // The saved spec only explains the changes; without it, revisions still do.
     let saved = supervisor::saved_app(home, &name)
         .ok()
@@ -192,45 +190,30 @@ pub fn scale(
     part: &str,
     replicas: i32,
     timeout: Duration,
-) -> Result<(), String> {
-    let path = home.file(app, "inputs.json");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|_| format!("no app `{app}` in {}", home.root.display()))?;
-    let saved: SavedInputs = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let validated = berth_core::load::load(&saved.into()).map_err(|d| d.to_string())?;
+) -> Result<(), ControlError> {
+    let validated = supervisor::saved_app(home, app).map_err(|e| match e {
+        LoadError::Read { .. } => no_app(home, app),
+        e => e.into(),
+    })?;
     let known = validated.parts().iter().any(|p| p.name == part);
     if !known {
-        return Err(format!("{app} has no part `{part}`"));
+        return Err(ControlError::NoPart {
+            app: app.to_string(),
+            part: part.to_string(),
+        });
     }
     home.set_scale(app, part, replicas)?;
     reload(home, app, timeout)
 }
 
-/// Why an apply ends while its rollout is Degraded: stuck members, or a failing switchover.
-fn degraded_message(app: &str, rollout: &RolloutState, events: &std::path::Path) -> String {
-    let why = if rollout.stuck.is_empty() {
-        rollout.degraded.clone().unwrap_or_default()
-    } else {
-        format!(
-            "{} not ready on the new revision past the progress deadline; fix the spec and \
-             `berth apply` again",
-            rollout.stuck.join(", ")
-        )
-    };
-    format!(
-        "{app}: rollout of part {} is stuck: {why} (the supervisor keeps at it; see `berth \
-         status` and {})",
-        rollout.part,
-        events.display()
-    )
-}
-
 /// Signals the supervisor to reload (SIGHUP) and waits for the outcome.
-fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
+fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), ControlError> {
     let state = home
         .state(app)
         .filter(|_| home.supervisor_running(app))
-        .ok_or_else(|| format!("{app} is not running; use `berth up`"))?;
+        .ok_or_else(|| ControlError::NotRunning {
+            app: app.to_string(),
+        })?;
     let before = state.reloads;
     let before_applying = state.applying;
     signal_supervisor(&state, Signal::SIGHUP)?;
@@ -243,16 +226,19 @@ fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
             .and_then(|s| s.rollout)
             .filter(|r| r.degraded.is_some() || !r.stuck.is_empty());
         if let Some(rollout) = degraded {
-            return Err(degraded_message(
+            let events = home.file(app, "events.log");
+            let app = app.to_string();
+            return Err(ControlError::Stuck {
                 app,
-                &rollout,
-                &home.file(app, "events.log"),
-            ));
+                rollout: Box::new(rollout),
+                events,
+            });
         }
         if let Some(state) = home.state(app).filter(|s| s.reloads > before) {
             show_progress(&state, &mut shown);
-            if let Some(error) = &state.error {
-                return Err(format!("{app}: {error}"));
+            if let Some(error) = state.error {
+                let app = app.to_string();
+                return Err(ControlError::Failed { app, error });
             }
             if state.phase == Phase::Ready {
                 println!("{app}: {} members ready", state.members.len());
@@ -260,13 +246,12 @@ fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
             }
         }
         if !home.supervisor_running(app) {
-            return Err(format!(
-                "{app}: the supervisor exited during the apply; its members still run, \
-                 unsupervised, and the apply did not finish (`berth status {app}`; `berth up` \
-                 starts a supervisor again). Last lines of {}:\n{}",
-                home.file(app, "supervisor.log").display(),
-                tail(&home.file(app, "supervisor.log"), TAIL_LINES)
-            ));
+            let log = home.file(app, "supervisor.log");
+            return Err(ControlError::ExitedDuringApply {
+                app: app.to_string(),
+                tail: tail(&log, TAIL_LINES),
+                log,
+            });
         }
         if Instant::now() > deadline {
             return Err(not_ready_in_time(app, home.state(app).as_ref(), timeout));
@@ -277,73 +262,77 @@ fn reload(home: &Home, app: &str, timeout: Duration) -> Result<(), String> {
 
 /// Sends `signal` to the supervisor: through its keeper while that lives (the keeper forwards
 /// it, and a supervisor it is restarting reads the saved inputs anyway), else directly.
-fn signal_supervisor(state: &AppState, signal: Signal) -> Result<(), String> {
+fn signal_supervisor(state: &AppState, signal: Signal) -> Result<(), ControlError> {
     let target = state
         .keeper_pid
         .filter(|pid| os::alive(*pid))
         .unwrap_or(state.supervisor_pid);
-    let pid = i32::try_from(target).map_err(|e| e.to_string())?;
-    kill(Pid::from_raw(pid), signal).map_err(|e| format!("cannot signal the supervisor: {e}"))
+    // A pid beyond i32 names no process: the signal fails with ESRCH.
+    let pid = i32::try_from(target).unwrap_or(i32::MAX);
+    kill(Pid::from_raw(pid), signal).map_err(ControlError::Signal)
 }
 
 /// Fails, naming the Debian packages to install, when a member's program or package is missing.
-fn preflight(plans: &[MemberPlan]) -> Result<(), String> {
+fn preflight(plans: &[MemberPlan]) -> Result<(), ControlError> {
     let mut problems = Vec::new();
     for plan in plans {
-        let program = &plan.argv[0];
-        let packages = plan.packages.join(" ");
-        let hint = if packages.is_empty() {
-            String::new()
-        } else {
-            format!("; install it with `apt-get install {packages}`")
-        };
-        let programs = std::iter::once(program).chain(plan.inits.iter().map(|i| &i.argv[0]));
+        let programs = std::iter::once(&plan.argv[0]).chain(plan.inits.iter().map(|i| &i.argv[0]));
         for program in programs.filter(|p| os::find_program(p).is_none()) {
-            problems.push(format!(
-                "{}: program `{program}` not found on this host{hint}",
-                plan.name
-            ));
+            problems.push(Prerequisite {
+                member: plan.name.clone(),
+                missing: Missing::Program {
+                    program: program.clone(),
+                    packages: plan.packages.clone(),
+                },
+            });
         }
         let missing = os::missing_packages(&plan.packages);
         if !missing.is_empty() {
-            problems.push(format!(
-                "{}: Debian package(s) not installed: {}; install with `apt-get install {}`",
-                plan.name,
-                missing.join(", "),
-                missing.join(" ")
-            ));
+            problems.push(Prerequisite {
+                member: plan.name.clone(),
+                missing: Missing::Packages(missing),
+            });
         }
     }
-    problems.dedup_by(|a, b| a.split_once(':').map(|x| x.1) == b.split_once(':').map(|x| x.1));
+    // One line per lack: members of a part lack the same.
+    problems.dedup_by(|a, b| a.missing == b.missing);
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(problems.join("\n"))
+        Err(ControlError::Missing(problems))
     }
 }
 
-fn start_supervisor(home: &Home, app: &str, command: &[String]) -> Result<u32, String> {
-    let (program, args) = command.split_first().ok_or("no supervisor command")?;
-    let log_path = home.file(app, "supervisor.log");
+fn start_supervisor(home: &Home, app: &str, command: &[String]) -> Result<u32, ControlError> {
+    let (program, args) = command
+        .split_first()
+        .ok_or(ControlError::NoSupervisorCommand)?;
+    let path = home.file(app, "supervisor.log");
     let log = std::fs::File::options()
         .create(true)
         .append(true)
-        .open(&log_path)
-        .map_err(|e| format!("{}: {e}", log_path.display()))?;
+        .open(&path)
+        .and_then(|log| Ok((log.try_clone()?, log)));
+    let (out, err) = log.map_err(|source| ControlError::SupervisorLog { path, source })?;
     let child = std::process::Command::new(program)
         .args(args)
         .arg(app)
         .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
+        .stdout(out)
+        .stderr(err)
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot start the supervisor: {e}"))?;
+        .map_err(ControlError::StartSupervisor)?;
     Ok(child.id())
 }
 
 /// Polls the published state until every member is ready, printing what each one awaits.
-fn wait_ready(home: &Home, app: &str, pid: Option<u32>, timeout: Duration) -> Result<(), String> {
+fn wait_ready(
+    home: &Home,
+    app: &str,
+    pid: Option<u32>,
+    timeout: Duration,
+) -> Result<(), ControlError> {
     let deadline = Instant::now() + timeout;
     let mut shown: BTreeMap<String, String> = BTreeMap::new();
     loop {
@@ -356,10 +345,10 @@ fn wait_ready(home: &Home, app: &str, pid: Option<u32>, timeout: Duration) -> Re
                     return Ok(());
                 }
                 Phase::Failed => {
-                    return Err(format!(
-                        "{app}: {}",
-                        state.error.clone().unwrap_or_default()
-                    ));
+                    return Err(ControlError::Failed {
+                        app: app.to_string(),
+                        error: state.error.clone().unwrap_or_default(),
+                    });
                 }
                 _ => {}
             }
@@ -367,7 +356,8 @@ fn wait_ready(home: &Home, app: &str, pid: Option<u32>, timeout: Duration) -> Re
         let started = pid.is_none_or(os::alive) || home.supervisor_running(app);
         if !started {
             let log = tail(&home.file(app, "supervisor.log"), TAIL_LINES);
-            return Err(format!("{app}: the supervisor exited:\n{log}"));
+            let app = app.to_string();
+            return Err(ControlError::SupervisorExited { app, log });
         }
         if Instant::now() > deadline {
             return Err(not_ready_in_time(app, state.as_ref(), timeout));
@@ -401,26 +391,35 @@ fn show_progress(state: &AppState, shown: &mut BTreeMap<String, String>) {
     }
 }
 
-fn not_ready_in_time(app: &str, state: Option<&AppState>, timeout: Duration) -> String {
-    let secs = timeout.as_secs();
-    let Some(member) = state.and_then(|s| s.members.iter().find(|m| !m.ready)) else {
-        return format!("{app}: not ready after {secs}s");
-    };
-    format!(
-        "{app}: {} not ready after {secs}s (waiting for {}); last lines of {}:\n{}\n\
-         (the supervisor keeps trying; `berth down {app}` stops it)",
-        member.name,
-        member.waiting,
-        member.log.display(),
-        tail(&member.log, TAIL_LINES)
-    )
+fn not_ready_in_time(app: &str, state: Option<&AppState>, timeout: Duration) -> ControlError {
+    let member = state.and_then(|s| s.members.iter().find(|m| !m.ready));
+    ControlError::NotReady {
+        app: app.to_string(),
+        secs: timeout.as_secs(),
+        member: member.map(|m| {
+            Box::new(Unready {
+                name: m.name.clone(),
+                waiting: m.waiting.clone(),
+                log: m.log.clone(),
+                tail: tail(&m.log, TAIL_LINES),
+            })
+        }),
+    }
+}
+
+/// The home has no app `app`.
+fn no_app(home: &Home, app: &str) -> ControlError {
+    ControlError::NoApp {
+        app: app.to_string(),
+        home: home.root.clone(),
+    }
 }
 
 /// The state of `app` (or of every app in the home), corrected when the supervisor is gone.
-pub fn status(home: &Home, app: Option<&str>) -> Result<Vec<AppState>, String> {
+pub fn status(home: &Home, app: Option<&str>) -> Result<Vec<AppState>, ControlError> {
     let apps = match app {
         Some(a) if home.app_dir(a).is_dir() => vec![a.to_string()],
-        Some(a) => return Err(format!("no app `{a}` in {}", home.root.display())),
+        Some(a) => return Err(no_app(home, a)),
         None => home.apps(),
     };
     Ok(apps
@@ -495,28 +494,35 @@ fn checked(home: &Home, mut state: AppState) -> AppState {
 ///
 /// # Errors
 /// No app in the home has this member.
-pub fn log_path(home: &Home, member: &str) -> Result<PathBuf, String> {
+pub fn log_path(home: &Home, member: &str) -> Result<PathBuf, ControlError> {
     home.apps()
         .into_iter()
         .map(|a| home.app_dir(&a).join(member).join("log"))
         .find(|p| p.is_file())
-        .ok_or_else(|| format!("no member `{member}` in {}", home.root.display()))
+        .ok_or_else(|| ControlError::NoMember {
+            member: member.to_string(),
+            home: home.root.clone(),
+        })
 }
 
 /// Copies a log to stdout; with `follow`, keeps copying what is appended until interrupted.
 ///
 /// # Errors
-/// The log cannot be read.
-pub fn print_log(path: &Path, follow: bool) -> Result<(), String> {
-    let mut file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// The log cannot be read, or standard output written.
+pub fn print_log(path: &Path, follow: bool) -> Result<(), ControlError> {
+    let log = |source| ControlError::Log {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(log)?;
     let mut out = std::io::stdout();
     let mut buffer = Vec::new();
     loop {
         buffer.clear();
-        file.read_to_end(&mut buffer).map_err(|e| e.to_string())?;
+        file.read_to_end(&mut buffer).map_err(log)?;
         out.write_all(&buffer)
             .and_then(|()| out.flush())
-            .map_err(|e| e.to_string())?;
+            .map_err(ControlError::Output)?;
         if !follow {
             return Ok(());
         }
@@ -524,7 +530,7 @@ pub fn print_log(path: &Path, follow: bool) -> Result<(), String> {
             .metadata()
             .is_ok_and(|m| m.len() < file.stream_position().unwrap_or(0))
         {
-            file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+            file.seek(SeekFrom::Start(0)).map_err(log)?;
         }
         std::thread::sleep(POLL);
     }
@@ -534,38 +540,37 @@ pub fn print_log(path: &Path, follow: bool) -> Result<(), String> {
 ///
 /// # Errors
 /// The app is unknown or its supervisor does not stop in time.
-pub fn down(home: &Home, app: &str, purge: bool) -> Result<(), String> {
+pub fn down(home: &Home, app: &str, purge: bool) -> Result<(), ControlError> {
     if !home.app_dir(app).is_dir() {
-        return Err(format!("no app `{app}` in {}", home.root.display()));
+        return Err(no_app(home, app));
     }
     let state = home.state(app);
     if home.supervisor_running(app) {
-        let state = state
-            .as_ref()
-            .ok_or("the supervisor has published no state")?;
+        let state = state.as_ref().ok_or(ControlError::NoState)?;
         stop_supervisor(home, state)?;
     } else if let Some(state) = &state {
         os::stop_orphans(&state.members);
     }
     println!("{app}: stopped");
     if purge {
-        let dir = home.app_dir(app);
-        std::fs::remove_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        println!("{app}: purged {}", dir.display());
+        let path = home.app_dir(app);
+        if let Err(source) = std::fs::remove_dir_all(&path) {
+            return Err(ControlError::Purge { path, source });
+        }
+        println!("{app}: purged {}", path.display());
     }
     Ok(())
 }
 
-fn stop_supervisor(home: &Home, state: &AppState) -> Result<(), String> {
+fn stop_supervisor(home: &Home, state: &AppState) -> Result<(), ControlError> {
     signal_supervisor(state, Signal::SIGTERM)?;
     let grace: u64 = state.members.iter().map(|m| m.grace_seconds).sum();
     let deadline = Instant::now() + Duration::from_secs(grace + 10);
     while home.supervisor_running(&state.app) {
         if Instant::now() > deadline {
-            return Err(format!(
-                "{}: the supervisor did not stop in time",
-                state.app
-            ));
+            return Err(ControlError::StopTimeout {
+                app: state.app.clone(),
+            });
         }
         std::thread::sleep(POLL);
     }

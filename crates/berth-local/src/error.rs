@@ -1,17 +1,24 @@
 //! Typed errors of the local engine: its home (files, address slots, the machine-wide slot
-//! registry), Secrets, members' plans, scaling's memberJoin/memberLeave and
-//! running as a member's user. Each says what failed and where (never a Secret's data).
-//! Where the rest of the engine still passes plain messages around (`Result<_, String>`, being
-//! replaced module by module) they become one: `HomeError` and `SecretError` convert into
-//! `String`, the others are turned into their message at those call sites.
+//! registry), Secrets, members' plans, scaling's memberJoin/memberLeave, running as a member's
+//! user, a member's start, addresses, the saved app, the supervisor, and what the CLI side
+//! ([`crate::control`]) reports. Each says what failed and where (never a Secret's data).
+//! Errors become text only where they are published (`state.json`'s `error`, a member's
+//! `waiting`, its log) or printed.
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::process::ExitStatus;
 
+use berth_core::diag::Diagnostics;
 use berth_core::exec::ExecError;
 use berth_core::lifecycle::ActionFailure;
 use berth_core::template::TemplateError;
 
 use crate::slots;
+
+mod control;
+
+pub use control::{ControlError, Missing, Prerequisite, Unready};
 
 /// What can go wrong with a berth home's files and address slots.
 #[derive(Debug, thiserror::Error)]
@@ -85,12 +92,6 @@ impl HomeError {
     }
 }
 
-impl From<HomeError> for String {
-    fn from(error: HomeError) -> Self {
-        error.to_string()
-    }
-}
-
 /// What can go wrong with a Secret's local source or a member's Secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
@@ -151,12 +152,6 @@ pub enum SecretError {
         #[source]
         source: std::io::Error,
     },
-}
-
-impl From<SecretError> for String {
-    fn from(error: SecretError) -> Self {
-        error.to_string()
-    }
 }
 
 /// Why a member cannot be planned: each names the member and what of its spec does not
@@ -306,5 +301,141 @@ pub enum RunAsError {
         uid: u32,
         /// The directory it cannot search.
         dir: PathBuf,
+    },
+}
+
+/// An address a member (or a service) must listen on is taken.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{ip}:{port} is not available ({source}): another process listens on it or on 0.0.0.0:{port}"
+)]
+pub struct PortError {
+    /// The address.
+    pub ip: Ipv4Addr,
+    /// The port.
+    pub port: u16,
+    /// Why it cannot be bound.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Why a member's process could not start: its files, its Secrets, an init container, or the
+/// program itself. The member task publishes it as why the member is waiting to restart.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A directory or config file of the member could not be written.
+    #[error("{member}: {}: {source}", path.display())]
+    File {
+        /// The member.
+        member: String,
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A config file could not be written (the path is in the message).
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// The member's files cannot be given to the user it runs as.
+    #[error(transparent)]
+    RunAs(#[from] RunAsError),
+    /// The member's Secrets cannot be loaded or written.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// An init container's Secrets cannot be loaded or written.
+    #[error("init container {init}: {source}")]
+    InitSecret {
+        /// The init container.
+        init: String,
+        /// The cause.
+        #[source]
+        source: SecretError,
+    },
+    /// An init container's process could not be started or waited for.
+    #[error("init container {init} cannot start: {source}")]
+    InitSpawn {
+        /// The init container.
+        init: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An init container exited unsuccessfully.
+    #[error("init container {init} failed ({status})")]
+    InitFailed {
+        /// The init container.
+        init: String,
+        /// How it exited.
+        status: ExitStatus,
+    },
+    /// The member's program could not be started.
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        /// The program.
+        program: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why the app saved in a home cannot be loaded or its members planned.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The saved inputs cannot be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// `inputs.json`.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The saved inputs are not what berth writes.
+    #[error(transparent)]
+    Decode(#[from] serde_json::Error),
+    /// The saved app no longer validates.
+    #[error(transparent)]
+    Invalid(#[from] Diagnostics),
+    /// The app's address slot cannot be taken or recorded.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// A member cannot be planned.
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+}
+
+/// Why the supervisor cannot run the app, or why an apply it was asked for failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// The saved app cannot be loaded or planned.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The home's lock or state cannot be taken or written.
+    #[error(transparent)]
+    Home(#[from] HomeError),
+    /// A member's address is taken.
+    #[error("{member}: {source}")]
+    Port {
+        /// The member.
+        member: String,
+        /// The address and why.
+        #[source]
+        source: PortError,
+    },
+    /// A scale's memberJoin or memberLeave failed (with the action's exit code and output).
+    #[error(transparent)]
+    Membership(#[from] MembershipError),
+    /// The supervisor could not set itself up (`what`: a signal handler, the runtime).
+    #[error("the supervisor of {app} cannot start: {what}: {source}")]
+    Setup {
+        /// The app.
+        app: String,
+        /// What failed.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
     },
 }

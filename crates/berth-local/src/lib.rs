@@ -24,6 +24,8 @@
 //!   left running.
 //! - [`keeper`]: the process that runs the supervisor and starts it again when it dies.
 //! - [`control`]: `up`, `status`, `logs` and `down` as the CLI runs them.
+//! - [`error`]: the typed errors of all of these; they become text only where published
+//!   (`state.json`) or printed.
 
 pub mod addressing;
 pub mod control;

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use tokio::time::sleep;
 
 use crate::decide;
+use crate::error::StartError;
 use crate::home::write_atomic;
 use crate::os;
 use crate::plan::{InitPlan, MemberPlan, ProbeAction};
@@ -114,7 +115,7 @@ async fn run_member(
         } else {
             match write_member_files(plan) {
                 Ok(()) => start(plan, shared, stop).await,
-                Err(e) => Some(e),
+                Err(e) => Some(e.to_string()),
             }
         };
         let Some(why) = outcome else {
@@ -138,7 +139,7 @@ async fn run_member(
 }
 
 /// Runs the member's init containers, then its process; `None` when it was stopped, else why
-/// it exited or could not start.
+/// it exited or could not start (a description, published as what the member waits for).
 async fn start(
     plan: &MemberPlan,
     shared: &Shared,
@@ -150,23 +151,26 @@ async fn start(
         });
         let secret_env = match secrets::materialize(plan, &init.secret_env) {
             Ok(env) => env,
-            Err(why) => return Some(format!("init container {}: {why}", init.name)),
+            Err(source) => {
+                let init = init.name.clone();
+                return Some(StartError::InitSecret { init, source }.to_string());
+            }
         };
         tokio::select! {
             result = run_init(plan, init, &secret_env) => {
                 if let Err(why) = result {
-                    return Some(why);
+                    return Some(why.to_string());
                 }
             }
             _ = stop.changed() => return None,
         }
     }
     match secrets::materialize(plan, &plan.secret_env)
-        .map_err(String::from)
+        .map_err(StartError::from)
         .and_then(|env| spawn(plan, &env))
     {
         Ok(child) => run_once(plan, shared, Process::Started(child), stop).await,
-        Err(e) => Some(e),
+        Err(e) => Some(e.to_string()),
     }
 }
 
@@ -176,12 +180,15 @@ async fn run_init(
     plan: &MemberPlan,
     init: &InitPlan,
     secret_env: &[(String, String)],
-) -> Result<(), String> {
+) -> Result<(), StartError> {
     note(
         plan,
         &format!("init container {}: {}", init.name, init.argv.join(" ")),
     );
-    let cannot = |e: std::io::Error| format!("init container {} cannot start: {e}", init.name);
+    let cannot = |source| StartError::InitSpawn {
+        init: init.name.clone(),
+        source,
+    };
     let log = OpenOptions::new()
         .create(true)
         .append(true)
@@ -205,7 +212,10 @@ async fn run_init(
         note(plan, &format!("init container {}: done", init.name));
         return Ok(());
     }
-    Err(format!("init container {} failed ({status})", init.name))
+    Err(StartError::InitFailed {
+        init: init.name.clone(),
+        status,
+    })
 }
 
 /// Kills a process group when dropped (an init container abandoned by a stop).
@@ -438,7 +448,7 @@ async fn role_loop(plan: &MemberPlan, shared: &Shared) {
 const UNKNOWN_ROLE_RETRY: Duration = Duration::from_millis(250);
 
 /// Starts a member's process in its own process group, output appended to its log.
-fn spawn(plan: &MemberPlan, secret_env: &[(String, String)]) -> Result<Child, String> {
+fn spawn(plan: &MemberPlan, secret_env: &[(String, String)]) -> Result<Child, StartError> {
     let start = || -> std::io::Result<Child> {
         let log = OpenOptions::new()
             .create(true)
@@ -452,7 +462,10 @@ fn spawn(plan: &MemberPlan, secret_env: &[(String, String)]) -> Result<Child, St
             .process_group(0)
             .spawn()
     };
-    start().map_err(|e| format!("cannot start {}: {e}", plan.argv[0]))
+    start().map_err(|source| StartError::Spawn {
+        program: plan.argv[0].clone(),
+        source,
+    })
 }
 
 /// A command that runs `program` as part of a member: with the member's environment only, in
@@ -482,9 +495,14 @@ pub fn process_env(plan: &MemberPlan) -> Vec<(String, String)> {
 /// Creates a member's directories and writes its config files with their modes.
 ///
 /// # Errors
-/// The message naming the path.
-pub fn write_member_files(plan: &MemberPlan) -> Result<(), String> {
-    let err = |p: &Path, e: std::io::Error| format!("{}: {}: {e}", plan.name, p.display());
+/// A file or directory that cannot be written (named with the member), or one that cannot be
+/// given to the member's user.
+pub fn write_member_files(plan: &MemberPlan) -> Result<(), StartError> {
+    let err = |p: &Path, source| StartError::File {
+        member: plan.name.clone(),
+        path: p.to_path_buf(),
+        source,
+    };
     for dir in &plan.dirs {
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     }
@@ -493,7 +511,7 @@ pub fn write_member_files(plan: &MemberPlan) -> Result<(), String> {
         let mode = std::fs::Permissions::from_mode(file.mode);
         std::fs::set_permissions(&file.path, mode).map_err(|e| err(&file.path, e))?;
     }
-    crate::runas::prepare(plan).map_err(|e| e.to_string())
+    Ok(crate::runas::prepare(plan)?)
 }
 
 /// Appends a supervisor note to the member's log.

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
+use crate::error::PortError;
 use crate::home::MemberState;
 
 /// The fields of `/proc/<pid>/stat` after the command name (the state comes first).
@@ -98,14 +99,11 @@ fn package_installed(package: &str) -> bool {
 /// Fails when `ip:port` cannot be bound (another process listens there or on `0.0.0.0:port`).
 ///
 /// # Errors
-/// The message naming the address.
-pub fn check_port_free(ip: Ipv4Addr, port: u16) -> Result<(), String> {
-    TcpListener::bind((ip, port)).map(drop).map_err(|e| {
-        format!(
-            "{ip}:{port} is not available ({e}): another process listens on it or on \
-             0.0.0.0:{port}"
-        )
-    })
+/// The address and why it cannot be bound.
+pub fn check_port_free(ip: Ipv4Addr, port: u16) -> Result<(), PortError> {
+    TcpListener::bind((ip, port))
+        .map(drop)
+        .map_err(|source| PortError { ip, port, source })
 }
 
 #[cfg(test)]
@@ -126,7 +124,7 @@ mod tests {
         let taken = TcpListener::bind((Ipv4Addr::new(127, 0, 0, 1), 0)).unwrap();
         let port = taken.local_addr().unwrap().port();
         let err = check_port_free(Ipv4Addr::new(127, 0, 0, 1), port).unwrap_err();
-        assert!(err.contains(&format!("127.0.0.1:{port}")));
+        assert!(err.to_string().contains(&format!("127.0.0.1:{port}")));
         assert!(find_program("sh").is_some());
         assert!(find_program("no-such-program-here").is_none());
     }

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::addressing::LocalAddressing;
 use crate::decide;
+use crate::error::{HomeError, LoadError, SupervisorError};
 use crate::home::{AppState, Home, Phase, SavedInputs, append_event, write_atomic};
 use crate::member::{Adopted, member_task};
 use crate::membership;
@@ -32,7 +33,7 @@ pub use crate::member::{process_env, write_member_files};
 ///
 /// # Errors
 /// The inputs cannot be read or the app no longer validates or renders.
-pub fn load_saved(home: &Home, app: &str) -> Result<(ValidatedApp, Vec<MemberPlan>), String> {
+pub fn load_saved(home: &Home, app: &str) -> Result<(ValidatedApp, Vec<MemberPlan>), LoadError> {
     let validated = saved_app(home, app)?;
     let plans = plan_members(home, &validated, None)?;
     Ok((validated, plans))
@@ -42,11 +43,14 @@ pub fn load_saved(home: &Home, app: &str) -> Result<(ValidatedApp, Vec<MemberPla
 ///
 /// # Errors
 /// The inputs cannot be read or the app no longer validates.
-pub fn saved_app(home: &Home, app: &str) -> Result<ValidatedApp, String> {
+pub fn saved_app(home: &Home, app: &str) -> Result<ValidatedApp, LoadError> {
     let path = home.file(app, "inputs.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let saved: SavedInputs = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let mut validated = load::load(&saved.into()).map_err(|d| d.to_string())?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(source) => return Err(LoadError::Read { path, source }),
+    };
+    let saved: SavedInputs = serde_json::from_str(&text)?;
+    let mut validated = load::load(&saved.into())?;
     for (part, replicas) in home.scale_overrides(app) {
         if let Some(p) = validated.app.spec.parts.iter_mut().find(|p| p.name == part) {
             p.replicas = Some(replicas);
@@ -63,10 +67,10 @@ pub fn plan_members(
     home: &Home,
     app: &ValidatedApp,
     slot: Option<u8>,
-) -> Result<Vec<MemberPlan>, String> {
+) -> Result<Vec<MemberPlan>, LoadError> {
     let slot = home.slot(&app.name(), slot)?;
     let addressing = LocalAddressing::new(&app.app, &home.app_dir(&app.name()), slot);
-    plan::plan_app(app, &addressing).map_err(|e| e.to_string())
+    Ok(plan::plan_app(app, &addressing)?)
 }
 
 /// Runs the supervisor of `app` until SIGTERM; returns at once if another one holds the lock.
@@ -74,7 +78,7 @@ pub fn plan_members(
 ///
 /// # Errors
 /// The app cannot be loaded or the runtime cannot start.
-pub fn supervise(home: &Path, app: &str, kept: bool) -> Result<(), String> {
+pub fn supervise(home: &Path, app: &str, kept: bool) -> Result<(), SupervisorError> {
     let home = Home::new(home);
     let Some(_lock) = home.try_lock(app)? else {
         return Ok(());
@@ -82,7 +86,11 @@ pub fn supervise(home: &Path, app: &str, kept: bool) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(|source| SupervisorError::Setup {
+            app: app.to_string(),
+            what: "the runtime",
+            source,
+        })?;
     let keeper = kept.then(std::os::unix::process::parent_id);
     runtime.block_on(run(&home, app, keeper))
 }
@@ -172,8 +180,14 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    fn new() -> Result<Self, String> {
-        let on = |kind| signal(kind).map_err(|e| e.to_string());
+    fn new(app: &str) -> Result<Self, SupervisorError> {
+        let on = |kind| {
+            signal(kind).map_err(|source| SupervisorError::Setup {
+                app: app.to_string(),
+                what: "a signal handler",
+                source,
+            })
+        };
         Ok(Self {
             term: on(SignalKind::terminate())?,
             interrupt: on(SignalKind::interrupt())?,
@@ -266,51 +280,14 @@ fn stop_unplanned(old: Option<&AppState>, plans: &[MemberPlan], events: &Path) {
     os::stop_orphans(&unplanned);
 }
 
-async fn run(home: &Home, app: &str, keeper: Option<u32>) -> Result<(), String> {
-    let mut signals = Signals::new()?;
-    let old = home.state(app);
-    let (validated, plans) = match load_saved(home, app) {
-        Ok(loaded) => loaded,
-        Err(e) => return fail(home, app, e),
-    };
-    let services = match home.slot(app, None) {
-        Ok(slot) => proxy::plan_services(&validated, slot),
-        Err(e) => return fail(home, app, e.to_string()),
-    };
-    let events = home.file(app, "events.log");
-    stop_unplanned(old.as_ref(), &plans, &events);
-    let mut left = Leftover::of(old.as_ref());
-    left.adopt
-        .retain(|name, _| plans.iter().any(|p| p.name == *name));
-    let plans = initial_plans(plans, &left);
-    let shared = start_shared(home, app, &plans, &left, keeper);
-    let unadopted: Vec<MemberPlan> = plans
-        .iter()
-        .filter(|p| !left.adopt.contains_key(&p.name))
-        .map(|p| (**p).clone())
-        .collect();
-    if let Err(e) = check_ports(&unadopted) {
-        shared.update(|s| {
-            s.phase = Phase::Failed;
-            s.error = Some(e.clone());
-        });
-        return Err(e);
-    }
-    let mut members = Members {
-        shared: shared.clone(),
-        plans,
-        running: BTreeMap::new(),
-    };
-    let names: Vec<String> = members.plans.iter().map(|p| p.name.clone()).collect();
-    let adopted: Vec<String> = left.adopt.keys().cloned().collect();
-    for name in &names {
-        members.launch(name, left.adopt.remove(name));
-    }
-    proxy::start(services, shared.clone());
+async fn run(home: &Home, app: &str, keeper: Option<u32>) -> Result<(), SupervisorError> {
+    let mut signals = Signals::new(app)?;
+    let (mut members, adopted) = start_members(home, app, keeper)?;
+    let shared = members.shared.clone();
     if !adopted.is_empty() {
         let count = adopted.len();
         append_event(
-            &events,
+            &home.file(app, "events.log"),
             &format!("supervisor restarted: adopted {count} running member(s); resuming"),
         );
         await_adopted(&members, &adopted).await;
@@ -324,6 +301,55 @@ async fn run(home: &Home, app: &str, keeper: Option<u32>) -> Result<(), String> 
         }
     }
     stop_everything(&shared, &mut members).await
+}
+
+/// Loads the saved app, stops what an earlier supervisor left that it no longer has, checks
+/// the addresses of the members to start, then starts them (adopting those still running) and
+/// the service proxy. Returns the members and the names of the adopted ones.
+fn start_members(
+    home: &Home,
+    app: &str,
+    keeper: Option<u32>,
+) -> Result<(Members, Vec<String>), SupervisorError> {
+    let old = home.state(app);
+    let (validated, plans) = match load_saved(home, app) {
+        Ok(loaded) => loaded,
+        Err(e) => return Err(fail(home, app, e.into())),
+    };
+    let services = match home.slot(app, None) {
+        Ok(slot) => proxy::plan_services(&validated, slot),
+        Err(e) => return Err(fail(home, app, e.into())),
+    };
+    stop_unplanned(old.as_ref(), &plans, &home.file(app, "events.log"));
+    let mut left = Leftover::of(old.as_ref());
+    left.adopt
+        .retain(|name, _| plans.iter().any(|p| p.name == *name));
+    let plans = initial_plans(plans, &left);
+    let shared = start_shared(home, app, &plans, &left, keeper);
+    let unadopted: Vec<MemberPlan> = plans
+        .iter()
+        .filter(|p| !left.adopt.contains_key(&p.name))
+        .map(|p| (**p).clone())
+        .collect();
+    if let Err(e) = check_ports(&unadopted) {
+        shared.update(|s| {
+            s.phase = Phase::Failed;
+            s.error = Some(e.to_string());
+        });
+        return Err(e);
+    }
+    let mut members = Members {
+        shared: shared.clone(),
+        plans,
+        running: BTreeMap::new(),
+    };
+    let names: Vec<String> = members.plans.iter().map(|p| p.name.clone()).collect();
+    let adopted: Vec<String> = left.adopt.keys().cloned().collect();
+    for name in &names {
+        members.launch(name, left.adopt.remove(name));
+    }
+    proxy::start(services, shared);
+    Ok((members, adopted))
 }
 
 /// How long a restarted supervisor waits for the members it adopted to be probed before it
@@ -374,7 +400,7 @@ fn start_shared(
     shared
 }
 
-async fn stop_everything(shared: &Shared, members: &mut Members) -> Result<(), String> {
+async fn stop_everything(shared: &Shared, members: &mut Members) -> Result<(), SupervisorError> {
     shared.update(|s| s.phase = Phase::Stopping);
     members.stop_all().await;
     shared.update(|s| s.phase = Phase::Stopped);
@@ -412,7 +438,7 @@ async fn reload_once(
     });
     let (validated, plans) = match load_saved(home, app) {
         Ok(loaded) => loaded,
-        Err(e) => return finish_reload(&shared, Some(e)),
+        Err(e) => return finish_reload(&shared, Some(e.into())),
     };
     let pairs = |ps: &[Arc<MemberPlan>]| -> Vec<(String, String)> {
         ps.iter()
@@ -435,7 +461,7 @@ async fn reload_once(
     if let Err(e) = membership::remove_members(&events, &todo.remove, parts, &plans, members).await
     {
         members.forget_unstarted();
-        return finish_reload(&shared, Some(e.to_string()));
+        return finish_reload(&shared, Some(e.into()));
     }
     members.plans = plans;
     let listed: Vec<MemberPlan> = members.plans.iter().map(|p| (**p).clone()).collect();
@@ -449,7 +475,7 @@ async fn reload_once(
         Ok(interrupted) => interrupted,
         Err(e) => {
             members.forget_unstarted();
-            finish_reload(&shared, Some(e.to_string()))
+            finish_reload(&shared, Some(e.into()))
         }
     }
 }
@@ -467,7 +493,8 @@ fn log_apply(events: &std::path::Path, todo: &decide::Reconcile) {
     );
 }
 
-fn finish_reload(shared: &Shared, error: Option<String>) -> Outcome {
+/// Publishes the end of an apply: its error, if any, becomes `state.json`'s `error` text.
+fn finish_reload(shared: &Shared, error: Option<SupervisorError>) -> Outcome {
     shared.update(|s| {
         s.error = error.map(|e| format!("apply failed: {e}"));
         s.reloads += 1;
@@ -476,25 +503,36 @@ fn finish_reload(shared: &Shared, error: Option<String>) -> Outcome {
     Outcome::Done
 }
 
-/// Publishes a failure that happened before any member started.
-fn fail(home: &Home, app: &str, error: String) -> Result<(), String> {
+/// Publishes a failure that happened before any member started; returns it (or why it could
+/// not be published).
+fn fail(home: &Home, app: &str, error: SupervisorError) -> SupervisorError {
     let state = AppState {
         app: app.to_string(),
         supervisor_pid: std::process::id(),
         phase: Phase::Failed,
-        error: Some(error.clone()),
+        error: Some(error.to_string()),
         ..AppState::default()
     };
-    let json = serde_json::to_vec_pretty(&state).map_err(|e| e.to_string())?;
-    write_atomic(&home.file(app, "state.json"), &json)?;
-    Err(error)
+    let written = serde_json::to_vec_pretty(&state)
+        .map_err(|source| HomeError::Encode {
+            what: "the app's state",
+            source,
+        })
+        .and_then(|json| write_atomic(&home.file(app, "state.json"), &json));
+    match written {
+        Ok(()) => error,
+        Err(e) => e.into(),
+    }
 }
 
 /// Fails when some member's `address:port` is taken.
-fn check_ports(plans: &[MemberPlan]) -> Result<(), String> {
+fn check_ports(plans: &[MemberPlan]) -> Result<(), SupervisorError> {
     for plan in plans {
         for port in &plan.ports {
-            os::check_port_free(plan.ip, *port).map_err(|e| format!("{}: {e}", plan.name))?;
+            os::check_port_free(plan.ip, *port).map_err(|source| SupervisorError::Port {
+                member: plan.name.clone(),
+                source,
+            })?;
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use berth_core::diag::Diagnostics;
+use berth_core::diag::{Diagnostic, Diagnostics};
 use berth_core::lifecycle::SwitchoverRecord;
 use berth_core::load::{Inputs, ValidatedApp, load};
 use berth_core::names;
@@ -120,18 +120,22 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.saturating_sub(1).min(9)).min(Duration::from_secs(300))
 }
 
-/// The CLI's validation, run on the resource as stored; messages without file and line.
-pub fn validate(app: &StatefulApp) -> Result<ValidatedApp, String> {
+/// The CLI's validation, run on the resource as stored; diagnostics without file and line.
+///
+/// # Errors
+/// Every problem found, each with its field path.
+pub fn validate(app: &StatefulApp) -> Result<ValidatedApp, Diagnostics> {
     let mut clean = app.clone();
     clean.status = None;
     clean.metadata.managed_fields = None;
-    let text = serde_json::to_string(&clean).map_err(|e| e.to_string())?;
+    let text = serde_json::to_string(&clean)
+        .map_err(|e| Diagnostics::one(Diagnostic::at("", e.to_string())))?;
     let inputs = Inputs {
         app_file: "StatefulApp".into(),
         app_text: text,
         ..Default::default()
     };
-    load(&inputs).map_err(|d| without_locations(d).to_string())
+    load(&inputs).map_err(without_locations)
 }
 
 fn without_locations(mut d: Diagnostics) -> Diagnostics {
@@ -145,7 +149,7 @@ fn without_locations(mut d: Diagnostics) -> Diagnostics {
 async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     let validated = match validate(app) {
         Ok(v) => v,
-        Err(messages) => return reject(app, ctx, &messages).await,
+        Err(problems) => return reject(app, ctx, &problems.to_string()).await,
     };
     let namespace = validated.namespace();
     ctx.prober.register(&app_key(app), &validated);

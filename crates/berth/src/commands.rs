@@ -1,24 +1,21 @@
-//! The subcommands, each a small function from arguments to output or a failure message.
+//! The subcommands, each a small function from arguments to output or a [`CliError`].
 
 use std::path::Path;
 
-use berth_core::diag::Diagnostics;
 use berth_core::load::{self, Inputs, ValidatedApp};
 use berth_core::params;
 use berth_k8s::{crd, reference, render};
 use serde_json::{Value, json};
 
 use crate::args::{AppArgs, Cli, Command, Format};
+use crate::error::CliError;
 use crate::input::{read_inputs, read_source};
-
-/// Why a command failed; printed to stderr before exiting with code 1.
-pub type Failure = String;
 
 /// Runs one command.
 ///
 /// # Errors
-/// The message to print.
-pub fn run(cli: Cli) -> Result<(), Failure> {
+/// Why the command failed.
+pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Validate(app) => validate(&app),
         Command::Render { app, output_dir } => render_app(&app, output_dir.as_deref()),
@@ -37,31 +34,20 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Crd => {
-            print!(
-                "{}",
-                crd::crd_yaml().map_err(|e| format!("failed to write the CRD: {e}"))?
-            );
+            print!("{}", crd::crd_yaml().map_err(CliError::Crd)?);
             Ok(())
         }
     }
 }
 
-fn explain(problems: &Diagnostics) -> Failure {
-    let count = problems.0.len();
-    format!(
-        "{problems}\n{count} problem{} found",
-        if count == 1 { "" } else { "s" }
-    )
-}
-
 /// Reads (standard input at most once) and checks an app with its values.
-pub(crate) fn load_app(args: &AppArgs) -> Result<(Inputs, ValidatedApp), Failure> {
-    let inputs = read_inputs(args).map_err(|d| explain(&d))?;
-    let app = load::load(&inputs).map_err(|d| explain(&d))?;
+pub(crate) fn load_app(args: &AppArgs) -> Result<(Inputs, ValidatedApp), CliError> {
+    let inputs = read_inputs(args).map_err(CliError::Invalid)?;
+    let app = load::load(&inputs).map_err(CliError::Invalid)?;
     Ok((inputs, app))
 }
 
-fn validate(args: &AppArgs) -> Result<(), Failure> {
+fn validate(args: &AppArgs) -> Result<(), CliError> {
     let (inputs, app) = load_app(args)?;
     let members: i32 = app.parts().iter().map(|p| p.desired_replicas()).sum();
     let parts = app.parts().len();
@@ -78,24 +64,22 @@ fn plural(n: i32) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
 
-fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), Failure> {
+fn render_app(args: &AppArgs, output_dir: Option<&Path>) -> Result<(), CliError> {
     let (_, app) = load_app(args)?;
-    let objects = render::render(&app).map_err(|e| format!("render failed: {e}"))?;
+    let objects = render::render(&app).map_err(CliError::Render)?;
     match output_dir {
         None => {
-            print!(
-                "{}",
-                render::to_yaml(&objects).map_err(|e| format!("render failed: {e}"))?
-            );
+            print!("{}", render::to_yaml(&objects).map_err(CliError::Yaml)?);
             Ok(())
         }
-        Some(dir) => crate::outdir::write_objects(dir, &objects).map_err(|e| e.to_string()),
+        Some(dir) => Ok(crate::outdir::write_objects(dir, &objects)?),
     }
 }
 
-fn list_params(app: &Path, format: Format) -> Result<(), Failure> {
-    let (file, text) = read_source(app).map_err(|d| d.to_string())?;
-    let (definitions, doc) = load::load_param_definitions(&file, &text).map_err(|d| explain(&d))?;
+fn list_params(app: &Path, format: Format) -> Result<(), CliError> {
+    let (file, text) = read_source(app).map_err(CliError::Source)?;
+    let (definitions, doc) =
+        load::load_param_definitions(&file, &text).map_err(CliError::Invalid)?;
     let rows: Vec<Value> = definitions
         .iter()
         .map(|p| {

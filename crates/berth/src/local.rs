@@ -9,7 +9,8 @@ use berth_local::home::{AppState, Home};
 use clap::Args;
 
 use crate::args::{AppArgs, Format};
-use crate::commands::{Failure, load_app};
+use crate::commands::load_app;
+use crate::error::CliError;
 
 /// Where local apps keep their state.
 #[derive(Args, Debug)]
@@ -126,17 +127,20 @@ pub struct SupervisorArgs {
 }
 
 /// The home as an absolute path (the supervisor outlives the current directory's meaning).
-fn home(args: &HomeArgs) -> Result<Home, Failure> {
+fn home(args: &HomeArgs) -> Result<Home, CliError> {
     std::fs::create_dir_all(&args.home)
         .and_then(|()| std::path::absolute(&args.home))
         .map(|root| Home::new(&root))
-        .map_err(|e| format!("{}: {e}", args.home.display()))
+        .map_err(|source| CliError::Home {
+            path: args.home.clone(),
+            source,
+        })
 }
 
-pub fn up(args: &UpArgs) -> Result<(), Failure> {
+pub fn up(args: &UpArgs) -> Result<(), CliError> {
     let (inputs, app) = load_app(&args.app)?;
     let home = home(&args.home)?;
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find berth itself: {e}"))?;
+    let exe = std::env::current_exe().map_err(CliError::Exe)?;
     let options = UpOptions {
         supervisor_command: vec![
             exe.display().to_string(),
@@ -148,33 +152,31 @@ pub fn up(args: &UpArgs) -> Result<(), Failure> {
         timeout: Duration::from_secs(args.timeout),
         secrets: args.secrets.clone(),
     };
-    control::up(&home, &inputs, &app, &options)
+    Ok(control::up(&home, &inputs, &app, &options)?)
 }
 
-pub fn apply(args: &ApplyArgs) -> Result<(), Failure> {
+pub fn apply(args: &ApplyArgs) -> Result<(), CliError> {
     let (inputs, app) = load_app(&args.app)?;
     let timeout = Duration::from_secs(args.timeout);
-    control::apply(&home(&args.home)?, &inputs, &app, timeout)
+    Ok(control::apply(&home(&args.home)?, &inputs, &app, timeout)?)
 }
 
-pub fn scale(args: &ScaleArgs) -> Result<(), Failure> {
+pub fn scale(args: &ScaleArgs) -> Result<(), CliError> {
     let timeout = Duration::from_secs(args.timeout);
-    control::scale(
-        &home(&args.home)?,
+    let home = home(&args.home)?;
+    Ok(control::scale(
+        &home,
         &args.app,
         &args.part,
         args.replicas,
         timeout,
-    )
+    )?)
 }
 
-pub fn status(args: &StatusArgs) -> Result<(), Failure> {
+pub fn status(args: &StatusArgs) -> Result<(), CliError> {
     let states = control::status(&home(&args.home)?, args.app.as_deref())?;
     match args.output {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&states).map_err(|e| e.to_string())?
-        ),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&states)?),
         Format::Table => print!("{}", status_table(&states)),
     }
     Ok(())
@@ -211,21 +213,21 @@ fn status_table(states: &[AppState]) -> String {
     out
 }
 
-pub fn logs(args: &LogsArgs) -> Result<(), Failure> {
+pub fn logs(args: &LogsArgs) -> Result<(), CliError> {
     let path = control::log_path(&home(&args.home)?, &args.member)?;
-    control::print_log(&path, args.follow)
+    Ok(control::print_log(&path, args.follow)?)
 }
 
-pub fn down(args: &DownArgs) -> Result<(), Failure> {
-    control::down(&home(&args.home)?, &args.app, args.purge)
+pub fn down(args: &DownArgs) -> Result<(), CliError> {
+    Ok(control::down(&home(&args.home)?, &args.app, args.purge)?)
 }
 
-pub fn supervise(args: &SupervisorArgs) -> Result<(), Failure> {
+pub fn supervise(args: &SupervisorArgs) -> Result<(), CliError> {
     let root = home(&args.home)?.root;
     if args.kept {
-        return berth_local::supervisor::supervise(&root, &args.app, true);
+        return Ok(berth_local::supervisor::supervise(&root, &args.app, true)?);
     }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find berth itself: {e}"))?;
+    let exe = std::env::current_exe().map_err(CliError::Exe)?;
     let supervisor = [
         exe.display().to_string(),
         "__local-supervisor".to_string(),
@@ -234,5 +236,5 @@ pub fn supervise(args: &SupervisorArgs) -> Result<(), Failure> {
         "--kept".to_string(),
         args.app.clone(),
     ];
-    berth_local::keeper::keep(&root, &args.app, &supervisor).map_err(|e| e.to_string())
+    Ok(berth_local::keeper::keep(&root, &args.app, &supervisor)?)
 }

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 
 use clap::{Args, ValueEnum};
 
-use crate::commands::Failure;
+use crate::error::CliError;
 
 /// Log line format.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub struct OperatorArgs {
 ///
 /// # Errors
 /// The reason it could not start or had to stop.
-pub fn run(args: &OperatorArgs) -> Result<(), Failure> {
+pub fn run(args: &OperatorArgs) -> Result<(), CliError> {
     let identity = args
         .identity
         .clone()
@@ -63,9 +63,8 @@ pub fn run(args: &OperatorArgs) -> Result<(), Failure> {
         lease_name: args.lease_name.clone(),
         identity,
     };
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
     runtime
         .block_on(berth_operator::run(options))
-        .map_err(|e| format!("operator: {e}"))
+        .map_err(CliError::Operator)
 }

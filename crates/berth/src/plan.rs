@@ -14,7 +14,8 @@ use berth_local::preview::{Action, Change, PlannedStep, Preview};
 use clap::{Args, ValueEnum};
 
 use crate::args::AppArgs;
-use crate::commands::{Failure, load_app};
+use crate::commands::load_app;
+use crate::error::CliError;
 use crate::local::HomeArgs;
 
 /// `berth plan`.
@@ -46,19 +47,19 @@ pub enum PlanFormat {
     Json,
 }
 
-pub fn plan(args: &PlanArgs) -> Result<(), Failure> {
+pub fn plan(args: &PlanArgs) -> Result<(), CliError> {
     let (_, app) = load_app(&args.app)?;
     if let Some(kubeconfig) = &args.kubeconfig {
         return plan_cluster(args, kubeconfig, &app);
     }
     // Never create the home: a plan writes nothing.
-    let root = std::path::absolute(&args.home.home).map_err(|e| e.to_string())?;
+    let root = std::path::absolute(&args.home.home).map_err(|source| CliError::Home {
+        path: args.home.home.clone(),
+        source,
+    })?;
     let preview = control::preview(&Home::new(&root), &app)?;
     match args.output {
-        PlanFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&preview).map_err(|e| e.to_string())?
-        ),
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&preview)?),
         PlanFormat::Text => print!("{}", text(&app.name(), &preview)),
     }
     Ok(())
@@ -69,21 +70,17 @@ fn plan_cluster(
     args: &PlanArgs,
     kubeconfig: &std::path::Path,
     app: &berth_core::load::ValidatedApp,
-) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Runtime::new()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
     let preview = runtime
         .block_on(async {
             let client =
                 berth_operator::preview::connect(kubeconfig, args.context.as_deref()).await?;
             berth_operator::preview::preview(client, app).await
         })
-        .map_err(|e| e.user_message())?;
+        .map_err(CliError::Cluster)?;
     match args.output {
-        PlanFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&preview).map_err(|e| e.to_string())?
-        ),
+        PlanFormat::Json => println!("{}", serde_json::to_string_pretty(&preview)?),
         PlanFormat::Text => print!("{}", crate::plan_cluster::text(&preview)),
     }
     Ok(())
