@@ -155,7 +155,22 @@ fn render_part(
     for service in &part.services {
         out.push(to_value(&client_service(part, service, &n))?);
     }
-    out.push(match part.kind {
+    out.push(workload_object(index, part, &n, pod, mode)?);
+    if let Some(pdb) = disruption_budget(part, &n) {
+        out.push(to_value(&pdb)?);
+    }
+    Ok(out)
+}
+
+/// The part's workload (StatefulSet, Deployment or DaemonSet) around its pod template.
+fn workload_object(
+    index: usize,
+    part: &PartSpec,
+    n: &PartNames,
+    pod: k8s_openapi::api::core::v1::PodTemplateSpec,
+    mode: Mode,
+) -> Result<Value, RenderError> {
+    match part.kind {
         WorkloadKind::StatefulSet => {
             let retention = part
                 .state
@@ -163,15 +178,11 @@ fn render_part(
                 .map_err(|i| RenderError::Retention {
                     path: format!("spec.parts[{index}].state.persistent[{i}]"),
                 })?;
-            to_value(&stateful_set(part, &n, pod, mode, retention))?
+            to_value(&stateful_set(part, n, pod, mode, retention))
         }
-        WorkloadKind::Deployment => to_value(&deployment(part, &n, pod))?,
-        WorkloadKind::DaemonSet => to_value(&daemon_set(part, &n, pod))?,
-    });
-    if let Some(pdb) = disruption_budget(part, &n) {
-        out.push(to_value(&pdb)?);
+        WorkloadKind::Deployment => to_value(&deployment(part, n, pod)),
+        WorkloadKind::DaemonSet => to_value(&daemon_set(part, n, pod)),
     }
-    Ok(out)
 }
 
 fn to_value<T: serde::Serialize>(object: &T) -> Result<Value, RenderError> {

@@ -95,11 +95,9 @@ pub fn keep(home: &Path, app: &str, supervisor: &[String]) -> Result<(), KeeperE
     runtime.block_on(run(&home, app, supervisor))
 }
 
-/// The signals the keeper waits for.
+/// The signals the keeper waits for: the supervisor's (to forward) and SIGCHLD.
 struct Signals {
-    term: tokio::signal::unix::Signal,
-    interrupt: tokio::signal::unix::Signal,
-    hangup: tokio::signal::unix::Signal,
+    forwarded: crate::supervisor::Signals,
     child: tokio::signal::unix::Signal,
 }
 
@@ -112,26 +110,20 @@ enum Wake {
 
 impl Signals {
     fn new(app: &str) -> Result<Self, KeeperError> {
-        let on = |kind| {
-            signal(kind).map_err(|source| KeeperError::Setup {
-                app: app.to_string(),
-                what: "a signal handler",
-                source,
-            })
+        let setup = |source| KeeperError::Setup {
+            app: app.to_string(),
+            what: "a signal handler",
+            source,
         };
         Ok(Self {
-            term: on(SignalKind::terminate())?,
-            interrupt: on(SignalKind::interrupt())?,
-            hangup: on(SignalKind::hangup())?,
-            child: on(SignalKind::child())?,
+            forwarded: crate::supervisor::Signals::new().map_err(setup)?,
+            child: signal(SignalKind::child()).map_err(setup)?,
         })
     }
 
     async fn next(&mut self) -> Wake {
         tokio::select! {
-            _ = self.term.recv() => Wake::Stop,
-            _ = self.interrupt.recv() => Wake::Stop,
-            _ = self.hangup.recv() => Wake::Reload,
+            stop = self.forwarded.next() => if stop { Wake::Stop } else { Wake::Reload },
             _ = self.child.recv() => Wake::Child,
         }
     }

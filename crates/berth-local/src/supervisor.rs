@@ -180,18 +180,12 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    fn new(app: &str) -> Result<Self, SupervisorError> {
-        let on = |kind| {
-            signal(kind).map_err(|source| SupervisorError::Setup {
-                app: app.to_string(),
-                what: "a signal handler",
-                source,
-            })
-        };
+    /// Listens for SIGTERM, SIGINT and SIGHUP (the keeper listens for them too).
+    pub(crate) fn new() -> std::io::Result<Self> {
         Ok(Self {
-            term: on(SignalKind::terminate())?,
-            interrupt: on(SignalKind::interrupt())?,
-            hangup: on(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            interrupt: signal(SignalKind::interrupt())?,
+            hangup: signal(SignalKind::hangup())?,
         })
     }
 
@@ -281,7 +275,11 @@ fn stop_unplanned(old: Option<&AppState>, plans: &[MemberPlan], events: &Path) {
 }
 
 async fn run(home: &Home, app: &str, keeper: Option<u32>) -> Result<(), SupervisorError> {
-    let mut signals = Signals::new(app)?;
+    let mut signals = Signals::new().map_err(|source| SupervisorError::Setup {
+        app: app.to_string(),
+        what: "a signal handler",
+        source,
+    })?;
     let (mut members, adopted) = start_members(home, app, keeper)?;
     let shared = members.shared.clone();
     if !adopted.is_empty() {

@@ -187,25 +187,7 @@ async fn run_scope(
         budgets,
         pods,
     };
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: Some(options.identity.clone()),
-    };
-    let (caches_ready, open_gate) = watch::CachesReady::watch(stores.clone());
-    tokio::spawn(open_gate);
-    let context = Arc::new(Context {
-        client: client.clone(),
-        applier: Applier::new(client.clone()),
-        stores,
-        caches_ready,
-        recorder: Recorder::new(client.clone(), reporter),
-        metrics,
-        failures: Default::default(),
-        applied: Default::default(),
-        prober: Default::default(),
-        switchovers: Default::default(),
-        admitted: Default::default(),
-    });
+    let context = context(&client, stores, metrics, options);
     let probes = crate::prober::run(
         client.clone(),
         context.prober.clone(),
@@ -231,4 +213,33 @@ async fn run_scope(
         () = controller => {}
         () = probes => {}
     }
+}
+
+/// The reconciler's context over `stores`: clients, the caches' readiness gate (its opener
+/// spawned), the event recorder, and the operator's in-process memory.
+fn context(
+    client: &Client,
+    stores: Stores,
+    metrics: Arc<Metrics>,
+    options: &Options,
+) -> Arc<Context> {
+    let reporter = Reporter {
+        controller: MANAGER.into(),
+        instance: Some(options.identity.clone()),
+    };
+    let (caches_ready, open_gate) = watch::CachesReady::watch(stores.clone());
+    tokio::spawn(open_gate);
+    Arc::new(Context {
+        client: client.clone(),
+        applier: Applier::new(client.clone()),
+        stores,
+        caches_ready,
+        recorder: Recorder::new(client.clone(), reporter),
+        metrics,
+        failures: Default::default(),
+        applied: Default::default(),
+        prober: Default::default(),
+        switchovers: Default::default(),
+        admitted: Default::default(),
+    })
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use local_common::resp::Redis;
+use local_common::resp::{Redis, lost_writes};
 use local_common::{LocalApp, REDIS, example, require, wait_until};
 use serde_json::Value;
 
@@ -129,15 +129,7 @@ fn kill(pid: u64) {
 /// Every acknowledged write is on the master (read back through the write service).
 fn assert_none_lost(writes: &Writes) {
     let mut conn = Redis::connect(&write_service()).unwrap();
-    let lost: Vec<u32> = writes
-        .acked
-        .iter()
-        .copied()
-        .filter(|n| {
-            let (_, value) = conn.call(&["GET", &format!("key:{n}")]).unwrap();
-            value != Some(n.to_string())
-        })
-        .collect();
+    let lost = lost_writes(&mut conn, &writes.acked);
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged writes lost ({} errors): {:?}",

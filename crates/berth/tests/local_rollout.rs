@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use local_common::resp::Redis;
+use local_common::resp::{Redis, lost_writes};
 use local_common::{LocalApp, REDIS, example, require, wait_until};
 
 const SLOT: u8 = 68;
@@ -153,14 +153,7 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
     let master = find_master().expect("one master after the rollout");
     assert_ne!(master, address(0), "the old master now replicates");
     let mut conn = Redis::connect(&master).unwrap();
-    let lost: Vec<u32> = acked
-        .iter()
-        .copied()
-        .filter(|n| {
-            let (_, value) = conn.call(&["GET", &format!("key:{n}")]).unwrap();
-            value != Some(n.to_string())
-        })
-        .collect();
+    let lost = lost_writes(&mut conn, &acked);
     assert!(
         lost.is_empty(),
         "{} of {} acknowledged writes lost ({errors} errors): {:?}",

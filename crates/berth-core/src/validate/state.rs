@@ -4,7 +4,7 @@ use super::Checker;
 use super::part::list;
 use crate::names;
 use crate::quantity;
-use crate::spec::{Affinity, PartSpec, SessionState, TopologyState, WorkloadKind};
+use crate::spec::{Affinity, PartSpec, SessionState, TopologyState, VolumeSpec, WorkloadKind};
 
 const ACCESS_MODES: [&str; 4] = [
     "ReadWriteOnce",
@@ -58,49 +58,53 @@ fn check_persistent(part: &PartSpec, containers: &[String], at: &str, c: &mut Ch
     );
     check_retention(part, at, c);
     for (i, v) in volumes.iter().enumerate() {
-        let here = format!("{at}.persistent[{i}]");
-        c.dns_label(&v.name, 63, format!("{here}.name"), "volume name");
-        if let Err(e) = quantity::check_positive(&v.size) {
-            c.problems.push(format!("{here}.size"), e);
-        }
-        if let Some(class) = &v.storage_class {
-            c.require(
-                names::is_dns_subdomain(class),
-                format!("{here}.storageClass"),
-                format!("`{class}` is not a valid storage class name"),
-            );
-        }
-        for (j, mode) in v.access_modes.iter().enumerate() {
-            c.require(
-                ACCESS_MODES.contains(&mode.as_str()),
-                format!("{here}.accessModes[{j}]"),
-                format!(
-                    "unknown access mode `{mode}`; expected one of {}",
-                    ACCESS_MODES.join(", ")
-                ),
-            );
-        }
+        check_volume(v, containers, &format!("{at}.persistent[{i}]"), c);
+    }
+}
+
+/// One per-member volume at `here`: name, size, storage class, access modes, mounts.
+fn check_volume(v: &VolumeSpec, containers: &[String], here: &str, c: &mut Checker) {
+    c.dns_label(&v.name, 63, format!("{here}.name"), "volume name");
+    if let Err(e) = quantity::check_positive(&v.size) {
+        c.problems.push(format!("{here}.size"), e);
+    }
+    if let Some(class) = &v.storage_class {
         c.require(
-            v.mount_path.is_some() || !v.mounts.is_empty(),
-            format!("{here}.mountPath"),
-            "a volume needs `mountPath` or `mounts`",
+            names::is_dns_subdomain(class),
+            format!("{here}.storageClass"),
+            format!("`{class}` is not a valid storage class name"),
         );
-        for (j, m) in v.mounts.iter().enumerate() {
-            if let Some(sub) = &m.sub_path {
-                let ok = !sub.starts_with('/') && !sub.split('/').any(|s| s == "..");
-                c.require(
-                    ok,
-                    format!("{here}.mounts[{j}].subPath"),
-                    format!("`{sub}` must be a relative path without `..`"),
-                );
-            }
-            check_containers(
-                &m.containers,
-                containers,
-                &format!("{here}.mounts[{j}].containers"),
-                c,
+    }
+    for (j, mode) in v.access_modes.iter().enumerate() {
+        c.require(
+            ACCESS_MODES.contains(&mode.as_str()),
+            format!("{here}.accessModes[{j}]"),
+            format!(
+                "unknown access mode `{mode}`; expected one of {}",
+                ACCESS_MODES.join(", ")
+            ),
+        );
+    }
+    c.require(
+        v.mount_path.is_some() || !v.mounts.is_empty(),
+        format!("{here}.mountPath"),
+        "a volume needs `mountPath` or `mounts`",
+    );
+    for (j, m) in v.mounts.iter().enumerate() {
+        if let Some(sub) = &m.sub_path {
+            let ok = !sub.starts_with('/') && !sub.split('/').any(|s| s == "..");
+            c.require(
+                ok,
+                format!("{here}.mounts[{j}].subPath"),
+                format!("`{sub}` must be a relative path without `..`"),
             );
         }
+        check_containers(
+            &m.containers,
+            containers,
+            &format!("{here}.mounts[{j}].containers"),
+            c,
+        );
     }
 }
 
@@ -188,6 +192,38 @@ fn check_config(part: &PartSpec, containers: &[String], at: &str, c: &mut Checke
 fn check_topology(part: &PartSpec, at: &str, c: &mut Checker) {
     let t = &part.state.topology;
     let at = format!("{at}.topology");
+    check_ports(t, &at, c);
+    if let Some(h) = &t.headless_service {
+        c.dns_label(h, 63, format!("{at}.headlessService"), "Service name");
+    }
+    c.unique(
+        "role name",
+        t.roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("{at}.roles[{i}].name"), r.name.as_str())),
+    );
+    for (i, r) in t.roles.iter().enumerate() {
+        c.dns_label(&r.name, 63, format!("{at}.roles[{i}].name"), "role name");
+    }
+    check_writers(t, &at, c);
+    if let Some(probe) = &t.role_probe {
+        c.require(
+            !probe.exec.is_empty(),
+            format!("{at}.roleProbe.exec"),
+            "a role probe needs a command",
+        );
+        c.require(
+            !t.roles.is_empty(),
+            format!("{at}.roleProbe"),
+            "a role probe needs roles: declare them in roles",
+        );
+    }
+    check_actions(t, &at, c);
+}
+
+/// Port names and numbers: unique, valid names, numbers in range.
+fn check_ports(t: &TopologyState, at: &str, c: &mut Checker) {
     c.unique(
         "port name",
         t.ports
@@ -215,67 +251,45 @@ fn check_topology(part: &PartSpec, at: &str, c: &mut Checker) {
             format!("expected a port from 1 to 65535, found {}", p.port),
         );
     }
-    if let Some(h) = &t.headless_service {
-        c.dns_label(h, 63, format!("{at}.headlessService"), "Service name");
-    }
-    c.unique(
-        "role name",
-        t.roles
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (format!("{at}.roles[{i}].name"), r.name.as_str())),
-    );
-    for (i, r) in t.roles.iter().enumerate() {
-        c.dns_label(&r.name, 63, format!("{at}.roles[{i}].name"), "role name");
-    }
-    check_writers(t, &at, c);
-    if let Some(probe) = &t.role_probe {
+}
+
+/// Each action has a command and a sane timeout; a switchover needs a writable role and a
+/// role probe to find the leader.
+fn check_actions(t: &TopologyState, at: &str, c: &mut Checker) {
+    let Some(actions) = &t.actions else { return };
+    let all = [
+        ("switchover", &actions.switchover),
+        ("memberJoin", &actions.member_join),
+        ("memberLeave", &actions.member_leave),
+    ];
+    for (name, action) in all {
+        let Some(action) = action else { continue };
+        let here = format!("{at}.actions.{name}");
         c.require(
-            !probe.exec.is_empty(),
-            format!("{at}.roleProbe.exec"),
-            "a role probe needs a command",
+            !action.exec.is_empty() && !action.exec[0].trim().is_empty(),
+            format!("{here}.exec"),
+            "an action needs a command",
         );
         c.require(
-            !t.roles.is_empty(),
-            format!("{at}.roleProbe"),
-            "a role probe needs roles: declare them in roles",
+            (1..=3600).contains(&action.timeout_seconds),
+            format!("{here}.timeoutSeconds"),
+            format!(
+                "expected 1 to 3600 seconds, found {}",
+                action.timeout_seconds
+            ),
         );
     }
-    if let Some(actions) = &t.actions {
-        let all = [
-            ("switchover", &actions.switchover),
-            ("memberJoin", &actions.member_join),
-            ("memberLeave", &actions.member_leave),
-        ];
-        for (name, action) in all {
-            let Some(action) = action else { continue };
-            let here = format!("{at}.actions.{name}");
-            c.require(
-                !action.exec.is_empty() && !action.exec[0].trim().is_empty(),
-                format!("{here}.exec"),
-                "an action needs a command",
-            );
-            c.require(
-                (1..=3600).contains(&action.timeout_seconds),
-                format!("{here}.timeoutSeconds"),
-                format!(
-                    "expected 1 to 3600 seconds, found {}",
-                    action.timeout_seconds
-                ),
-            );
-        }
-        if actions.switchover.is_some() {
-            c.require(
-                t.roles.iter().any(|r| r.writable),
-                format!("{at}.actions.switchover"),
-                "a switchover needs a writable role: declare it in roles",
-            );
-            c.require(
-                t.role_probe.is_some(),
-                format!("{at}.actions.switchover"),
-                "a switchover needs a role probe to find the leader: declare roleProbe",
-            );
-        }
+    if actions.switchover.is_some() {
+        c.require(
+            t.roles.iter().any(|r| r.writable),
+            format!("{at}.actions.switchover"),
+            "a switchover needs a writable role: declare it in roles",
+        );
+        c.require(
+            t.role_probe.is_some(),
+            format!("{at}.actions.switchover"),
+            "a switchover needs a role probe to find the leader: declare roleProbe",
+        );
     }
 }
 

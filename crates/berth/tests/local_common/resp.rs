@@ -74,3 +74,15 @@ impl Redis {
         Ok((line, None))
     }
 }
+
+/// The acknowledged writes (`key:N` = `N` for each N in `acked`) that `conn` does not return.
+pub fn lost_writes(conn: &mut Redis, acked: &[u32]) -> Vec<u32> {
+    acked
+        .iter()
+        .copied()
+        .filter(|n| {
+            let (_, value) = conn.call(&["GET", &format!("key:{n}")]).unwrap();
+            value != Some(n.to_string())
+        })
+        .collect()
+}
