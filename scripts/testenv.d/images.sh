@@ -12,7 +12,7 @@ IMAGES=$CACHE/images
 IMAGE_REGISTRY=berth.local          # images are named berth.local/<name>:<tag>
 IMAGE_TAG=deb12
 PAUSE_IMAGE=$IMAGE_REGISTRY/pause:1
-IMAGE_FORMAT=1                      # bump when the way images are built changes
+IMAGE_FORMAT=2                      # bump when the way images are built changes
 
 # image_names: the app images defined in tools/testenv/images
 image_names() {
@@ -71,6 +71,26 @@ finish_rootfs() {
   mkdir -p "$dir/tmp" "$dir/data" "$dir/proc" "$dir/sys" "$dir/dev" "$dir/etc"
   chmod 1777 "$dir/tmp"
   [[ -e $dir/bin/sh || -L $dir/bin/sh ]] || ln -s dash "$dir/bin/sh"
+  alternatives "$dir"
+}
+
+# The commands maintainer scripts would have put on PATH with update-alternatives, as
+# LINK TARGET (relative to the image's root): each is linked only if its target is in the image.
+ALTERNATIVES=(
+  /usr/bin/awk /usr/bin/mawk
+  /bin/nc /bin/nc.openbsd
+  /usr/bin/java /usr/lib/jvm/java-17-openjdk-amd64/bin/java
+)
+
+# alternatives DIR: the links of ALTERNATIVES whose targets DIR has (none replaces a file).
+alternatives() {
+  local dir=$1 i link target
+  for ((i = 0; i < ${#ALTERNATIVES[@]}; i += 2)); do
+    link=${ALTERNATIVES[i]} target=${ALTERNATIVES[i + 1]}
+    [[ -e $dir$target && ! -e $dir$link && ! -L $dir$link ]] || continue
+    mkdir -p "$dir${link%/*}"
+    ln -s "$target" "$dir$link"
+  done
 }
 
 # write_image TAR REF ROOTFS CMD_JSON: packs ROOTFS as the single layer of image
