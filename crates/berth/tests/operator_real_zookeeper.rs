@@ -57,7 +57,7 @@ fn assert_znode(cluster: &Cluster, ns: &str, member: &str) {
 
 /// The mode each member's server reports (`srvr`), by pod name.
 fn modes(cluster: &Cluster, ns: &str) -> BTreeMap<String, String> {
-    let srvr = "echo srvr | nc $BERTH_POD_IP 2181 | sed -n 's/^Mode: //p'";
+    let srvr = "printf srvr | nc $BERTH_POD_IP 2181 | sed -n 's/^Mode: //p'";
     MEMBERS
         .iter()
         .map(|m| (m.to_string(), sh(cluster, ns, m, srvr).unwrap_or_default()))
