@@ -12,9 +12,13 @@ IMAGES=$CACHE/images
 IMAGE_REGISTRY=berth.local          # images are named berth.local/<name>:<tag>
 IMAGE_TAG=deb12
 PAUSE_IMAGE=$IMAGE_REGISTRY/pause:1
-IMAGE_FORMAT=1                      # bump when the way images are built changes
+IMAGE_FORMAT=2                      # bump when the way images are built changes
 
-# image_names: the app images defined in tools/testenv/images
+# An image is defined by tools/testenv/images/<app>.packages (berth.local/<app>:deb12) or, for
+# a variant of an app, <app>.<variant>.packages, which adds packages to <app>.packages
+# (berth.local/<app>:deb12-<variant>: a second image of the same app, e.g. for image updates).
+
+# image_names: the app images defined in tools/testenv/images, as <app> or <app>.<variant>
 image_names() {
   local f
   for f in "$IMAGE_SRC"/*.packages; do
@@ -26,11 +30,24 @@ image_names() {
 # package_list FILE...: the package names in FILEs (comments and blank lines dropped)
 package_list() { sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$@" | tr -d ' \t'; }
 
+# image_lists NAME: the package lists image NAME (<app> or <app>.<variant>) is built from
+image_lists() {
+  printf '%s\n' "$IMAGE_SRC/base.packages" "$IMAGE_SRC/${1%%.*}.packages"
+  [[ $1 != *.* ]] || echo "$IMAGE_SRC/$1.packages"
+}
+
+# image_ref NAME: the image's reference, berth.local/<app>:deb12[-<variant>]
+image_ref() {
+  local tag=$IMAGE_TAG
+  [[ $1 != *.* ]] || tag+=-${1#*.}
+  echo "$IMAGE_REGISTRY/${1%%.*}:$tag"
+}
+
 # image_tar NAME: the cached tarball of app image NAME (path depends on its inputs)
 image_tar() {
-  local h
-  h=$(printf '%s\n' "$IMAGE_FORMAT" "$(package_list "$IMAGE_SRC/base.packages" "$IMAGE_SRC/$1.packages")" |
-    sha256sum | cut -c1-12)
+  local h lists
+  mapfile -t lists < <(image_lists "$1")
+  h=$(printf '%s\n' "$IMAGE_FORMAT" "$(package_list "${lists[@]}")" | sha256sum | cut -c1-12)
   echo "$IMAGES/$1-$h.tar"
 }
 
@@ -71,6 +88,26 @@ finish_rootfs() {
   mkdir -p "$dir/tmp" "$dir/data" "$dir/proc" "$dir/sys" "$dir/dev" "$dir/etc"
   chmod 1777 "$dir/tmp"
   [[ -e $dir/bin/sh || -L $dir/bin/sh ]] || ln -s dash "$dir/bin/sh"
+  alternatives "$dir"
+}
+
+# The commands maintainer scripts would have put on PATH with update-alternatives, as
+# LINK TARGET (relative to the image's root): each is linked only if its target is in the image.
+ALTERNATIVES=(
+  /usr/bin/awk /usr/bin/mawk
+  /bin/nc /bin/nc.openbsd
+  /usr/bin/java /usr/lib/jvm/java-17-openjdk-amd64/bin/java
+)
+
+# alternatives DIR: the links of ALTERNATIVES whose targets DIR has (none replaces a file).
+alternatives() {
+  local dir=$1 i link target
+  for ((i = 0; i < ${#ALTERNATIVES[@]}; i += 2)); do
+    link=${ALTERNATIVES[i]} target=${ALTERNATIVES[i + 1]}
+    [[ -e $dir$target && ! -e $dir$link && ! -L $dir$link ]] || continue
+    mkdir -p "$dir${link%/*}"
+    ln -s "$target" "$dir$link"
+  done
 }
 
 # write_image TAR REF ROOTFS CMD_JSON: packs ROOTFS as the single layer of image
@@ -94,24 +131,26 @@ EOT
   rm -rf "$work"
 }
 
-# build_app_image NAME: builds berth.local/NAME:deb12 unless its tarball is cached.
+# build_app_image NAME: builds image NAME (see image_ref) unless its tarball is cached.
 build_app_image() {
-  local name=$1 tar rootfs start=$SECONDS pkgs
+  local name=$1 tar rootfs start=$SECONDS pkgs lists ref
   tar=$(image_tar "$name")
+  ref=$(image_ref "$name")
   if [[ -f $tar ]]; then
-    log "build: image $IMAGE_REGISTRY/$name:$IMAGE_TAG is up to date (${tar##*/})"
+    log "build: image $ref is up to date (${tar##*/})"
     return 0
   fi
-  log "build: image $IMAGE_REGISTRY/$name:$IMAGE_TAG from Debian packages ..."
-  mapfile -t pkgs < <(package_list "$IMAGE_SRC/base.packages" "$IMAGE_SRC/$name.packages")
+  log "build: image $ref from Debian packages ..."
+  mapfile -t lists < <(image_lists "$name")
+  mapfile -t pkgs < <(package_list "${lists[@]}")
   rootfs=$(mktemp -d "$IMAGES/.rootfs-$name.XXXXXX")
   unpack_rootfs "$rootfs/fs" "${pkgs[@]}"
   finish_rootfs "$rootfs/fs"
-  write_image "$tar" "$IMAGE_REGISTRY/$name:$IMAGE_TAG" "$rootfs/fs" '["/bin/sh"]'
+  write_image "$tar" "$ref" "$rootfs/fs" '["/bin/sh"]'
   rm -rf "$rootfs"
   local old
   for old in "$IMAGES/$name"-*.tar; do [[ $old == "$tar" ]] || rm -f "$old"; done
-  log "build: image $IMAGE_REGISTRY/$name:$IMAGE_TAG done in $((SECONDS - start))s ($(du -h "$tar" | cut -f1))"
+  log "build: image $ref done in $((SECONDS - start))s ($(du -h "$tar" | cut -f1))"
 }
 
 # build_pause_image: berth.local/pause:1, the single file /pause.

@@ -239,15 +239,29 @@ start_containerd() {
   start_in_netns "containerd-n$n" "$(command -v containerd)" --config "$(node_dir "$n")/containerd.toml"
 }
 
-# import_images N: every image tarball into node N's containerd (unpacked for the CRI).
+# import_images N: every image tarball into node N's containerd (unpacked for the CRI) that it
+# has not imported yet (listed in $RUN/images-n<N>.imported; a tarball's name changes with its
+# inputs), so a running node gets the images built after it started.
 import_images() {
-  local n=$1 tar
+  local n=$1 tar done=$RUN/images-n$1.imported
   wait_for "up: containerd-n$n" "$UP_TIMEOUT" "$RUN/containerd-n$n.log" "containerd answers" -- ctr_ "$n" version
+  touch "$done"
   for tar in $(image_tars); do
     [[ -f $tar ]] || die "up: image $tar is missing; run: $0 build"
+    grep -qxF "$tar" "$done" && continue
     ctr_ "$n" images import "$tar" >>"$RUN/images-n$n.log" 2>&1 ||
       die "up: importing $tar into $(node_name "$n") failed; see $RUN/images-n$n.log"
+    echo "$tar" >>"$done"
+    log "up: imported ${tar##*/} into $(node_name "$n")"
   done
+}
+
+# import_new_images: the images built since the running real nodes started, into each of them.
+import_new_images() {
+  local n count
+  count=$(real_node_count)
+  ((count > 0)) || die "images: no real nodes run (start them with: $0 up --real-nodes N)"
+  for ((n = 1; n <= count; n++)); do import_images "$n"; done
 }
 
 start_kubelet() {

@@ -9,34 +9,16 @@
 
 mod operator_common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use berth_core::load::{Inputs, load};
 use berth_testkit::real_nodes;
+use operator_common::real::*;
 use operator_common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
-/// Real pods start in seconds, but sometimes wait ~13 s for their volume (docs/testing.md).
-const REAL_TIMEOUT: Duration = Duration::from_secs(300);
 const KEYS: usize = 10_000;
-const VALUES: &str = "tools/testenv/testdata/real-node-redis.values.yaml";
 const IMAGE: &str = "berth.local/redis:deb12";
-
-/// The example as a resource in `ns`, delivery values applied by the core as `berth render`
-/// applies them, plus `sets` (`key=value`).
-fn redis_app(ns: &str, sets: &[&str]) -> String {
-    let read = |path: &str| std::fs::read_to_string(repo_root().join(path)).unwrap();
-    let inputs = Inputs {
-        app_file: "examples/redis.yaml".into(),
-        app_text: read("examples/redis.yaml"),
-        values: vec![(VALUES.into(), read(VALUES))],
-        sets: sets.iter().map(|s| s.to_string()).collect(),
-        namespace: Some(ns.into()),
-    };
-    let app = load(&inputs).unwrap_or_else(|e| panic!("the example loads: {e:?}"));
-    serde_json::to_string(&app.app).unwrap()
-}
 
 /// A pod in `ns` on a real node running `script` with bash, in the Redis image (it has
 /// redis-cli); `privileged` lets it set its own network namespace's sysctls.
@@ -62,14 +44,6 @@ fn helper_pod(ns: &str, name: &str, script: &str, privileged: bool) -> String {
     .to_string()
 }
 
-/// `kubectl exec` of `script` (sh) in the pod's first container: Some(stdout) on success.
-fn sh(cluster: &Cluster, ns: &str, pod: &str, script: &str) -> Option<String> {
-    let out = cluster.run(&["exec", "-n", ns, pod, "--", "sh", "-c", script], "");
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
 /// `redis-cli ARGS` in a member, against its own server (it listens on its pod IP only).
 fn member_cli(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
     sh(
@@ -91,25 +65,10 @@ fn keys(cluster: &Cluster, ns: &str, member: &str, prefix: &str) -> Option<BTree
     Some(listed.lines().map(str::to_string).collect())
 }
 
-/// Each member's `berth.io/role` label ("-" when it has none), by pod name.
-fn roles(cluster: &Cluster, ns: &str) -> BTreeMap<String, String> {
-    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=redis"]);
-    pods["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            let name = p["metadata"]["name"].as_str().unwrap().to_string();
-            let role = p["metadata"]["labels"]["berth.io/role"].as_str();
-            (name, role.unwrap_or("-").to_string())
-        })
-        .collect()
-}
-
 /// The master, once 3 members are labelled and exactly one of them `master`, the rest `slave`.
 fn single_master(cluster: &Cluster, ns: &str) -> String {
     wait_until("one master and two slaves", REAL_TIMEOUT, || {
-        let roles = roles(cluster, ns);
+        let roles = roles(cluster, ns, "redis");
         let masters: Vec<&String> = roles
             .iter()
             .filter(|(_, r)| *r == "master")
@@ -124,25 +83,6 @@ fn single_master(cluster: &Cluster, ns: &str) -> String {
 fn server_role(cluster: &Cluster, ns: &str, member: &str) -> String {
     let role = member_cli(cluster, ns, member, "ROLE").unwrap_or_default();
     role.lines().next().unwrap_or_default().to_string()
-}
-
-/// The app once it is Ready with every member on a revision other than `old_revision`.
-fn rolled_out(cluster: &Cluster, ns: &str, old_revision: &str) -> Value {
-    wait_until("every member on the new revision", REAL_TIMEOUT, || {
-        let a = app(cluster, ns, "redis");
-        let generation = &a["metadata"]["generation"];
-        let part = &a["status"]["parts"][0];
-        let members_new = part["members"]
-            .as_array()?
-            .iter()
-            .all(|m| m["revision"] == part["updateRevision"]);
-        (a["status"]["phase"] == "Ready"
-            && &a["status"]["observedGeneration"] == generation
-            && part["updateRevision"] != old_revision
-            && part["currentRevision"] == part["updateRevision"]
-            && members_new)
-            .then(|| a.clone())
-    })
 }
 
 /// The rollout's steps as the operator's events tell them: a replaced member's name, or
@@ -324,27 +264,6 @@ fn stop_writer(cluster: &Cluster, ns: &str) -> Writes {
 
 const MEMBERS: [&str; 3] = ["redis-0", "redis-1", "redis-2"];
 
-/// Applies the example and a client pod; returns how long until 3/3 members were Ready, all on
-/// real nodes.
-fn start_on_real_nodes(cluster: &Cluster, ns: &str) -> Duration {
-    let started = Instant::now();
-    apply(cluster, &redis_app(ns, &[]));
-    apply(cluster, &helper_pod(ns, "client", "sleep infinity", false));
-    wait_until("redis Ready with 3/3 members", REAL_TIMEOUT, || {
-        let a = app(cluster, ns, "redis");
-        (a["status"]["phase"] == "Ready" && a["status"]["summary"]["ready"] == "3/3").then_some(())
-    });
-    let ready_after = started.elapsed();
-    let pods = cluster.get_json(&["pods", "-n", ns, "-l", "app.kubernetes.io/instance=redis"]);
-    let real = real_nodes(cluster, 2).unwrap();
-    for pod in pods["items"].as_array().unwrap() {
-        let node = pod["spec"]["nodeName"].as_str().unwrap().to_string();
-        let name = &pod["metadata"]["name"];
-        assert!(real.contains(&node), "{name} runs on {node}");
-    }
-    ready_after
-}
-
 /// Writes `KEYS` keys through the write Service from the client pod (kube-proxy routes by the
 /// role label); returns how long until every member held them.
 fn write_keys_to_every_member(cluster: &Cluster, ns: &str) -> Duration {
@@ -406,7 +325,8 @@ fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_los
     }
     let ns = &ns.name;
     let operator = Operator::start(cluster, ns, &[]);
-    let ready_after = start_on_real_nodes(cluster, ns);
+    apply(cluster, &helper_pod(ns, "client", "sleep infinity", false));
+    let ready_after = start_on_real_nodes(cluster, ns, "redis", &real_example("redis", ns, &[]), 3);
     // the example's own probe, run by the operator through pods/exec, labels the members
     let old_master = single_master(cluster, ns);
     assert_eq!(old_master, "redis-0", "member 0 starts as the master");
@@ -418,9 +338,9 @@ fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_los
     let old_revision = before["status"]["parts"][0]["updateRevision"].clone();
     start_writer(cluster, ns);
     let rollout = Instant::now();
-    let changed = redis_app(ns, &["extraConfig=slowlog-max-len 256"]);
+    let changed = real_example("redis", ns, &["extraConfig=slowlog-max-len 256"]);
     apply(cluster, &changed);
-    rolled_out(cluster, ns, old_revision.as_str().unwrap());
+    rolled_out(cluster, ns, "redis", old_revision.as_str().unwrap());
     let rolled_after = rollout.elapsed();
     let new_master = single_master(cluster, ns);
     let writes = stop_writer(cluster, ns);
