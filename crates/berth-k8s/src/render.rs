@@ -136,19 +136,21 @@ fn render_part(
     }
     let mut out = Vec::new();
     if !files.is_empty() {
+        let data = files_data(&files);
         out.push(to_value(&config_map(
             &names::config_map_name(&workload),
             part,
             &n,
-            files_data(&files),
+            data,
         ))?);
     }
     if part.kind == WorkloadKind::StatefulSet {
+        let data = topology_data(app, index, addressing);
         out.push(to_value(&config_map(
             &names::topology_map_name(&workload),
             part,
             &n,
-            topology_data(app, index, addressing),
+            data,
         ))?);
         out.push(to_value(&headless_service(part, &n))?);
     }

@@ -280,6 +280,12 @@ pub struct AppState {
     /// Whether an `apply` or `scale` is being reconciled now (a later one supersedes it).
     #[serde(default)]
     pub reconciling: bool,
+    /// Each part's admitted size: how many members its memberJoin/memberLeave actions have
+    /// made part of the group (written as soon as an action returns). A supervisor that
+    /// resumes after a crash neither repeats a join or leave that ran nor skips one that did
+    /// not (the operator keeps the same number on the StatefulSet).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub admitted: BTreeMap<String, i32>,
     /// The rollout in progress (or the last one, when it got stuck).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<RolloutState>,

@@ -94,6 +94,7 @@ pub(crate) async fn remove_members(
                         break;
                     };
                     run(events, Kind::Leave, &leaving, &runner, members).await?;
+                    admit(members, &part_name, ordinal);
                     stop(events, members, &leaving.name).await;
                 }
                 Some(Change::Join { .. }) => break,
@@ -196,6 +197,7 @@ async fn join(
     signals: &mut Signals,
 ) -> Result<Option<Outcome>, MembershipError> {
     run(events, Kind::Join, joining, runner, members).await?;
+    admit(members, &joining.member.part, joining.member.ordinal + 1);
     append_event(
         events,
         &format!("start {}: new member, joined", joining.name),
@@ -211,6 +213,14 @@ async fn join(
         &format!("join {}: ready after {secs:.1}s", joining.name),
     );
     Ok(None)
+}
+
+/// Records that `part`'s group now has `size` members (right after the action that made it
+/// so, before the member starts or stops).
+fn admit(members: &Members, part: &str, size: i32) {
+    members.shared.update(|s| {
+        s.admitted.insert(part.to_string(), size);
+    });
 }
 
 /// The core's next membership step for a part running `running` that should run `wanted`

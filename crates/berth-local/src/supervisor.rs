@@ -206,6 +206,9 @@ impl Signals {
 struct Leftover {
     adopt: BTreeMap<String, Adopted>,
     started: BTreeSet<String>,
+    /// Each adoptable member's part and ordinal.
+    places: BTreeMap<String, (String, i32)>,
+    admitted: BTreeMap<String, i32>,
     reloads: u64,
     applying: u64,
 }
@@ -229,12 +232,37 @@ impl Leftover {
             })
             .collect();
         let started = old.members.iter().filter(|m| m.started.is_some());
+        let places = old
+            .members
+            .iter()
+            .filter_map(|m| {
+                let ordinal = m.name.rsplit('-').next()?.parse().ok()?;
+                Some((m.name.clone(), (m.part.clone(), ordinal)))
+            })
+            .collect();
         Self {
             adopt,
             started: started.map(|m| m.name.clone()).collect(),
+            places,
+            admitted: old.admitted.clone(),
             reloads: old.reloads,
             applying: old.applying,
         }
+    }
+
+    /// Whether `name` is past its part's admitted size: its memberLeave ran.
+    fn left_the_group(&self, name: &str) -> bool {
+        self.places
+            .get(name)
+            .is_some_and(|(part, ordinal)| self.admitted.get(part).is_some_and(|a| ordinal >= a))
+    }
+
+    /// Whether `plan`'s member is within its part's admitted size: its memberJoin ran (or it
+    /// was a member before).
+    fn admitted(&self, plan: &MemberPlan) -> bool {
+        self.admitted
+            .get(&plan.member.part)
+            .is_some_and(|a| plan.member.ordinal < *a)
     }
 
     /// Whether members run that this supervisor takes over (then it resumes, not starts).
@@ -244,14 +272,57 @@ impl Leftover {
 }
 
 /// The members to run at start: all of them, or when resuming only those the earlier
-/// supervisor had started (the others join through the reconcile that follows, with their
-/// memberJoin action).
+/// supervisor had started or admitted (the others join through the reconcile that follows,
+/// with their memberJoin action).
 fn initial_plans(plans: Vec<MemberPlan>, left: &Leftover) -> Vec<Arc<MemberPlan>> {
     plans
         .into_iter()
-        .filter(|p| !left.resuming() || left.started.contains(&p.name))
+        .filter(|p| !left.resuming() || left.started.contains(&p.name) || left.admitted(p))
         .map(Arc::new)
         .collect()
+}
+
+/// Stops the members an earlier supervisor left running after their memberLeave ran (it died
+/// before stopping them), and forgets them.
+fn stop_departed(old: Option<&AppState>, left: &mut Leftover, events: &Path) {
+    let Some(old) = old else { return };
+    let departed: Vec<_> = old
+        .members
+        .iter()
+        .filter(|m| left.adopt.contains_key(&m.name) && left.left_the_group(&m.name))
+        .cloned()
+        .collect();
+    for m in &departed {
+        left.adopt.remove(&m.name);
+        let note = format!(
+            "stop {}: its memberLeave ran before the supervisor died",
+            m.name
+        );
+        append_event(events, &note);
+    }
+    os::stop_orphans(&departed);
+}
+
+/// The saved app widened to the members an earlier supervisor left running beyond the saved
+/// size (it died while scaling down): with their plans, the reconcile that follows removes them
+/// the usual way, memberLeave first. `None` when nothing runs beyond the saved size.
+fn widened(validated: &ValidatedApp, left: &Leftover) -> Option<ValidatedApp> {
+    let mut wide = validated.clone();
+    let mut changed = false;
+    for part in &mut wide.app.spec.parts {
+        let running = left
+            .adopt
+            .keys()
+            .filter_map(|name| left.places.get(name))
+            .filter(|(p, _)| *p == part.name)
+            .map(|(_, ordinal)| ordinal + 1)
+            .max();
+        if let Some(size) = running.filter(|size| *size > part.desired_replicas()) {
+            part.replicas = Some(size);
+            changed = true;
+        }
+    }
+    changed.then_some(wide)
 }
 
 /// Stops the members an earlier supervisor left running that the saved spec no longer has (it
@@ -318,8 +389,15 @@ fn start_members(
         Ok(slot) => proxy::plan_services(&validated, slot),
         Err(e) => return Err(fail(home, app, e.into())),
     };
-    stop_unplanned(old.as_ref(), &plans, &home.file(app, "events.log"));
+    let events = home.file(app, "events.log");
     let mut left = Leftover::of(old.as_ref());
+    stop_departed(old.as_ref(), &mut left, &events);
+    let plans = match widened(&validated, &left).map(|wide| plan_members(home, &wide, None)) {
+        Some(Ok(wide)) => wide,
+        Some(Err(e)) => return Err(fail(home, app, e.into())),
+        None => plans,
+    };
+    stop_unplanned(old.as_ref(), &plans, &events);
     left.adopt
         .retain(|name, _| plans.iter().any(|p| p.name == *name));
     let plans = initial_plans(plans, &left);
@@ -393,6 +471,7 @@ fn start_shared(
     shared.update(|s| {
         s.reloads = left.reloads;
         s.applying = left.applying;
+        s.admitted.clone_from(&left.admitted);
         s.keeper_pid = keeper;
     });
     shared

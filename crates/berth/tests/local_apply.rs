@@ -295,3 +295,70 @@ fn an_apply_whose_supervisor_and_keeper_die_fails_at_once_and_status_shows_membe
             .unwrap();
     }
 }
+
+#[test]
+fn a_scale_down_whose_supervisor_is_killed_runs_each_member_leave_once() {
+    let app = LocalApp::new("shrink");
+    let manifest = sleepers(&app, 3, RECORD);
+    // Each member takes 3 s to stop (its preStop hook): the supervisor is killed then, after
+    // the first memberLeave ran and before the member it removed has stopped.
+    let text = std::fs::read_to_string(&manifest)
+        .unwrap()
+        .replacen(
+            "image: example/none:1\n",
+            "image: example/none:1\n              lifecycle: {preStop: {exec: {command: [sleep, \"3\"]}}}\n",
+            1,
+        )
+        .replacen("terminationGracePeriodSeconds: 2", "terminationGracePeriodSeconds: 10", 1);
+    std::fs::write(&manifest, text).unwrap();
+    app.up(&manifest, 75);
+    let staying = app.pid("shrink-0");
+    let state = || -> serde_json::Value {
+        let text = std::fs::read_to_string(app.home.path().join("shrink/state.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    };
+    let scale = std::process::Command::new(assert_cmd::cargo::cargo_bin("berth"))
+        .args([
+            "scale",
+            "shrink",
+            "shrink",
+            "1",
+            "--timeout",
+            "60",
+            "--home",
+        ])
+        .arg(app.home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the first memberLeave recorded", WAIT, || {
+        state()["admitted"]["shrink"] == 2
+    });
+    let supervisor = state()["supervisor_pid"].as_u64().unwrap();
+    std::process::Command::new("kill")
+        .args(["-KILL", &supervisor.to_string()])
+        .status()
+        .unwrap();
+
+    let output = scale.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "the scale failed: {stderr}");
+    let leaves: Vec<String> = actions(&app)
+        .into_iter()
+        .filter(|a| a.starts_with("leave"))
+        .collect();
+    assert_eq!(
+        leaves,
+        [
+            "leave shrink-2 127.75.1.3 2 in shrink-0",
+            "leave shrink-1 127.75.1.2 1 in shrink-0",
+        ]
+    );
+    assert_eq!(app.members().len(), 1);
+    assert_eq!(
+        app.pid("shrink-0"),
+        staying,
+        "the staying member was restarted"
+    );
+}
