@@ -134,32 +134,46 @@ fn render_part(
     if wants_in_place(part, mode) {
         crate::inplace::prepare_template(&mut pod);
     }
-    let mut out = Vec::new();
-    if !files.is_empty() {
-        let data = files_data(&files);
-        out.push(to_value(&config_map(
-            &names::config_map_name(&workload),
-            part,
-            &n,
-            data,
-        ))?);
-    }
-    if part.kind == WorkloadKind::StatefulSet {
-        let data = topology_data(app, index, addressing);
-        out.push(to_value(&config_map(
-            &names::topology_map_name(&workload),
-            part,
-            &n,
-            data,
-        ))?);
-        out.push(to_value(&headless_service(part, &n))?);
-    }
+    let mut out = config_objects(app, index, part, addressing, &n, &files)?;
     for service in &part.services {
         out.push(to_value(&client_service(part, service, &n))?);
     }
     out.push(workload_object(index, part, &n, pod, mode)?);
     if let Some(pdb) = disruption_budget(part, &n) {
         out.push(to_value(&pdb)?);
+    }
+    Ok(out)
+}
+
+/// The part's ConfigMaps (its config files; for a StatefulSet its topology) and, for a
+/// StatefulSet, its headless Service.
+fn config_objects(
+    app: &ValidatedApp,
+    index: usize,
+    part: &PartSpec,
+    addressing: &KubernetesAddressing,
+    n: &PartNames,
+    files: &[RenderedFile],
+) -> Result<Vec<Value>, RenderError> {
+    let mut out = Vec::new();
+    if !files.is_empty() {
+        let data = files_data(files);
+        out.push(to_value(&config_map(
+            &names::config_map_name(n.workload),
+            part,
+            n,
+            data,
+        ))?);
+    }
+    if part.kind == WorkloadKind::StatefulSet {
+        let data = topology_data(app, index, addressing);
+        out.push(to_value(&config_map(
+            &names::topology_map_name(n.workload),
+            part,
+            n,
+            data,
+        ))?);
+        out.push(to_value(&headless_service(part, n))?);
     }
     Ok(out)
 }
