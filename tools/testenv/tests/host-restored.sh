@@ -19,8 +19,8 @@ OUT=$(mktemp -d)
 fail() { printf 'host-restored: FAIL: %s\n' "$*" >&2; exit 1; }
 note() { printf 'host-restored: %s\n' "$*" >&2; }
 
-# snapshot DIR: the host state up/down may touch. Volatile values (counters, random, pids)
-# and other instances' run directories are left out; iptables counters are dropped.
+# snapshot DIR: the host state up/down may touch. Volatile values (counters, random, pids),
+# other instances' run directories and processes are left out; iptables counters are dropped.
 snapshot() {
   local d=$1
   mkdir -p "$d"
@@ -35,9 +35,17 @@ snapshot() {
     /proc/self/mountinfo | sort >"$d/mounts"
   find /sys/fs/cgroup -mindepth 2 -maxdepth 2 -type d -name 'berth-testenv-49-*' | sort >"$d/cgroups"
   ls -d /var/lib/kubelet /var/lib/cni /run/containerd /run/mount /run/netns 2>/dev/null >"$d/dirs" || true
+  own_processes | grep -E 'containerd|kubelet|kube-proxy|coredns|/pause$|redis-server' | sort | uniq -c >"$d/processes" || true
+}
+
+# own_processes: the executables of this instance's processes (its run dir on the command line,
+# or in its cgroups); another instance's pods coming and going on the same host are not ours
+own_processes() {
+  local p
   for p in /proc/[0-9]*; do
+    grep -qF "$BERTH_TESTENV_DIR" "$p/cmdline" 2>/dev/null || grep -q 'berth-testenv-49-' "$p/cgroup" 2>/dev/null || continue
     readlink "$p/exe" 2>/dev/null || true
-  done | grep -E 'containerd|kubelet|kube-proxy|coredns|/pause$|redis-server' | sort | uniq -c >"$d/processes" || true
+  done
 }
 
 # real_node_pod: a pod with a PVC on the real node, Ready (exercises mounts, cgroups, CNI, shims)
@@ -94,6 +102,7 @@ main() {
   confinement_chains
   snapshot "$OUT/during"
   diff -q "$OUT/before/links" "$OUT/during/links" >/dev/null && fail "the snapshot sees no new link while up (check is blind)"
+  grep -q kubelet "$OUT/during/processes" || fail "the snapshot sees no process of the instance while up (check is blind)"
   note "killing every process of the instance, then starting it again over what it left"
   kill_instance
   "$TESTENV" up --real-nodes 1 >"$OUT/up-again.log" 2>&1 ||
