@@ -110,17 +110,17 @@ alternatives() {
   done
 }
 
-# write_image TAR REF ROOTFS CMD_JSON: packs ROOTFS as the single layer of image
-# REF in `docker save` format (manifest.json, config, layer) into TAR.
+# write_image TAR REF ROOTFS CMD_JSON [ENTRYPOINT_JSON]: packs ROOTFS as the single layer of
+# image REF in `docker save` format (manifest.json, config, layer) into TAR.
 write_image() {
-  local tar=$1 ref=$2 rootfs=$3 cmd=$4 work layer_id config_id
+  local tar=$1 ref=$2 rootfs=$3 cmd=$4 entry=${5:+\"Entrypoint\":$5,} work layer_id config_id
   work=$(mktemp -d "$IMAGES/.pack.XXXXXX")
   tar -C "$rootfs" --sort=name --numeric-owner --mtime=@0 -cf "$work/layer.tar" .
   layer_id=$(sha256sum "$work/layer.tar" | cut -d' ' -f1)
   mkdir "$work/$layer_id"
   mv "$work/layer.tar" "$work/$layer_id/layer.tar"
   cat >"$work/config.json" <<EOT
-{"architecture":"amd64","os":"linux","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$cmd,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_id"]},"history":[{"created_by":"berth scripts/testenv build"}]}
+{"architecture":"amd64","os":"linux","config":{$entry"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],"Cmd":$cmd,"WorkingDir":"/"},"rootfs":{"type":"layers","diff_ids":["sha256:$layer_id"]},"history":[{"created_by":"berth scripts/testenv build"}]}
 EOT
   config_id=$(sha256sum "$work/config.json" | cut -d' ' -f1)
   mv "$work/config.json" "$work/$config_id.json"
@@ -182,4 +182,51 @@ image_tars() {
   local name
   pause_tar
   for name in $(image_names); do image_tar "$name"; done
+}
+
+# --- the operator image (scripts/testenv operator-image BINARY) -----------------------------
+# The `berth` binary a test built, as /usr/local/bin/berth (the entrypoint) on the C runtime it
+# links (tools/testenv/images/operator/rootfs.packages), named berth.local/berth-operator:<hash>:
+# the tag is a hash of the binary, the package list and the format, so the image is rebuilt,
+# and gets a new name, only when one of them changes. Not part of `build` (no binary there).
+
+OPERATOR_PACKAGES=$IMAGE_SRC/operator/rootfs.packages
+OPERATOR_REPOSITORY=$IMAGE_REGISTRY/berth-operator
+
+# operator_tag BINARY: the operator image's tag for BINARY
+operator_tag() {
+  { echo "$IMAGE_FORMAT"; package_list "$OPERATOR_PACKAGES"; cat "$1"; } | sha256sum | cut -c1-12
+}
+
+# build_operator_image BINARY TAG: the tarball of berth.local/berth-operator:TAG (cached); prints its path.
+build_operator_image() {
+  local bin=$1 tag=$2 tar=$IMAGES/operator-$2.tar rootfs start=$SECONDS pkgs old
+  if [[ ! -f $tar ]]; then
+    mkdir -p "$IMAGES"
+    mapfile -t pkgs < <(package_list "$OPERATOR_PACKAGES")
+    rootfs=$(mktemp -d "$IMAGES/.rootfs-operator.XXXXXX")
+    unpack_rootfs "$rootfs/fs" "${pkgs[@]}"
+    mkdir -p "$rootfs/fs/tmp" "$rootfs/fs/proc" "$rootfs/fs/sys" "$rootfs/fs/dev" "$rootfs/fs/etc"
+    chmod 1777 "$rootfs/fs/tmp"
+    install -D -m 0755 "$bin" "$rootfs/fs/usr/local/bin/berth"
+    write_image "$tar" "$OPERATOR_REPOSITORY:$tag" "$rootfs/fs" '[]' '["/usr/local/bin/berth"]'
+    rm -rf "$rootfs"
+    for old in "$IMAGES"/operator-*.tar; do [[ $old == "$tar" ]] || rm -f "$old"; done
+    log "operator-image: $OPERATOR_REPOSITORY:$tag built in $((SECONDS - start))s ($(du -h "$tar" | cut -f1))"
+  fi
+  echo "$tar"
+}
+
+# cmd_operator_image BINARY: builds the operator image of BINARY unless cached, imports it into
+# the running real nodes that lack it, and prints its reference (berth.local/berth-operator:TAG).
+cmd_operator_image() {
+  local bin=${1:-} tag tar n count
+  [[ -f $bin && -x $bin ]] || die "usage: $0 operator-image PATH_TO_BERTH_BINARY (an executable)"
+  command -v apt-get >/dev/null && command -v dpkg >/dev/null ||
+    die "operator-image: apt-get and dpkg are needed (Debian)"
+  tag=$(operator_tag "$bin")
+  tar=$(build_operator_image "$bin" "$tag")
+  count=$(real_node_count)
+  for ((n = 1; n <= count; n++)); do import_tar "$n" "$tar"; done
+  echo "$OPERATOR_REPOSITORY:$tag"
 }

@@ -243,17 +243,24 @@ start_containerd() {
 # has not imported yet (listed in $RUN/images-n<N>.imported; a tarball's name changes with its
 # inputs), so a running node gets the images built after it started.
 import_images() {
-  local n=$1 tar done=$RUN/images-n$1.imported
+  local n=$1 tar
   wait_for "up: containerd-n$n" "$UP_TIMEOUT" "$RUN/containerd-n$n.log" "containerd answers" -- ctr_ "$n" version
-  touch "$done"
   for tar in $(image_tars); do
     [[ -f $tar ]] || die "up: image $tar is missing; run: $0 build"
-    grep -qxF "$tar" "$done" && continue
-    ctr_ "$n" images import "$tar" >>"$RUN/images-n$n.log" 2>&1 ||
-      die "up: importing $tar into $(node_name "$n") failed; see $RUN/images-n$n.log"
-    echo "$tar" >>"$done"
-    log "up: imported ${tar##*/} into $(node_name "$n")"
+    import_tar "$n" "$tar"
   done
+}
+
+# import_tar N TAR: image tarball TAR into node N's containerd unless it has imported it
+# (listed in $RUN/images-n<N>.imported).
+import_tar() {
+  local n=$1 tar=$2 done=$RUN/images-n$1.imported
+  touch "$done"
+  grep -qxF "$tar" "$done" && return 0
+  ctr_ "$n" images import "$tar" >>"$RUN/images-n$n.log" 2>&1 ||
+    die "importing $tar into $(node_name "$n") failed; see $RUN/images-n$n.log"
+  echo "$tar" >>"$done"
+  log "imported ${tar##*/} into $(node_name "$n")"
 }
 
 # import_new_images: the images built since the running real nodes started, into each of them.

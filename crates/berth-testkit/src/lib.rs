@@ -79,15 +79,21 @@ fn find_or_start() -> Option<Cluster> {
 }
 
 fn testenv_kubectl() -> PathBuf {
+    testenv_tool("kubectl")
+}
+
+/// The tool `name` (kubectl, helm, ...) that `scripts/testenv build` built.
+pub fn testenv_tool(name: &str) -> PathBuf {
     let env = testenv(&["env"]);
     Path::new(
         &exported(&env, "BERTH_TESTENV_BIN").expect("scripts/testenv env prints BERTH_TESTENV_BIN"),
     )
-    .join("kubectl")
+    .join(name)
 }
 
-/// Runs `scripts/testenv ARGS`, panicking with its output when it fails.
-fn testenv(args: &[&str]) -> String {
+/// Runs `scripts/testenv ARGS` and returns its standard output, panicking with its standard
+/// error when it fails.
+pub fn testenv(args: &[&str]) -> String {
     let script = repo_root().join("scripts/testenv");
     let output = Command::new(&script)
         .args(args)

@@ -65,20 +65,6 @@ fn keys(cluster: &Cluster, ns: &str, member: &str, prefix: &str) -> Option<BTree
     Some(listed.lines().map(str::to_string).collect())
 }
 
-/// The master, once 3 members are labelled and exactly one of them `master`, the rest `slave`.
-fn single_master(cluster: &Cluster, ns: &str) -> String {
-    wait_until("one master and two slaves", REAL_TIMEOUT, || {
-        let roles = roles(cluster, ns, "redis");
-        let masters: Vec<&String> = roles
-            .iter()
-            .filter(|(_, r)| *r == "master")
-            .map(|(n, _)| n)
-            .collect();
-        let slaves = roles.values().filter(|r| *r == "slave").count();
-        (roles.len() == 3 && masters.len() == 1 && slaves == 2).then(|| masters[0].clone())
-    })
-}
-
 /// The role the member's own server reports (`ROLE`'s first line).
 fn server_role(cluster: &Cluster, ns: &str, member: &str) -> String {
     let role = member_cli(cluster, ns, member, "ROLE").unwrap_or_default();
@@ -328,7 +314,7 @@ fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_los
     apply(cluster, &helper_pod(ns, "client", "sleep infinity", false));
     let ready_after = start_on_real_nodes(cluster, ns, "redis", &real_example("redis", ns, &[]), 3);
     // the example's own probe, run by the operator through pods/exec, labels the members
-    let old_master = single_master(cluster, ns);
+    let old_master = single_master(cluster, ns, "redis", 3);
     assert_eq!(old_master, "redis-0", "member 0 starts as the master");
     assert_eq!(server_role(cluster, ns, &old_master), "master");
     let replicated_after = write_keys_to_every_member(cluster, ns);
@@ -342,7 +328,7 @@ fn the_redis_example_runs_in_real_pods_and_a_config_rollout_moves_the_master_los
     apply(cluster, &changed);
     rolled_out(cluster, ns, "redis", old_revision.as_str().unwrap());
     let rolled_after = rollout.elapsed();
-    let new_master = single_master(cluster, ns);
+    let new_master = single_master(cluster, ns, "redis", 3);
     let writes = stop_writer(cluster, ns);
 
     let steps = rollout_steps(cluster, ns);

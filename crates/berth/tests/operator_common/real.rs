@@ -62,17 +62,33 @@ pub fn roles(cluster: &Cluster, ns: &str, instance: &str) -> BTreeMap<String, St
 /// The one member labelled `leader`, once `size` members are labelled by the role probe:
 /// exactly one `leader`, the rest `follower`.
 pub fn single_leader(cluster: &Cluster, ns: &str, instance: &str, size: usize) -> String {
-    let what = format!("one {instance} leader and {} followers", size - 1);
+    single_role(cluster, ns, instance, size, ["leader", "follower"])
+}
+
+/// The one member labelled `master`, once `size` members are labelled by the role probe (the
+/// Redis example's): exactly one `master`, the rest `slave`.
+pub fn single_master(cluster: &Cluster, ns: &str, instance: &str, size: usize) -> String {
+    single_role(cluster, ns, instance, size, ["master", "slave"])
+}
+
+/// The one member labelled `one`, once `size` members are labelled: one `one`, the rest `rest`.
+fn single_role(
+    cluster: &Cluster,
+    ns: &str,
+    instance: &str,
+    size: usize,
+    [one, rest]: [&str; 2],
+) -> String {
+    let what = format!("one {instance} {one} and {} {rest}", size - 1);
     wait_until(&what, REAL_TIMEOUT, || {
         let roles = roles(cluster, ns, instance);
-        let leaders: Vec<&String> = roles
+        let ones: Vec<&String> = roles
             .iter()
-            .filter(|(_, r)| *r == "leader")
+            .filter(|(_, r)| *r == one)
             .map(|(n, _)| n)
             .collect();
-        let followers = roles.values().filter(|r| *r == "follower").count();
-        (roles.len() == size && leaders.len() == 1 && followers == size - 1)
-            .then(|| leaders[0].clone())
+        let others = roles.values().filter(|r| *r == rest).count();
+        (roles.len() == size && ones.len() == 1 && others == size - 1).then(|| ones[0].clone())
     })
 }
 
