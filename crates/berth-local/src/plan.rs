@@ -714,6 +714,11 @@ spec:
     }
 
     fn plan_text(text: &str) -> Vec<MemberPlan> {
+        try_plan(text).unwrap()
+    }
+
+    /// The plans of the app `text`, or why it cannot be planned.
+    fn try_plan(text: &str) -> Result<Vec<MemberPlan>, PlanError> {
         let inputs = Inputs {
             app_file: "kv.yaml".into(),
             app_text: text.into(),
@@ -721,7 +726,7 @@ spec:
         };
         let app = load(&inputs).unwrap();
         let addressing = LocalAddressing::new(&app.app, Path::new("/h/kv"), 20);
-        plan_app(&app, &addressing).unwrap()
+        plan_app(&app, &addressing)
     }
 
     /// `text` with `actions` (YAML lines) under its topology.
@@ -842,14 +847,7 @@ spec:
 
     /// Why `text` cannot be planned.
     fn plan_error(text: &str) -> PlanError {
-        let inputs = Inputs {
-            app_file: "kv.yaml".into(),
-            app_text: text.into(),
-            ..Default::default()
-        };
-        let app = load(&inputs).unwrap();
-        let addressing = LocalAddressing::new(&app.app, Path::new("/h/kv"), 20);
-        plan_app(&app, &addressing).unwrap_err()
+        try_plan(text).unwrap_err()
     }
 
     #[test]

@@ -117,6 +117,17 @@ spec:
     path
 }
 
+/// Adds `line` to the part of `manifest` after its `after` line; the new text.
+fn add_to_part(manifest: &std::path::Path, after: &str, line: &str) -> String {
+    let text = std::fs::read_to_string(manifest).unwrap().replacen(
+        &format!("      {after}\n"),
+        &format!("      {after}\n      {line}\n"),
+        1,
+    );
+    std::fs::write(manifest, &text).unwrap();
+    text
+}
+
 fn pids(app: &LocalApp, count: u8) -> Vec<u32> {
     (0..count)
         .map(|i| app.pid(&format!("{}-{i}", app.name)))
@@ -192,12 +203,7 @@ fn a_failing_member_join_fails_scale_and_starts_nothing() {
 fn an_on_delete_part_keeps_its_members_on_apply_and_the_apply_returns() {
     let app = LocalApp::new("held");
     let manifest = sleepers(&app, 2, RECORD);
-    let text = std::fs::read_to_string(&manifest).unwrap().replacen(
-        "      replicas: 2\n",
-        "      replicas: 2\n      update: {strategy: OnDelete}\n",
-        1,
-    );
-    std::fs::write(&manifest, &text).unwrap();
+    let text = add_to_part(&manifest, "replicas: 2", "update: {strategy: OnDelete}");
     app.up(&manifest, 73);
     let before = pids(&app, 2);
     let before_revisions: Vec<String> = app
@@ -226,12 +232,7 @@ fn an_apply_whose_supervisor_and_keeper_die_fails_at_once_and_status_shows_membe
     let app = LocalApp::new("orphan");
     let manifest = sleepers(&app, 2, RECORD);
     // After the first member restarts, the rollout waits a minute: the supervisor dies then.
-    let text = std::fs::read_to_string(&manifest).unwrap().replacen(
-        "      replicas: 2\n",
-        "      replicas: 2\n      update: {minReadySeconds: 60}\n",
-        1,
-    );
-    std::fs::write(&manifest, &text).unwrap();
+    let text = add_to_part(&manifest, "replicas: 2", "update: {minReadySeconds: 60}");
     app.up(&manifest, 74);
     let status = |app: &LocalApp| -> serde_json::Value {
         let out = app

@@ -13,9 +13,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use local_common::resp::{Redis, lost_writes};
+use local_common::resp::{Redis, Writes, lost_writes, write_keys};
 use local_common::{LocalApp, REDIS, example, require, wait_until};
 use serde_json::Value;
 
@@ -26,51 +26,6 @@ const MEMBERS: [&str; 3] = ["redis-0", "redis-1", "redis-2"];
 /// The role-following `write` service of the example.
 fn write_service() -> String {
     format!("127.{SLOT}.250.1:6379")
-}
-
-/// What a client writing through the write service saw.
-struct Writes {
-    acked: Vec<u32>,
-    errors: u32,
-    longest_gap: Duration,
-}
-
-/// Writes `key:N` for N = 0, 1, ... through the write service until `stop`, reconnecting after
-/// any error; `progress` counts the acknowledged writes.
-fn write_through_service(stop: &AtomicBool, progress: &AtomicUsize) -> Writes {
-    let mut writes = Writes {
-        acked: Vec::new(),
-        errors: 0,
-        longest_gap: Duration::ZERO,
-    };
-    let mut conn: Option<Redis> = None;
-    let mut last_ack = Instant::now();
-    let mut n = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        if conn.is_none() {
-            conn = Redis::connect(&write_service()).ok();
-        }
-        let key = format!("key:{n}");
-        match conn
-            .as_mut()
-            .map(|c| c.call(&["SET", &key, &n.to_string()]))
-        {
-            Some(Ok((line, _))) if line == "+OK" => {
-                writes.acked.push(n);
-                writes.longest_gap = writes.longest_gap.max(last_ack.elapsed());
-                last_ack = Instant::now();
-                progress.store(writes.acked.len(), Ordering::Relaxed);
-            }
-            _ => {
-                writes.errors += 1;
-                conn = None;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        n += 1;
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    writes
 }
 
 /// The example with a config change and a short `minReadySeconds` (a rollout long enough to
@@ -155,7 +110,10 @@ fn a_killed_supervisor_is_restarted_adopts_its_members_and_finishes_the_rollout(
     let progress = Arc::new(AtomicUsize::new(0));
     let writer = {
         let (stop, progress) = (stop.clone(), progress.clone());
-        std::thread::spawn(move || write_through_service(&stop, &progress))
+        std::thread::spawn(move || {
+            let service = || Redis::connect(&write_service()).ok();
+            write_keys(&stop, &progress, Duration::from_millis(5), service)
+        })
     };
     let acked_by = |n: usize| progress.load(Ordering::Relaxed) >= n;
     wait_until("50 writes through the write service", WAIT, || acked_by(50));

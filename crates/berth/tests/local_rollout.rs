@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use local_common::resp::{Redis, lost_writes};
+use local_common::resp::{Redis, Writes, lost_writes, write_keys};
 use local_common::{LocalApp, REDIS, example, require, wait_until};
 
 const SLOT: u8 = 68;
@@ -33,37 +33,6 @@ fn find_master() -> Option<String> {
         })
         .collect();
     (masters.len() == 1).then(|| masters[0].clone())
-}
-
-/// Writes `key:N` for N = 0, 1, ... until `stop`; returns the acknowledged N and the errors.
-fn write_until(stop: &AtomicBool, progress: &AtomicUsize) -> (Vec<u32>, u32) {
-    let mut acked = Vec::new();
-    let mut errors = 0;
-    let mut conn: Option<Redis> = None;
-    let mut n = 0u32;
-    while !stop.load(Ordering::Relaxed) {
-        if conn.is_none() {
-            conn = find_master().and_then(|m| Redis::connect(&m).ok());
-        }
-        let key = format!("key:{n}");
-        let reply = conn
-            .as_mut()
-            .map(|c| c.call(&["SET", &key, &n.to_string()]));
-        match reply {
-            Some(Ok((line, _))) if line == "+OK" => {
-                acked.push(n);
-                progress.store(acked.len(), Ordering::Relaxed);
-            }
-            _ => {
-                errors += 1;
-                conn = None;
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        n += 1;
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    (acked, errors)
 }
 
 /// The example with a config change, and optionally text inserted after `replicas: 3`.
@@ -115,7 +84,10 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
     let progress = Arc::new(AtomicUsize::new(0));
     let writer = {
         let (stop, progress) = (stop.clone(), progress.clone());
-        std::thread::spawn(move || write_until(&stop, &progress))
+        std::thread::spawn(move || {
+            let master = || find_master().and_then(|m| Redis::connect(&m).ok());
+            write_keys(&stop, &progress, Duration::from_millis(2), master)
+        })
     };
     let acked_by = |n: usize| progress.load(Ordering::Relaxed) >= n;
     wait_until(
@@ -132,7 +104,7 @@ fn role_aware_rollout_switches_over_and_loses_no_write() {
         || acked_by(after_rollout),
     );
     stop.store(true, Ordering::Relaxed);
-    let (acked, errors) = writer.join().unwrap();
+    let Writes { acked, errors, .. } = writer.join().unwrap();
     assert!(acked.len() > 100, "the writer got too few writes through");
 
     // Replicas first, then the switchover, then the old master.

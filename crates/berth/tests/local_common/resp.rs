@@ -3,7 +3,8 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 /// A minimal RESP client: one connection, one command at a time.
 pub struct Redis {
@@ -85,4 +86,57 @@ pub fn lost_writes(conn: &mut Redis, acked: &[u32]) -> Vec<u32> {
             value != Some(n.to_string())
         })
         .collect()
+}
+
+/// What a client writing `key:N` = `N` saw.
+pub struct Writes {
+    /// The N whose write was acknowledged.
+    pub acked: Vec<u32>,
+    /// Failed writes (each followed by a reconnect).
+    pub errors: u32,
+    /// The longest time between two acknowledged writes.
+    pub longest_gap: Duration,
+}
+
+/// Writes `key:N` for N = 0, 1, ... every `every` until `stop`, on the connection `connect`
+/// gives (asked again after any error); `progress` counts the acknowledged writes.
+pub fn write_keys(
+    stop: &AtomicBool,
+    progress: &AtomicUsize,
+    every: Duration,
+    connect: impl Fn() -> Option<Redis>,
+) -> Writes {
+    let mut writes = Writes {
+        acked: Vec::new(),
+        errors: 0,
+        longest_gap: Duration::ZERO,
+    };
+    let mut conn: Option<Redis> = None;
+    let mut last_ack = Instant::now();
+    let mut n = 0u32;
+    while !stop.load(Ordering::Relaxed) {
+        if conn.is_none() {
+            conn = connect();
+        }
+        let key = format!("key:{n}");
+        match conn
+            .as_mut()
+            .map(|c| c.call(&["SET", &key, &n.to_string()]))
+        {
+            Some(Ok((line, _))) if line == "+OK" => {
+                writes.acked.push(n);
+                writes.longest_gap = writes.longest_gap.max(last_ack.elapsed());
+                last_ack = Instant::now();
+                progress.store(writes.acked.len(), Ordering::Relaxed);
+            }
+            _ => {
+                writes.errors += 1;
+                conn = None;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        n += 1;
+        std::thread::sleep(every);
+    }
+    writes
 }
