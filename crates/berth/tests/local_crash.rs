@@ -64,6 +64,19 @@ fn events(app: &LocalApp) -> String {
     std::fs::read_to_string(app.home.path().join("redis/events.log")).unwrap_or_default()
 }
 
+/// The member whose update was in flight when the supervisor was killed: the last `update`
+/// event before the restarted supervisor's first line. The new supervisor updates it again (its
+/// recorded revision is still the old one), so its update event may appear twice; the member
+/// logs prove it was still started only once on the new revision.
+fn interrupted_update(lines: &str) -> &str {
+    let before = lines
+        .split("supervisor restarted: adopted")
+        .next()
+        .unwrap_or_default();
+    let last = before.rsplit("update ").next().unwrap_or_default();
+    last.split(':').next().unwrap_or_default()
+}
+
 /// How often the member's log says the supervisor did `what` (`started pid`, `adopted pid`).
 fn log_count(app: &LocalApp, member: &str, what: &str) -> usize {
     let log = std::fs::read_to_string(app.home.path().join("redis").join(member).join("log"));
@@ -138,6 +151,7 @@ fn a_killed_supervisor_is_restarted_adopts_its_members_and_finishes_the_rollout(
     assert!(output.status.success(), "the apply failed: {stderr}");
     assert_ne!(state(&app)["supervisor_pid"].as_u64(), Some(killed));
     let lines = events(&app);
+    let interrupted = interrupted_update(&lines);
     // 2 or 3: the kill may land between the first member's stop and its start
     assert!(lines.contains("supervisor restarted: adopted "), "{lines}");
     assert!(lines.contains("rollout redis: complete"), "{lines}");
@@ -162,7 +176,12 @@ fn a_killed_supervisor_is_restarted_adopts_its_members_and_finishes_the_rollout(
             "{member}\n{lines}"
         );
         assert!(log_count(&app, member, "adopted pid") <= 1, "{member}");
-        assert!(lines.matches(&format!("update {member}: restart")).count() <= 1);
+        let restarts = lines.matches(&format!("update {member}: restart")).count();
+        let most = if member == interrupted { 2 } else { 1 };
+        assert!(
+            restarts <= most,
+            "{member} restarted {restarts} times\n{lines}"
+        );
     }
 
     keeper_and_supervisor_killed_then_up_adopts(&app, Path::new(&manifest));
