@@ -1,5 +1,5 @@
-//! The commands berth runs inside members: a part's role probe and its topology actions
-//! (switchover, memberJoin, memberLeave). Their words are templates, rendered here once for every
+//! The commands berth runs inside members: a part's role probe, its topology actions
+//! (switchover, memberJoin, memberLeave) and its backup and restore actions. Their words are templates, rendered here once for every
 //! engine with the same variables as config files and container commands (Kubernetes: one
 //! rendering for all members, like the pod template; locally: for the member that runs it).
 //! An action also learns the member it is about through `BERTH_TARGET*` ([`ActionTarget::env`]).
@@ -7,7 +7,7 @@
 use minijinja::Value;
 
 use crate::load::ValidatedApp;
-use crate::spec::{ActionSpec, PartSpec, TopologyState};
+use crate::spec::{ActionSpec, PartSpec, StateSpec};
 use crate::template::{self, TemplateError};
 use crate::topology::{Addressing, MemberRef};
 
@@ -22,15 +22,21 @@ pub enum ExecKind {
     MemberJoin,
     /// `actions.memberLeave.exec`: removes `BERTH_TARGET` from the group.
     MemberLeave,
+    /// `backup.action.exec`: writes a backup of the member's data to stdout.
+    Backup,
+    /// `backup.restore.exec`: reads a backup from stdin into the member's volumes.
+    Restore,
 }
 
 impl ExecKind {
     /// Every kind, in declaration order.
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::RoleProbe,
         Self::Switchover,
         Self::MemberJoin,
         Self::MemberLeave,
+        Self::Backup,
+        Self::Restore,
     ];
 
     /// The command's field path inside a part.
@@ -40,6 +46,8 @@ impl ExecKind {
             Self::Switchover => "state.topology.actions.switchover.exec",
             Self::MemberJoin => "state.topology.actions.memberJoin.exec",
             Self::MemberLeave => "state.topology.actions.memberLeave.exec",
+            Self::Backup => "state.backup.action.exec",
+            Self::Restore => "state.backup.restore.exec",
         }
     }
 
@@ -48,21 +56,28 @@ impl ExecKind {
         format!("spec.parts[{index}].{}[{word}]", self.field())
     }
 
-    /// The unrendered words, when the topology declares this command.
-    pub fn words(self, topology: &TopologyState) -> Option<&[String]> {
+    /// The unrendered words, when the part's state declares this command.
+    pub fn words(self, state: &StateSpec) -> Option<&[String]> {
         match self {
-            Self::RoleProbe => topology.role_probe.as_ref().map(|p| p.exec.as_slice()),
-            _ => self.action(topology).map(|a| a.exec.as_slice()),
+            Self::RoleProbe => state
+                .topology
+                .role_probe
+                .as_ref()
+                .map(|p| p.exec.as_slice()),
+            _ => self.action(state).map(|a| a.exec.as_slice()),
         }
     }
 
     /// The declared action of this kind (with its timeout); `None` for the role probe.
-    pub fn action(self, topology: &TopologyState) -> Option<&ActionSpec> {
+    pub fn action(self, state: &StateSpec) -> Option<&ActionSpec> {
+        let topology = &state.topology;
         match self {
             Self::RoleProbe => None,
             Self::Switchover => topology.switchover(),
             Self::MemberJoin => topology.member_join(),
             Self::MemberLeave => topology.member_leave(),
+            Self::Backup => state.backup.as_ref().map(|b| &b.action),
+            Self::Restore => state.backup.as_ref().map(|b| &b.restore),
         }
     }
 }
@@ -88,7 +103,7 @@ pub fn render(
     kind: ExecKind,
     context: &Value,
 ) -> Result<Option<Vec<String>>, ExecError> {
-    let Some(words) = kind.words(&part.state.topology) else {
+    let Some(words) = kind.words(&part.state) else {
         return Ok(None);
     };
     let render_word = |(k, word): (usize, &String)| {

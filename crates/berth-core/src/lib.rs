@@ -21,6 +21,7 @@
 //! - [`simulate`]: a rollout played through without performing it, for previews.
 //! - [`membership`]: scaling with `memberJoin`/`memberLeave`: the next size and the action first.
 
+pub mod backup;
 pub mod diag;
 pub mod exec;
 pub mod lifecycle;

@@ -556,7 +556,7 @@ fn exec_plans(
     };
     let part = &app.parts()[index];
     let action = |kind: ExecKind| {
-        let spec = kind.action(&part.state.topology);
+        let spec = kind.action(&part.state);
         command(kind).map(|argv| action_plan(spec, argv))
     };
     Ok((

@@ -112,7 +112,7 @@ async fn admitted_size(
         Change::Join { ordinal, run_in } => (ExecKind::MemberJoin, ordinal, run_in),
         Change::Leave { ordinal, run_in } => (ExecKind::MemberLeave, ordinal, run_in),
     };
-    kind.action(&part.state.topology)?;
+    kind.action(&part.state)?;
     let target = roles::action_target(validated, part, subject);
     let runner = pods
         .iter()

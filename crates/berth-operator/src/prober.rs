@@ -173,7 +173,7 @@ pub async fn run_action(
     kind: ExecKind,
     target: &ActionTarget,
 ) -> Result<(), ActionFailure> {
-    let action = kind.action(&app.parts()[index].state.topology);
+    let action = kind.action(&app.parts()[index].state);
     let (Some(action), Some(command)) = (action, rendered(app, index, kind)) else {
         return Err(failure(format!(
             "the part declares no such action ({kind:?})"

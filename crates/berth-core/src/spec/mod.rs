@@ -8,6 +8,7 @@
 // them as duplicated attributes.
 #![allow(clippy::duplicated_attributes)]
 
+mod backup;
 mod part;
 mod policy;
 mod state;
@@ -17,6 +18,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use backup::*;
 pub use part::*;
 pub use policy::*;
 pub use state::*;
@@ -87,6 +89,11 @@ pub struct StatefulAppSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "state::any_objects_schema")]
     pub extra_objects: Vec<serde_json::Value>,
+    /// Creates the app from a backup: every member of the parts that declare `state.backup`
+    /// runs its `restore` action before its first start; the backup's checksum is verified
+    /// first, and no member starts if it does not match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreSource>,
 }
 
 /// The type of a delivery parameter's value.

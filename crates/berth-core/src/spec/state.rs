@@ -10,6 +10,9 @@ pub struct StateSpec {
     /// Per-member volumes that survive restarts and rescheduling.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub persistent: Vec<VolumeSpec>,
+    /// Backups of the persistent state to an S3-compatible store, and how a new app restores one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<super::BackupSpec>,
     /// Config files (templates) and Secret references.
     #[serde(default)]
     pub config: ConfigState,

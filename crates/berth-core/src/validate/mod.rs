@@ -3,6 +3,7 @@
 //! operator's status and the local engine. [`check_kubernetes_objects`] holds the Kubernetes
 //! objects inside the spec (pod templates, extra objects) to their schemas.
 
+mod backup;
 mod part;
 mod state;
 mod strict;
@@ -93,6 +94,7 @@ pub fn validate(app: &StatefulApp) -> Result<(), Diagnostics> {
     }
     check_generated_names(app, &mut c);
     check_extra_objects(app, &mut c);
+    backup::check_restore_from(app, &mut c);
     c.problems.into_result(())
 }
 

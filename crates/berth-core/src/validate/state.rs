@@ -16,6 +16,7 @@ const ACCESS_MODES: [&str; 4] = [
 pub(super) fn check_state(part: &PartSpec, containers: &[String], at: &str, c: &mut Checker) {
     let at = format!("{at}.state");
     check_persistent(part, containers, &at, c);
+    super::backup::check_part_backup(part, &at, c);
     check_config(part, containers, &at, c);
     check_topology(part, &at, c);
     if let Some(session) = &part.state.session {

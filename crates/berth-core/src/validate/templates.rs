@@ -54,7 +54,7 @@ pub fn check_templates(
             check(format!("{at}.local.command[{j}]"), word);
         }
         for kind in ExecKind::ALL {
-            let words = kind.words(&part.state.topology).into_iter().flatten();
+            let words = kind.words(&part.state).into_iter().flatten();
             for (k, word) in words.enumerate() {
                 check(kind.path(i, k), word);
             }

@@ -1,0 +1,319 @@
+//! The bytes of backups: a backup action's output streamed to an S3-compatible repository in
+//! parts (multipart upload), and back, hashed (sha256) on the way, with the backup's manifest
+//! beside it. Both engines use it; which member, which key, what to keep and whether the bytes
+//! match are decided in [`berth_core::backup`].
+//!
+//! Memory stays bounded: at most [`MAX_IN_FLIGHT`] parts of [`PART_SIZE`] are buffered while
+//! uploading, and downloads are written out chunk by chunk as they arrive.
+//!
+//! The client is `object_store` (Apache Arrow's, maintained, used by many data systems): it
+//! speaks S3 with SigV4, path-style or virtual-hosted requests, multipart uploads and retries,
+//! over reqwest with rustls and the `ring` provider (the one the Kubernetes client already
+//! uses, so no second crypto library is built).
+
+use std::sync::Arc;
+
+use berth_core::backup::{Location, Manifest};
+use berth_core::spec::RepositorySpec;
+use futures::StreamExt as _;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart};
+use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+
+/// The size of each uploaded part.
+pub const PART_SIZE: usize = 8 << 20;
+/// Parts uploaded at once; reading the action's output waits while this many are in flight.
+pub const MAX_IN_FLIGHT: usize = 2;
+/// How much is read from the action's output at a time.
+const READ_SIZE: usize = 1 << 20;
+
+/// An S3 access key. Its `Debug` shows only the key id.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The access key id.
+    pub access_key_id: String,
+    /// The secret access key.
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What went wrong talking to the repository or moving the bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The repository's settings do not make a client.
+    #[error("repository {endpoint}: {source}")]
+    Open {
+        /// The endpoint.
+        endpoint: String,
+        /// The client's reason.
+        source: object_store::Error,
+    },
+    /// An object that is not there (or a bucket that is not).
+    #[error("s3://{bucket}/{key} not found (is the bucket right, and was the backup completed?)")]
+    NotFound {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+    },
+    /// A request that failed: unreachable endpoint, wrong credentials, missing bucket.
+    #[error("{op} s3://{bucket}/{key}: {source}")]
+    Request {
+        /// What was being done.
+        op: &'static str,
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// The client's reason.
+        source: object_store::Error,
+    },
+    /// Reading the data to upload (the action's output) failed.
+    #[error("reading the backup's data: {0}")]
+    Read(#[source] std::io::Error),
+    /// Writing downloaded data failed.
+    #[error("writing the downloaded data: {0}")]
+    Write(#[source] std::io::Error),
+    /// A manifest that is not one.
+    #[error("s3://{bucket}/{key} is not a backup manifest: {source}")]
+    Manifest {
+        /// The bucket.
+        bucket: String,
+        /// The key.
+        key: String,
+        /// Why it does not decode.
+        source: serde_json::Error,
+    },
+}
+
+/// Bytes stored or read: how many and their sha256 (lower-case hex).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The number of bytes.
+    pub size: u64,
+    /// Their sha256.
+    pub sha256: String,
+}
+
+/// One bucket of an S3-compatible store.
+#[derive(Clone, Debug)]
+pub struct Repository {
+    store: Arc<dyn ObjectStore>,
+    bucket: String,
+}
+
+impl Repository {
+    /// A client for `bucket` at the spec's endpoint (`bucket` is the spec's, or the one a
+    /// `restoreFrom` URL names).
+    ///
+    /// # Errors
+    /// Settings the client refuses (e.g. an endpoint that is not a URL).
+    pub fn open(
+        spec: &RepositorySpec,
+        bucket: &str,
+        credentials: Option<&Credentials>,
+    ) -> Result<Self, Error> {
+        // reqwest's rustls needs a process-wide provider; another caller may have set one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = AmazonS3Builder::new()
+            .with_endpoint(&spec.endpoint)
+            .with_bucket_name(bucket)
+            .with_region(&spec.region)
+            .with_allow_http(spec.endpoint.starts_with("http://"))
+            .with_virtual_hosted_style_request(!spec.path_style);
+        builder = match credentials {
+            Some(c) => builder
+                .with_access_key_id(&c.access_key_id)
+                .with_secret_access_key(&c.secret_access_key),
+            None => builder.with_skip_signature(true),
+        };
+        let store = builder.build().map_err(|source| Error::Open {
+            endpoint: spec.endpoint.clone(),
+            source,
+        })?;
+        Ok(Self {
+            store: Arc::new(store),
+            bucket: bucket.into(),
+        })
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    fn failed(&self, op: &'static str, key: &str, source: object_store::Error) -> Error {
+        match source {
+            object_store::Error::NotFound { .. } => Error::NotFound {
+                bucket: self.bucket.clone(),
+                key: key.into(),
+            },
+            source => Error::Request {
+                op,
+                bucket: self.bucket.clone(),
+                key: key.into(),
+                source,
+            },
+        }
+    }
+
+    /// Streams `data` to `key` in parts, hashing it on the way. A failed upload is aborted, so
+    /// no partial object is left.
+    ///
+    /// # Errors
+    /// A failed request or read.
+    pub async fn upload(
+        &self,
+        key: &str,
+        data: &mut (impl AsyncRead + Unpin),
+    ) -> Result<Stored, Error> {
+        let path = Path::from(key);
+        let upload = self.store.put_multipart(&path).await;
+        let upload = upload.map_err(|e| self.failed("starting the upload of", key, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        match copy_parts(data, &mut writer).await {
+            Ok(stored) => {
+                writer
+                    .finish()
+                    .await
+                    .map_err(|e| self.failed("completing the upload of", key, e))?;
+                Ok(stored)
+            }
+            Err(failure) => {
+                let _ = writer.abort().await;
+                Err(failure.into_error(self, key))
+            }
+        }
+    }
+
+    /// Streams `key` into `out`, hashing it on the way.
+    ///
+    /// # Errors
+    /// A failed request or write.
+    pub async fn download(
+        &self,
+        key: &str,
+        out: &mut (impl AsyncWrite + Unpin),
+    ) -> Result<Stored, Error> {
+        let path = Path::from(key);
+        let got = self.store.get(&path).await;
+        let mut stream = got
+            .map_err(|e| self.failed("reading", key, e))?
+            .into_stream();
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.failed("reading", key, e))?;
+            hasher.update(&chunk);
+            size += chunk.len() as u64;
+            out.write_all(&chunk).await.map_err(Error::Write)?;
+        }
+        out.flush().await.map_err(Error::Write)?;
+        Ok(Stored {
+            size,
+            sha256: hex(&hasher.finalize()),
+        })
+    }
+
+    /// Writes the backup's manifest (after its data: a manifest means a complete backup).
+    ///
+    /// # Errors
+    /// A failed request.
+    pub async fn put_manifest(&self, at: &Location, manifest: &Manifest) -> Result<(), Error> {
+        let key = at.manifest_key();
+        let json = serde_json::to_vec_pretty(manifest).unwrap_or_default();
+        self.store
+            .put(&Path::from(key.as_str()), PutPayload::from(json))
+            .await
+            .map_err(|e| self.failed("writing", &key, e))?;
+        Ok(())
+    }
+
+    /// Reads the backup's manifest.
+    ///
+    /// # Errors
+    /// No manifest (an incomplete or missing backup), a failed request, or not a manifest.
+    pub async fn manifest(&self, at: &Location) -> Result<Manifest, Error> {
+        let key = at.manifest_key();
+        let path = Path::from(key.as_str());
+        let got = self.store.get(&path).await;
+        let bytes = match got {
+            Ok(got) => got.bytes().await,
+            Err(e) => Err(e),
+        };
+        let bytes = bytes.map_err(|e| self.failed("reading", &key, e))?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Manifest {
+            bucket: self.bucket.clone(),
+            key,
+            source,
+        })
+    }
+
+    /// Deletes a backup: its manifest first (so it is no longer complete), then its data.
+    ///
+    /// # Errors
+    /// A failed request (a missing object is no error).
+    pub async fn delete(&self, at: &Location) -> Result<(), Error> {
+        for key in [at.manifest_key(), at.data_key()] {
+            match self.store.delete(&Path::from(key.as_str())).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.failed("deleting", &key, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why copying into parts stopped.
+enum CopyFailure {
+    Read(std::io::Error),
+    Upload(object_store::Error),
+}
+
+impl CopyFailure {
+    fn into_error(self, repo: &Repository, key: &str) -> Error {
+        match self {
+            Self::Read(e) => Error::Read(e),
+            Self::Upload(e) => repo.failed("uploading", key, e),
+        }
+    }
+}
+
+/// Copies `data` into `writer`'s parts, waiting while [`MAX_IN_FLIGHT`] parts upload.
+async fn copy_parts(
+    data: &mut (impl AsyncRead + Unpin),
+    writer: &mut WriteMultipart,
+) -> Result<Stored, CopyFailure> {
+    let mut buf = vec![0u8; READ_SIZE];
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    loop {
+        let n = data.read(&mut buf).await.map_err(CopyFailure::Read)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+        writer.write(&buf[..n]);
+        let room = writer.wait_for_capacity(MAX_IN_FLIGHT).await;
+        room.map_err(CopyFailure::Upload)?;
+    }
+    Ok(Stored {
+        size,
+        sha256: hex(&hasher.finalize()),
+    })
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
