@@ -9,6 +9,7 @@
 //! - [`wait_until`]: await a condition with a timeout instead of sleeping.
 //! - [`real_nodes`]: the cluster's real nodes (`scripts/testenv up --real-nodes N`), for tests
 //!   that run real containers; they skip without them outside CI and fail in CI.
+//! - [`s3`]: a real S3-compatible server (versitygw over a temporary directory) for backup tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -17,6 +18,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod s3;
 
 /// A running control plane and the kubectl built for it.
 #[derive(Debug)]
@@ -48,9 +51,13 @@ pub fn cluster() -> Option<&'static Cluster> {
     CLUSTER.get_or_init(find_or_start).as_ref()
 }
 
+/// Whether this is a CI run (`CI` set, and not to `false`): there, tests never skip.
+pub(crate) fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+}
+
 fn find_or_start() -> Option<Cluster> {
-    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
-    if !in_ci && std::env::var("BERTH_SKIP_E2E").as_deref() == Ok("1") {
+    if !in_ci() && std::env::var("BERTH_SKIP_E2E").as_deref() == Ok("1") {
         eprintln!("NOTICE: BERTH_SKIP_E2E=1: skipping tests that need a Kubernetes control plane");
         return None;
     }
@@ -257,9 +264,8 @@ pub fn real_nodes(cluster: &Cluster, at_least: usize) -> Option<Vec<String>> {
     if names.len() >= at_least {
         return Some(names);
     }
-    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
     assert!(
-        !in_ci,
+        !in_ci(),
         "CI needs {at_least} real nodes, the cluster has {}: scripts/testenv up --real-nodes {at_least}",
         names.len()
     );

@@ -1,0 +1,245 @@
+//! The test S3 server (versitygw, `berth_testkit::s3`) with the client berth's backups will use
+//! (`object_store`'s AmazonS3, path-style, plain HTTP): a multipart upload of 20 MiB reads back
+//! byte for byte, lists and deletes; a wrong secret key and a missing bucket fail with the errors
+//! berth has to report. Skipped without `scripts/testenv build` outside CI; failing in CI.
+
+use std::time::{Duration, Instant};
+
+use berth_testkit::s3::S3Server;
+use futures::TryStreamExt as _;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path;
+use object_store::{
+    ObjectStore as _, ObjectStoreExt as _, PutPayload, RetryConfig, WriteMultipart,
+};
+use sha2::{Digest as _, Sha256};
+
+const MIB: usize = 1024 * 1024;
+
+/// The size of the uploaded object: four 5 MiB parts (S3's minimum part size) and a smaller last.
+const OBJECT_SIZE: usize = 20 * MIB + 12_345;
+
+/// Starts the server (or skips), printing how long it took to answer.
+fn server() -> Option<S3Server> {
+    let start = Instant::now();
+    let server = S3Server::start_or_skip()?;
+    eprintln!(
+        "versitygw answered on {} after {:?}",
+        server.endpoint(),
+        start.elapsed()
+    );
+    Some(server)
+}
+
+/// A client for `bucket` on `server` signing with `secret_key`, as berth's backups configure it.
+fn client(server: &S3Server, bucket: &str, secret_key: &str) -> AmazonS3 {
+    // installed once per process: reqwest's `rustls-no-provider` needs one, even for plain HTTP
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    AmazonS3Builder::new()
+        .with_endpoint(server.endpoint())
+        .with_allow_http(true)
+        .with_virtual_hosted_style_request(false)
+        .with_access_key_id(server.access_key())
+        .with_secret_access_key(secret_key)
+        .with_region(server.region())
+        .with_bucket_name(bucket)
+        .with_retry(RetryConfig {
+            max_retries: 2,
+            retry_timeout: Duration::from_secs(10),
+            ..RetryConfig::default()
+        })
+        .build()
+        .expect("the S3 client builds")
+}
+
+/// `len` bytes that differ from part to part (a xorshift sequence), so a misplaced part shows.
+fn data(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Uploads `bytes` to `path` in 5 MiB parts, written 1 MiB at a time.
+async fn upload_multipart(store: &AmazonS3, path: &Path, bytes: &[u8]) {
+    let upload = store
+        .put_multipart(path)
+        .await
+        .expect("multipart upload starts");
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, 5 * MIB);
+    for chunk in bytes.chunks(MIB) {
+        writer.wait_for_capacity(2).await.expect("parts upload");
+        writer.write(chunk);
+    }
+    writer.finish().await.expect("multipart upload completes");
+}
+
+/// The paths and sizes under `prefix`, sorted.
+async fn listing(store: &AmazonS3, prefix: &Path) -> Vec<(String, u64)> {
+    let mut found: Vec<(String, u64)> = store
+        .list(Some(prefix))
+        .map_ok(|meta| (meta.location.to_string(), meta.size))
+        .try_collect()
+        .await
+        .expect("the prefix lists");
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn multipart_upload_reads_back_lists_and_deletes() {
+    let Some(server) = server() else { return };
+    server.create_bucket("backups").unwrap();
+    let store = client(&server, "backups", server.secret_key());
+    let prefix = Path::from("app/redis/2026-01-01T00:00:00Z");
+    let (dump, manifest) = (
+        prefix.clone().join("dump.rdb"),
+        prefix.clone().join("manifest.json"),
+    );
+    let bytes = data(OBJECT_SIZE);
+
+    let start = Instant::now();
+    upload_multipart(&store, &dump, &bytes).await;
+    eprintln!("uploaded {OBJECT_SIZE} bytes in {:?}", start.elapsed());
+    store
+        .put(&manifest, PutPayload::from_static(b"{\"members\":3}"))
+        .await
+        .expect("the manifest is written");
+
+    let meta = store.head(&dump).await.expect("the object exists");
+    let etag = meta.e_tag.unwrap_or_default();
+    assert!(
+        etag.ends_with("-5\""),
+        "five parts make a multipart ETag: {etag}"
+    );
+    let read = store.get(&dump).await.unwrap().bytes().await.unwrap();
+    assert_eq!(read.len(), OBJECT_SIZE);
+    assert_eq!(
+        Sha256::digest(&read),
+        Sha256::digest(&bytes),
+        "the object reads back unchanged"
+    );
+    assert_eq!(
+        listing(&store, &prefix).await,
+        [
+            (dump.to_string(), OBJECT_SIZE as u64),
+            (manifest.to_string(), 13)
+        ]
+    );
+    assert_eq!(listing(&store, &Path::from("app/other")).await, []);
+
+    store.delete(&dump).await.expect("the object is deleted");
+    store
+        .delete(&manifest)
+        .await
+        .expect("the manifest is deleted");
+    assert_eq!(listing(&store, &prefix).await, []);
+    let gone = store
+        .get(&dump)
+        .await
+        .expect_err("a deleted object is gone");
+    assert!(
+        matches!(gone, object_store::Error::NotFound { .. }),
+        "{gone}"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_secret_key_is_denied() {
+    let Some(server) = server() else { return };
+    server.create_bucket("backups").unwrap();
+    let store = client(&server, "backups", "not-the-secret");
+    let denied = store
+        .put(&Path::from("x"), PutPayload::from_static(b"x"))
+        .await
+        .expect_err("a wrong secret key is refused");
+    assert!(
+        matches!(denied, object_store::Error::PermissionDenied { .. }),
+        "{denied:?}"
+    );
+    assert!(
+        denied.to_string().contains("SignatureDoesNotMatch"),
+        "{denied}"
+    );
+    let listed = listing_result(&store).await.expect_err("and cannot list");
+    assert_list_error(&listed, "403", "SignatureDoesNotMatch");
+}
+
+#[tokio::test]
+async fn a_missing_bucket_is_not_found() {
+    let Some(server) = server() else { return };
+    let store = client(&server, "no-such-bucket", server.secret_key());
+    let put = store
+        .put(&Path::from("x"), PutPayload::from_static(b"x"))
+        .await
+        .expect_err("no bucket, no upload");
+    assert!(
+        matches!(put, object_store::Error::NotFound { .. }),
+        "{put:?}"
+    );
+    assert!(put.to_string().contains("NoSuchBucket"), "{put}");
+    let listed = listing_result(&store)
+        .await
+        .expect_err("no bucket, no listing");
+    assert_list_error(&listed, "404", "NoSuchBucket");
+}
+
+/// Lists the whole bucket, returning the first error.
+async fn listing_result(store: &AmazonS3) -> object_store::Result<Vec<object_store::ObjectMeta>> {
+    store.list(None).try_collect().await
+}
+
+/// object_store 0.14 maps a failed list request to `Error::Generic` (not `NotFound` or
+/// `PermissionDenied` as for get, put and delete): only its message has the HTTP status and the
+/// S3 error code, so that is what a caller reporting it can go by.
+fn assert_list_error(error: &object_store::Error, status: &str, code: &str) {
+    assert!(
+        matches!(error, object_store::Error::Generic { .. }),
+        "{error:?}"
+    );
+    let message = error.to_string();
+    assert!(
+        message.contains(&format!("status code: {status}")) && message.contains(code),
+        "{message}"
+    );
+}
+
+/// The server holds clients to AWS's rules that berth's uploads must follow, so passing here
+/// means something: parts but the last of at least 5 MiB, and requests signed for its region.
+#[tokio::test]
+async fn parts_under_5_mib_and_another_region_are_refused_as_by_aws() {
+    let Some(server) = server() else { return };
+    server.create_bucket("backups").unwrap();
+    let store = client(&server, "backups", server.secret_key());
+    let upload = store
+        .put_multipart(&Path::from("small-parts"))
+        .await
+        .unwrap();
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, MIB);
+    writer.write(&data(3 * MIB));
+    let small = writer.finish().await.expect_err("1 MiB parts are refused");
+    assert!(small.to_string().contains("EntityTooSmall"), "{small}");
+
+    let other_region = AmazonS3Builder::new()
+        .with_endpoint(server.endpoint())
+        .with_allow_http(true)
+        .with_access_key_id(server.access_key())
+        .with_secret_access_key(server.secret_key())
+        .with_region("us-east-1")
+        .with_bucket_name("backups")
+        .build()
+        .unwrap();
+    let refused = other_region
+        .put(&Path::from("x"), PutPayload::from_static(b"x"))
+        .await
+        .expect_err("a request signed for another region is refused");
+    assert!(
+        refused.to_string().contains("AuthorizationHeaderMalformed"),
+        "{refused}"
+    );
+}
