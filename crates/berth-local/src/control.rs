@@ -40,6 +40,8 @@ pub struct UpOptions {
     pub timeout: Duration,
     /// Sources of Secrets (`--secret NAME=PATH`), added to those saved by earlier `up`s.
     pub secrets: Vec<(String, PathBuf)>,
+    /// `--restore-from`: the backup a new app is restored from (overrides `spec.restoreFrom`).
+    pub restore_from: Option<String>,
 }
 
 /// Runs `app` in `home` and returns once every member is ready.
@@ -61,6 +63,13 @@ pub fn up(
         eprintln!("{notice}");
     }
     save_inputs(home, &name, inputs)?;
+    let restore_from = options.restore_from.as_ref();
+    let restore_from = restore_from.or(app.app.spec.restore_from.as_ref().map(|r| &r.url));
+    if let Some(url) = restore_from
+        && !home.supervisor_running(&name)
+    {
+        crate::backup::restore(home, app, &plans, url)?;
+    }
     let pid = if home.supervisor_running(&name) {
         println!(
             "{name}: supervisor already running (run `berth down {name}` first to apply changes)"

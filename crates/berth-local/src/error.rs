@@ -16,8 +16,10 @@ use berth_core::template::TemplateError;
 
 use crate::slots;
 
+mod backup;
 mod control;
 
+pub use backup::{BackupError, RestoreError};
 pub use control::{ControlError, Missing, Prerequisite, Unready};
 
 /// What can go wrong with a berth home's files and address slots.

@@ -194,6 +194,15 @@ impl Home {
         self.try_lock_file(app, "keeper.lock")
     }
 
+    /// Tries to take the backup lock of `app` (two backups of one app never run at once);
+    /// `None` while another backup holds it.
+    ///
+    /// # Errors
+    /// The lock file cannot be opened.
+    pub fn try_lock_backup(&self, app: &str) -> Result<Option<Flock<File>>, HomeError> {
+        self.try_lock_file(app, "backup.lock")
+    }
+
     fn try_lock_file(&self, app: &str, name: &str) -> Result<Option<Flock<File>>, HomeError> {
         let path = self.file(app, name);
         let file = File::options()

@@ -28,6 +28,7 @@
 //!   (`state.json`) or printed.
 
 pub mod addressing;
+pub mod backup;
 pub mod control;
 pub mod decide;
 pub mod error;

@@ -158,6 +158,11 @@ pub struct MemberPlan {
     pub member_join: Option<ActionPlan>,
     /// The part's memberLeave action, rendered for this member (run when another one leaves).
     pub member_leave: Option<ActionPlan>,
+    /// The part's backup action, rendered for this member (`berth backup`, the schedule).
+    pub backup: Option<ActionPlan>,
+    /// The part's restore action, rendered for this member (before its first start when the
+    /// app is created from a backup).
+    pub restore: Option<ActionPlan>,
     /// Time between the start of a stop (preStop, then the stop signal) and SIGKILL.
     pub grace: Duration,
     /// The signal that stops the member: the container's `lifecycle.stopSignal`, else SIGTERM.
@@ -258,7 +263,7 @@ fn plan_member(
         .map(|p| probe_plan(p, container, part, &render))
         .transpose()?
         .flatten();
-    let (role_probe, [switchover, member_join, member_leave]) =
+    let (role_probe, [switchover, member_join, member_leave, backup, restore]) =
         exec_plans(app, index, member, addressing)?;
     let inits = init_plans(app, part, member, ip, &render)?;
     let stop_signal = stop_signal(container, &name)?;
@@ -282,6 +287,8 @@ fn plan_member(
         switchover,
         member_join,
         member_leave,
+        backup,
+        restore,
         grace: grace(part),
         stop_signal,
         pre_stop: pre_stop(container, &render)?,
@@ -539,7 +546,8 @@ fn probe_plan(
     }))
 }
 
-/// The role probe and the actions (switchover, memberJoin, memberLeave) of `member`, rendered
+/// The role probe and the actions (switchover, memberJoin, memberLeave, backup, restore) of
+/// `member`, rendered
 /// by the core for it (not `$(VAR)` expanded, as on Kubernetes).
 fn exec_plans(
     app: &ValidatedApp,
@@ -565,12 +573,15 @@ fn exec_plans(
             action(ExecKind::Switchover)?,
             action(ExecKind::MemberJoin)?,
             action(ExecKind::MemberLeave)?,
+            action(ExecKind::Backup)?,
+            action(ExecKind::Restore)?,
         ],
     ))
 }
 
-/// A member's role probe (argv and period), and its switchover, memberJoin and memberLeave.
-type ExecPlans = (Option<(Vec<String>, Duration)>, [Option<ActionPlan>; 3]);
+/// A member's role probe (argv and period), and its switchover, memberJoin, memberLeave, backup
+/// and restore actions.
+type ExecPlans = (Option<(Vec<String>, Duration)>, [Option<ActionPlan>; 5]);
 
 /// A topology action with its `argv` (rendered by the core for the member that runs it) and its
 /// timeout.

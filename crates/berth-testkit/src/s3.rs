@@ -230,6 +230,12 @@ impl S3Server {
         })
     }
 
+    /// The file holding object `key` of `bucket` (the posix backend stores each object as a file
+    /// at its key), for tests that damage a stored object behind the server's back.
+    pub fn object_file(&self, bucket: &str, key: &str) -> PathBuf {
+        self.dir.path().join("buckets").join(bucket).join(key)
+    }
+
     /// What the server logged so far (startup messages and errors; requests are not logged).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("versitygw.log")).unwrap_or_default()

@@ -56,6 +56,11 @@ pub enum Command {
     Plan(crate::plan::PlanArgs),
     /// Change the number of members of a part of a local app.
     Scale(crate::local::ScaleArgs),
+    /// Back up a local app now: the part's backup action runs in the member `state.backup.from`
+    /// chooses, and its output streams to the repository with a manifest.
+    Backup(crate::local::BackupArgs),
+    /// List a local app's backups (`-o json` for every field).
+    Backups(crate::local::BackupsArgs),
     /// Show the members of apps run on this machine.
     Status(crate::local::StatusArgs),
     /// Print a local member's output (stdout and stderr).

@@ -25,6 +25,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Apply(args) => crate::local::apply(&args),
         Command::Plan(args) => crate::plan::plan(&args),
         Command::Scale(args) => crate::local::scale(&args),
+        Command::Backup(args) => crate::local::backup(&args),
+        Command::Backups(args) => crate::local::backups(&args),
         Command::Status(args) => crate::local::status(&args),
         Command::Logs(args) => crate::local::logs(&args),
         Command::Down(args) => crate::local::down(&args),

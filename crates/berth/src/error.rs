@@ -34,6 +34,9 @@ pub enum CliError {
     /// The local engine failed (`up`, `apply`, `plan`, `scale`, `status`, `logs`, `down`).
     #[error(transparent)]
     Local(#[from] ControlError),
+    /// A local backup did not run or failed.
+    #[error(transparent)]
+    Backup(#[from] berth_local::error::BackupError),
     /// The local supervisor gave up.
     #[error(transparent)]
     Supervisor(#[from] SupervisorError),

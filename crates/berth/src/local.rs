@@ -39,6 +39,37 @@ pub struct UpArgs {
     /// repeatable, remembered for later `up`s and `apply`s. Only the path is saved.
     #[arg(long = "secret", value_name = "NAME=PATH", value_parser = berth_local::secrets::parse_source)]
     pub secrets: Vec<(String, PathBuf)>,
+    /// Create the app from a backup, `s3://<bucket>/<key>` as `berth backups` shows it: every
+    /// member runs the part's restore action before its first start (overrides
+    /// `spec.restoreFrom`; refused if the app already has data).
+    #[arg(long, value_name = "URL")]
+    pub restore_from: Option<String>,
+}
+
+/// `berth backup`.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// The app.
+    pub app: String,
+    /// The part (default: the only part declaring `state.backup`).
+    #[arg(long)]
+    pub part: Option<String>,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+}
+
+/// `berth backups`.
+#[derive(Args, Debug)]
+pub struct BackupsArgs {
+    /// The app.
+    pub app: String,
+    /// The home.
+    #[command(flatten)]
+    pub home: HomeArgs,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
 }
 
 /// `berth apply`.
@@ -151,6 +182,7 @@ pub fn up(args: &UpArgs) -> Result<(), CliError> {
         slot: args.slot,
         timeout: Duration::from_secs(args.timeout),
         secrets: args.secrets.clone(),
+        restore_from: args.restore_from.clone(),
     };
     Ok(control::up(&home, &inputs, &app, &options)?)
 }
@@ -211,6 +243,44 @@ fn status_table(states: &[AppState]) -> String {
     let mut out = crate::table::render(headers, &rows);
     out.push_str(&control::status_notes(states));
     out
+}
+
+pub fn backup(args: &BackupArgs) -> Result<(), CliError> {
+    let home = home(&args.home)?;
+    let done = berth_local::backup::backup(&home, &args.app, args.part.as_deref())?;
+    println!(
+        "backup {} of {}/{}: {} bytes from {}, sha256 {}\n{}",
+        done.id, args.app, done.part, done.size, done.member, done.sha256, done.url
+    );
+    Ok(())
+}
+
+pub fn backups(args: &BackupsArgs) -> Result<(), CliError> {
+    let records = berth_local::backup::records(&home(&args.home)?, &args.app);
+    if matches!(args.output, Format::Json) {
+        println!("{}", serde_json::to_string_pretty(&records)?);
+        return Ok(());
+    }
+    let headers = [
+        "ID", "PART", "PHASE", "MEMBER", "SIZE", "SHA256", "URL", "ERROR",
+    ];
+    let rows: Vec<[String; 8]> = records
+        .iter()
+        .map(|r| {
+            [
+                r.id.clone(),
+                r.part.clone(),
+                r.phase.clone(),
+                r.member.clone(),
+                r.size.to_string(),
+                r.sha256.chars().take(12).collect(),
+                r.url.clone(),
+                r.error.clone().unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    print!("{}", crate::table::render(headers, &rows));
+    Ok(())
 }
 
 pub fn logs(args: &LogsArgs) -> Result<(), CliError> {

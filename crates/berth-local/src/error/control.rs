@@ -14,6 +14,9 @@ pub enum ControlError {
     /// The app cannot be loaded or planned.
     #[error(transparent)]
     Load(#[from] LoadError),
+    /// The new app could not be restored from its backup; no member was started.
+    #[error(transparent)]
+    Restore(#[from] super::RestoreError),
     /// A file, the slot or the scale of the home cannot be written.
     #[error(transparent)]
     Home(#[from] HomeError),

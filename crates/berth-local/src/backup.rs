@@ -1,0 +1,524 @@
+//! Backups on the local engine: `berth backup APP` runs the part's backup action in the member
+//! the core chooses and streams its stdout to the repository (`berth-backup`); `berth backups`
+//! lists the records kept in `<home>/<app>/backups.json`; `berth up --restore-from URL` (or
+//! `spec.restoreFrom`) restores a new app before any member starts.
+//!
+//! Records are written as the backup goes (`Running`, then `Succeeded` or `Failed` with the
+//! reason), and each outcome is a line in the app's events log. Retention runs after each
+//! successful backup. The repository's credentials come from the Secret source given with
+//! `berth up --secret`, read when needed and never written anywhere.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use berth_backup::{Credentials, Repository, Stored};
+use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest};
+use berth_core::load::ValidatedApp;
+use berth_core::spec::{BackupSpec, PartSpec, RepositorySpec};
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt as _;
+
+use crate::error::{BackupError, HomeError, RestoreError, SecretError};
+use crate::home::{AppState, Home, append_event, write_atomic};
+use crate::plan::{ActionPlan, MemberPlan};
+use crate::{secrets, supervisor};
+
+/// The file (in the app's directory) listing the app's backups.
+pub const RECORDS: &str = "backups.json";
+/// The file (in the app's directory) saying which backup the app was restored from.
+pub const RESTORED: &str = "restored.json";
+
+/// A backup of a local app, as `berth backups` lists it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalBackup {
+    /// The backup's id.
+    pub id: String,
+    /// The part.
+    pub part: String,
+    /// `Running`, `Succeeded` or `Failed`.
+    pub phase: String,
+    /// The member whose action wrote it.
+    pub member: String,
+    /// The app's revision (spec hash) when it was taken.
+    pub revision: String,
+    /// Unix seconds when it started.
+    pub started_at: i64,
+    /// Unix seconds when it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// The data's size in bytes.
+    #[serde(default)]
+    pub size: u64,
+    /// The data's sha256.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sha256: String,
+    /// Where it is: `s3://<bucket>/<key of its directory>`, what `--restore-from` takes.
+    pub url: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The app's backup records, oldest first.
+pub fn records(home: &Home, app: &str) -> Vec<LocalBackup> {
+    std::fs::read_to_string(home.file(app, RECORDS))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+fn save_record(home: &Home, app: &str, record: &LocalBackup) -> Result<(), HomeError> {
+    let mut all = records(home, app);
+    match all
+        .iter_mut()
+        .find(|r| r.id == record.id && r.part == record.part)
+    {
+        Some(old) => *old = record.clone(),
+        None => all.push(record.clone()),
+    }
+    let json = serde_json::to_vec_pretty(&all).unwrap_or_default();
+    write_atomic(&home.file(app, RECORDS), &json)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// The part to back up: the named one, else the only one declaring `state.backup`.
+fn backup_part<'a>(
+    app: &'a ValidatedApp,
+    part: Option<&str>,
+) -> Result<(&'a PartSpec, &'a BackupSpec), BackupError> {
+    let declared = |p: &'a PartSpec| p.state.backup.as_ref().map(|b| (p, b));
+    let mut parts = app.parts().iter().filter_map(declared);
+    let found = match part {
+        Some(name) => parts.find(|(p, _)| p.name == name),
+        None => parts.next(),
+    };
+    found.ok_or_else(|| BackupError::NoBackup {
+        app: app.name(),
+        what: part.map_or("no part".into(), |p| format!("part {p}")),
+    })
+}
+
+/// The access key the repository names, from its Secret's local source.
+fn credentials(
+    home: &Home,
+    app: &str,
+    repo: &RepositorySpec,
+) -> Result<Option<Credentials>, SecretError> {
+    let Some(refs) = &repo.credentials else {
+        return Ok(None);
+    };
+    let name = &refs.secret_name;
+    let sources = secrets::sources(&home.app_dir(app));
+    let source = sources
+        .get(name)
+        .ok_or_else(|| SecretError::Unsourced { name: name.clone() })?;
+    let data = secrets::read(name, source)?;
+    let key = |k: &String| {
+        let value = data.get(k).ok_or_else(|| SecretError::Unsourced {
+            name: format!("{name}` key `{k}"),
+        })?;
+        Ok::<_, SecretError>(String::from_utf8_lossy(value).trim().to_string())
+    };
+    Ok(Some(Credentials {
+        access_key_id: key(&refs.access_key_id_key)?,
+        secret_access_key: key(&refs.secret_access_key_key)?,
+    }))
+}
+
+/// The part's members as a backup sees them.
+fn candidates(state: &AppState, part: &PartSpec, plans: &[MemberPlan]) -> Vec<Candidate> {
+    let writable = |role: &str| {
+        let roles = &part.state.topology.roles;
+        roles.iter().find(|r| r.name == role).map(|r| r.writable)
+    };
+    plans
+        .iter()
+        .filter(|p| p.member.part == part.name)
+        .filter_map(|p| {
+            let m = state.members.iter().find(|m| m.name == p.name)?;
+            Some(Candidate {
+                ordinal: p.member.ordinal,
+                ready: m.ready && m.pid.is_some(),
+                writable: writable(&m.role),
+            })
+        })
+        .collect()
+}
+
+/// Takes a backup of `app` (its part `part`, or the only part declaring one) now.
+///
+/// # Errors
+/// Nothing to back up, the app not running, another backup running, no member able to run
+/// it, or the backup failing (then recorded as `Failed`).
+pub fn backup(home: &Home, app: &str, part: Option<&str>) -> Result<LocalBackup, BackupError> {
+    let (validated, plans) = supervisor::load_saved(home, app)?;
+    let (part, spec) = backup_part(&validated, part)?;
+    let Some(_lock) = home.try_lock_backup(app)? else {
+        return Err(BackupError::Running { app: app.into() });
+    };
+    let state = home
+        .state(app)
+        .ok_or_else(|| BackupError::NotRunning { app: app.into() })?;
+    let chosen = backup::choose_member(spec.from, &candidates(&state, part, &plans));
+    let ordinal = chosen.map_err(|source| BackupError::Choice {
+        app: app.into(),
+        part: part.name.clone(),
+        source,
+    })?;
+    let plan = plans
+        .iter()
+        .find(|p| p.member.part == part.name && p.member.ordinal == ordinal)
+        .ok_or_else(|| BackupError::NotRunning { app: app.into() })?;
+    let repo = Repository::open(
+        &spec.repository,
+        &spec.repository.bucket,
+        credentials(home, app, &spec.repository)?.as_ref(),
+    );
+    let started_at = now();
+    let dir = format!(
+        "{}/{}",
+        backup::part_prefix(&spec.repository, app, &part.name),
+        backup::backup_id(started_at)
+    );
+    let at = Location {
+        bucket: spec.repository.bucket.clone(),
+        dir,
+    };
+    let mut record = LocalBackup {
+        id: at.id().to_string(),
+        part: part.name.clone(),
+        phase: "Running".into(),
+        member: plan.name.clone(),
+        revision: plan.revision.clone(),
+        started_at,
+        finished_at: None,
+        size: 0,
+        sha256: String::new(),
+        url: at.url(),
+        error: None,
+    };
+    save_record(home, app, &record)?;
+    let events = home.file(app, "events.log");
+    append_event(
+        &events,
+        &format!(
+            "backup {} of {}: running in {}",
+            record.id, part.name, plan.name
+        ),
+    );
+    let outcome = match repo {
+        Ok(repo) => run_backup(&repo, &at, plan, app, &record).map(|s| (repo, s)),
+        Err(e) => Err(e.to_string()),
+    };
+    record.finished_at = Some(now());
+    match outcome {
+        Ok((repo, stored)) => {
+            record.phase = "Succeeded".into();
+            record.size = stored.size;
+            record.sha256 = stored.sha256;
+            save_record(home, app, &record)?;
+            append_event(
+                &events,
+                &format!(
+                    "backup {}: succeeded, {} bytes, sha256 {}",
+                    record.id, record.size, record.sha256
+                ),
+            );
+            expire(home, app, &repo, spec, &part.name);
+            Ok(record)
+        }
+        Err(reason) => {
+            record.phase = "Failed".into();
+            record.error = Some(reason.clone());
+            save_record(home, app, &record)?;
+            append_event(&events, &format!("backup {}: failed: {reason}", record.id));
+            Err(BackupError::Failed {
+                app: app.into(),
+                part: part.name.clone(),
+                id: record.id,
+                reason,
+            })
+        }
+    }
+}
+
+/// Runs the backup action and stores its output and manifest; the reason when it fails.
+fn run_backup(
+    repo: &Repository,
+    at: &Location,
+    plan: &MemberPlan,
+    app: &str,
+    record: &LocalBackup,
+) -> Result<Stored, String> {
+    let action = plan
+        .backup
+        .as_ref()
+        .ok_or("the member has no backup action")?;
+    let rt = runtime().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    rt.block_on(async {
+        let stored = stream_action(repo, at, plan, action).await?;
+        let manifest = Manifest {
+            format_version: backup::FORMAT_VERSION,
+            id: record.id.clone(),
+            app: app.into(),
+            part: record.part.clone(),
+            member: plan.name.clone(),
+            revision: plan.revision.clone(),
+            engine: "local".into(),
+            started_at: record.started_at,
+            finished_at: now(),
+            size: stored.size,
+            sha256: stored.sha256.clone(),
+        };
+        repo.put_manifest(at, &manifest)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(stored)
+    })
+}
+
+/// Runs `action` in `plan`'s member with its stdout streamed to the data object; a failed or
+/// timed-out action removes what was stored.
+async fn stream_action(
+    repo: &Repository,
+    at: &Location,
+    plan: &MemberPlan,
+    action: &ActionPlan,
+) -> Result<Stored, String> {
+    let (program, args) = action.argv.split_first().ok_or("empty command")?;
+    let mut child = crate::member::member_command(plan, program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    let mut stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut stderr = child.stderr.take().ok_or("no stderr")?;
+    let errors = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = stderr.read_to_end(&mut text).await;
+        text
+    });
+    let run = async {
+        let stored = repo.upload(&at.data_key(), &mut stdout).await;
+        (stored, child.wait().await)
+    };
+    let outcome = tokio::time::timeout(action.timeout, run).await;
+    let failure = match outcome {
+        Err(_) => format!("timed out after {}s", action.timeout.as_secs()),
+        Ok((Err(e), _)) => e.to_string(),
+        Ok((Ok(stored), Ok(status))) if status.success() => return Ok(stored),
+        Ok((Ok(_), status)) => {
+            let text = errors.await.unwrap_or_default();
+            let tail = berth_core::exec::output_tail(&text, &[]);
+            let code = status.ok().and_then(|s| s.code());
+            format!("the backup action exited with {code:?}: {tail}")
+        }
+    };
+    let _ = repo.delete(at).await;
+    Err(failure)
+}
+
+/// Deletes the part's backups that retention expires (from the repository, then the records).
+fn expire(home: &Home, app: &str, repo: &Repository, spec: &BackupSpec, part: &str) {
+    let all = records(home, app);
+    let mine: Vec<BackupRecord> = all
+        .iter()
+        .filter(|r| r.part == part && r.phase != "Running")
+        .map(|r| BackupRecord {
+            id: r.id.clone(),
+            succeeded: r.phase == "Succeeded",
+            started_at: r.started_at,
+        })
+        .collect();
+    let gone = backup::expired(&mine, &spec.retention, now());
+    if gone.is_empty() {
+        return;
+    }
+    let Ok(rt) = runtime() else { return };
+    let events = home.file(app, "events.log");
+    let mut kept = Vec::new();
+    for r in all {
+        let expired = r.part == part && gone.contains(&r.id);
+        let at = backup::parse_url(&r.url).ok();
+        let deleted = expired && at.is_some_and(|at| rt.block_on(repo.delete(&at)).is_ok());
+        if deleted {
+            append_event(&events, &format!("backup {}: deleted by retention", r.id));
+        } else {
+            kept.push(r);
+        }
+    }
+    let json = serde_json::to_vec_pretty(&kept).unwrap_or_default();
+    let _ = write_atomic(&home.file(app, RECORDS), &json);
+}
+
+/// Restores the new app `app` (planned as `plans`) from the backup at `url` before any member
+/// starts: downloads it once into the app's directory while hashing it, checks it against its
+/// manifest, then runs the part's restore action in each member with the data on stdin.
+/// Does nothing when the app was already restored from it.
+///
+/// # Errors
+/// A member that already has data, a missing or corrupt backup, or a failed restore action;
+/// the member directories it created are removed again.
+pub fn restore(
+    home: &Home,
+    app: &ValidatedApp,
+    plans: &[MemberPlan],
+    url: &str,
+) -> Result<(), RestoreError> {
+    let name = app.name();
+    if home.file(&name, RESTORED).exists() {
+        return Ok(());
+    }
+    let at = backup::parse_url(url)?;
+    let part = restore_part(app, url)?;
+    let members: Vec<&MemberPlan> = plans
+        .iter()
+        .filter(|p| p.member.part == part.name)
+        .collect();
+    if let Some(m) = members.iter().find(|m| m.dir.exists()) {
+        return Err(RestoreError::HasData {
+            url: url.into(),
+            member: m.name.clone(),
+            dir: m.dir.clone(),
+        });
+    }
+    let spec = part
+        .state
+        .backup
+        .as_ref()
+        .ok_or_else(|| RestoreError::NoPart {
+            url: url.into(),
+            why: "no part declares state.backup".into(),
+        })?;
+    let creds = credentials(home, &name, &spec.repository)?;
+    let data = home.file(&name, "restore.data");
+    let result = fetch_and_restore(spec, creds.as_ref(), &at, &data, &members, url);
+    let _ = std::fs::remove_file(&data);
+    if let Err(e) = result {
+        for m in &members {
+            let _ = std::fs::remove_dir_all(&m.dir);
+        }
+        return Err(e);
+    }
+    let marker = serde_json::json!({ "url": url, "at": now() });
+    write_atomic(&home.file(&name, RESTORED), marker.to_string().as_bytes()).map_err(|e| {
+        RestoreError::File {
+            url: url.into(),
+            path: home.file(&name, RESTORED),
+            source: std::io::Error::other(e.to_string()),
+        }
+    })
+}
+
+/// The part a backup restores into: the only one declaring `state.backup`.
+fn restore_part<'a>(app: &'a ValidatedApp, url: &str) -> Result<&'a PartSpec, RestoreError> {
+    let declared: Vec<&PartSpec> = app
+        .parts()
+        .iter()
+        .filter(|p| p.state.backup.is_some())
+        .collect();
+    match declared.as_slice() {
+        [one] => Ok(one),
+        [] => Err(RestoreError::NoPart {
+            url: url.into(),
+            why: "no part declares state.backup".into(),
+        }),
+        _ => Err(RestoreError::NoPart {
+            url: url.into(),
+            why: "more than one part declares state.backup; restoring several parts is not supported yet".into(),
+        }),
+    }
+}
+
+fn fetch_and_restore(
+    spec: &BackupSpec,
+    creds: Option<&Credentials>,
+    at: &Location,
+    data: &Path,
+    members: &[&MemberPlan],
+    url: &str,
+) -> Result<(), RestoreError> {
+    let repo_err = |source| RestoreError::Repository {
+        url: url.into(),
+        source,
+    };
+    let file_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RestoreError::File {
+            url: url.into(),
+            path,
+            source,
+        }
+    };
+    let repo = Repository::open(&spec.repository, &at.bucket, creds).map_err(repo_err)?;
+    let rt = runtime().map_err(RestoreError::Runtime)?;
+    rt.block_on(async {
+        let manifest = repo.manifest(at).await.map_err(repo_err)?;
+        let mut file = tokio::fs::File::create(data)
+            .await
+            .map_err(file_err(data))?;
+        let stored = repo
+            .download(&at.data_key(), &mut file)
+            .await
+            .map_err(repo_err)?;
+        backup::verify(&manifest, stored.size, &stored.sha256).map_err(|source| {
+            RestoreError::Corrupt {
+                url: url.into(),
+                source,
+            }
+        })?;
+        for member in members {
+            restore_member(member, data, url).await?;
+        }
+        Ok(())
+    })
+}
+
+/// Creates the member's directories and files and runs its restore action with the data on
+/// stdin and at `BERTH_RESTORE_FILE`.
+async fn restore_member(plan: &MemberPlan, data: &Path, url: &str) -> Result<(), RestoreError> {
+    let fail = |reason: String| RestoreError::Member {
+        url: url.into(),
+        member: plan.name.clone(),
+        reason,
+    };
+    crate::member::write_member_files(plan).map_err(|e| fail(e.to_string()))?;
+    let action = plan
+        .restore
+        .as_ref()
+        .ok_or_else(|| fail("no restore action".into()))?;
+    let (program, args) = action
+        .argv
+        .split_first()
+        .ok_or_else(|| fail("empty command".into()))?;
+    let stdin = std::fs::File::open(data).map_err(|e| fail(format!("{}: {e}", data.display())))?;
+    let run = crate::member::member_command(plan, program)
+        .args(args)
+        .env("BERTH_RESTORE_FILE", data)
+        .stdin(Stdio::from(stdin))
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(action.timeout, run)
+        .await
+        .map_err(|_| fail(format!("timed out after {}s", action.timeout.as_secs())))?
+        .map_err(|e| fail(format!("cannot run {program}: {e}")))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    let tail = berth_core::exec::output_tail(&output.stderr, &output.stdout);
+    Err(fail(format!("exit {:?}: {tail}", output.status.code())))
+}
