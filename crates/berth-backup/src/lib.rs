@@ -55,7 +55,7 @@ pub enum Error {
         /// The endpoint.
         endpoint: String,
         /// The client's reason.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// An object that is not there (or a bucket that is not).
     #[error("s3://{bucket}/{key} not found (is the bucket right, and was the backup completed?)")]
@@ -75,7 +75,7 @@ pub enum Error {
         /// The key.
         key: String,
         /// The client's reason.
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     /// Reading the data to upload (the action's output) failed.
     #[error("reading the backup's data: {0}")]
@@ -138,7 +138,7 @@ impl Repository {
         };
         let store = builder.build().map_err(|source| Error::Open {
             endpoint: spec.endpoint.clone(),
-            source,
+            source: Box::new(source),
         })?;
         Ok(Self {
             store: Arc::new(store),
@@ -161,7 +161,7 @@ impl Repository {
                 op,
                 bucket: self.bucket.clone(),
                 key: key.into(),
-                source,
+                source: Box::new(source),
             },
         }
     }
