@@ -114,6 +114,22 @@ pub fn backup_id(unix: i64) -> String {
     at.format("%Y%m%dT%H%M%SZ").to_string()
 }
 
+/// A backup id for one started at `unix` seconds that none of `taken` has: [`backup_id`], with
+/// `-2`, `-3`, ... appended when backups start within one second.
+pub fn unique_id(unix: i64, taken: &[&str]) -> String {
+    let base = backup_id(unix);
+    (1..)
+        .map(|n| {
+            if n == 1 {
+                base.clone()
+            } else {
+                format!("{base}-{n}")
+            }
+        })
+        .find(|id| !taken.contains(&id.as_str()))
+        .unwrap_or(base)
+}
+
 /// The key prefix of part `part`'s backups of `app`: `<prefix>/<app>/<part>`.
 pub fn part_prefix(repository: &RepositorySpec, app: &str, part: &str) -> String {
     let prefix = repository.prefix.trim_matches('/');

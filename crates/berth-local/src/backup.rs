@@ -168,37 +168,96 @@ pub fn backup(home: &Home, app: &str, part: Option<&str>) -> Result<LocalBackup,
     let Some(_lock) = home.try_lock_backup(app)? else {
         return Err(BackupError::Running { app: app.into() });
     };
-    let state = home
-        .state(app)
-        .ok_or_else(|| BackupError::NotRunning { app: app.into() })?;
-    let chosen = backup::choose_member(spec.from, &candidates(&state, part, &plans));
+    interrupted(home, app)?;
+    let plan = chosen_member(home, app, part, spec, &plans)?;
+    let creds = credentials(home, app, &spec.repository)?;
+    let repo = Repository::open(&spec.repository, &spec.repository.bucket, creds.as_ref());
+    let (at, mut record) = started(home, app, &part.name, spec, plan);
+    save_record(home, app, &record)?;
+    let events = home.file(app, "events.log");
+    let running = format!(
+        "backup {} of {}: running in {}",
+        record.id, part.name, plan.name
+    );
+    append_event(&events, &running);
+    let outcome = match repo {
+        Ok(repo) => run_backup(&repo, &at, plan, app, &record).map(|s| (repo, s)),
+        Err(e) => Err(e.to_string()),
+    };
+    record.finished_at = Some(now());
+    let (repo, stored) = match outcome {
+        Ok(done) => done,
+        Err(reason) => {
+            record.phase = "Failed".into();
+            record.error = Some(reason.clone());
+            save_record(home, app, &record)?;
+            append_event(&events, &format!("backup {}: failed: {reason}", record.id));
+            let (app, part, id) = (app.into(), part.name.clone(), record.id);
+            return Err(BackupError::Failed {
+                app,
+                part,
+                id,
+                reason,
+            });
+        }
+    };
+    record.phase = "Succeeded".into();
+    (record.size, record.sha256) = (stored.size, stored.sha256);
+    save_record(home, app, &record)?;
+    let done = format!(
+        "backup {}: succeeded, {} bytes, sha256 {}",
+        record.id, record.size, record.sha256
+    );
+    append_event(&events, &done);
+    expire(home, app, &repo, spec, &part.name);
+    Ok(record)
+}
+
+/// The member the core chooses to run the part's backup action, from the app's state.
+fn chosen_member<'a>(
+    home: &Home,
+    app: &str,
+    part: &PartSpec,
+    spec: &BackupSpec,
+    plans: &'a [MemberPlan],
+) -> Result<&'a MemberPlan, BackupError> {
+    let not_running = || BackupError::NotRunning { app: app.into() };
+    let state = home.state(app).ok_or_else(not_running)?;
+    let chosen = backup::choose_member(spec.from, &candidates(&state, part, plans));
     let ordinal = chosen.map_err(|source| BackupError::Choice {
         app: app.into(),
         part: part.name.clone(),
         source,
     })?;
-    let plan = plans
+    plans
         .iter()
         .find(|p| p.member.part == part.name && p.member.ordinal == ordinal)
-        .ok_or_else(|| BackupError::NotRunning { app: app.into() })?;
-    let repo = Repository::open(
-        &spec.repository,
-        &spec.repository.bucket,
-        credentials(home, app, &spec.repository)?.as_ref(),
-    );
+        .ok_or_else(not_running)
+}
+
+/// A new backup's location and its `Running` record.
+fn started(
+    home: &Home,
+    app: &str,
+    part: &str,
+    spec: &BackupSpec,
+    plan: &MemberPlan,
+) -> (Location, LocalBackup) {
     let started_at = now();
-    let dir = format!(
-        "{}/{}",
-        backup::part_prefix(&spec.repository, app, &part.name),
-        backup::backup_id(started_at)
-    );
+    let earlier = records(home, app);
+    let taken: Vec<&str> = earlier
+        .iter()
+        .filter(|r| r.part == part)
+        .map(|r| r.id.as_str())
+        .collect();
+    let prefix = backup::part_prefix(&spec.repository, app, part);
     let at = Location {
         bucket: spec.repository.bucket.clone(),
-        dir,
+        dir: format!("{prefix}/{}", backup::unique_id(started_at, &taken)),
     };
-    let mut record = LocalBackup {
+    let record = LocalBackup {
         id: at.id().to_string(),
-        part: part.name.clone(),
+        part: part.into(),
         phase: "Running".into(),
         member: plan.name.clone(),
         revision: plan.revision.clone(),
@@ -209,49 +268,21 @@ pub fn backup(home: &Home, app: &str, part: Option<&str>) -> Result<LocalBackup,
         url: at.url(),
         error: None,
     };
-    save_record(home, app, &record)?;
-    let events = home.file(app, "events.log");
-    append_event(
-        &events,
-        &format!(
-            "backup {} of {}: running in {}",
-            record.id, part.name, plan.name
-        ),
-    );
-    let outcome = match repo {
-        Ok(repo) => run_backup(&repo, &at, plan, app, &record).map(|s| (repo, s)),
-        Err(e) => Err(e.to_string()),
-    };
-    record.finished_at = Some(now());
-    match outcome {
-        Ok((repo, stored)) => {
-            record.phase = "Succeeded".into();
-            record.size = stored.size;
-            record.sha256 = stored.sha256;
-            save_record(home, app, &record)?;
-            append_event(
-                &events,
-                &format!(
-                    "backup {}: succeeded, {} bytes, sha256 {}",
-                    record.id, record.size, record.sha256
-                ),
-            );
-            expire(home, app, &repo, spec, &part.name);
-            Ok(record)
-        }
-        Err(reason) => {
-            record.phase = "Failed".into();
-            record.error = Some(reason.clone());
-            save_record(home, app, &record)?;
-            append_event(&events, &format!("backup {}: failed: {reason}", record.id));
-            Err(BackupError::Failed {
-                app: app.into(),
-                part: part.name.clone(),
-                id: record.id,
-                reason,
-            })
-        }
+    (at, record)
+}
+
+/// Marks `Running` records as `Failed`: with the backup lock held, none runs, so their
+/// process ended before they did (a supervisor stopped during a scheduled backup).
+fn interrupted(home: &Home, app: &str) -> Result<(), HomeError> {
+    for mut record in records(home, app)
+        .into_iter()
+        .filter(|r| r.phase == "Running")
+    {
+        record.phase = "Failed".into();
+        record.error = Some("interrupted: the process taking it ended".into());
+        save_record(home, app, &record)?;
     }
+    Ok(())
 }
 
 /// Runs the backup action and stores its output and manifest; the reason when it fails.
@@ -363,6 +394,35 @@ fn expire(home: &Home, app: &str, repo: &Repository, spec: &BackupSpec, part: &s
     }
     let json = serde_json::to_vec_pretty(&kept).unwrap_or_default();
     let _ = write_atomic(&home.file(app, RECORDS), &json);
+}
+
+/// How often the supervisor looks at the app's backup schedules.
+const SCHEDULE_TICK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs the app's backup schedules for as long as the supervisor lives (its own thread): when
+/// [`backup::due`] says a part's schedule is due (counting from the part's last backup, or
+/// from now), takes the backup as `berth backup` would. A failed one is recorded and the next
+/// run still happens; one that finds another backup running is skipped.
+pub fn run_schedules(home: &Home, app: &str) {
+    let since = now();
+    loop {
+        std::thread::sleep(SCHEDULE_TICK);
+        let Ok(validated) = supervisor::saved_app(home, app) else {
+            continue;
+        };
+        for part in validated.parts() {
+            let schedule = part.state.backup.as_ref().and_then(|b| b.schedule.as_ref());
+            let Some(schedule) = schedule else { continue };
+            let last = records(home, app)
+                .iter()
+                .filter(|r| r.part == part.name)
+                .map(|r| r.started_at)
+                .max();
+            if backup::due(schedule, last, since, now()).unwrap_or(false) {
+                let _ = self::backup(home, app, Some(&part.name));
+            }
+        }
+    }
 }
 
 /// Restores the new app `app` (planned as `plans`) from the backup at `url` before any member

@@ -353,6 +353,8 @@ async fn run(home: &Home, app: &str, keeper: Option<u32>) -> Result<(), Supervis
     })?;
     let (mut members, adopted) = start_members(home, app, keeper)?;
     let shared = members.shared.clone();
+    let (schedules_home, schedules_app) = (home.clone(), app.to_string());
+    std::thread::spawn(move || crate::backup::run_schedules(&schedules_home, &schedules_app));
     if !adopted.is_empty() {
         let count = adopted.len();
         append_event(

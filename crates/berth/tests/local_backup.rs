@@ -182,3 +182,199 @@ fn refused_restores(server: &S3Server, manifest: &Path, secret: &Path, url: &str
         assert!(app.members().iter().all(|m| m["pid"].is_null()));
     }
 }
+
+/// An app of two `sleep` members with a volume whose backup action is `action` (a shell line
+/// run in the member's directory), whose repository is `server`'s `bucket`, and with `more`
+/// lines in its `backup` (schedule, retention).
+fn sleepers(app: &LocalApp, server: &S3Server, bucket: &str, action: &str, more: &str) -> PathBuf {
+    let (endpoint, region) = (server.endpoint(), server.region());
+    let text = format!(
+        r#"apiVersion: berth.io/v1alpha1
+kind: StatefulApp
+metadata: {{name: sleepers}}
+spec:
+  parts:
+    - name: sleepers
+      replicas: 2
+      template:
+        spec:
+          terminationGracePeriodSeconds: 1
+          containers:
+            - name: main
+              image: example/none:1
+              command: ["/bin/sh", "-c", "exec sleep 100000"]
+      state:
+        persistent:
+          - {{name: data, size: 1Gi, mountPath: /data}}
+        backup:
+          action: {{exec: ["/bin/sh", "-c", "{action}"], timeoutSeconds: 2}}
+          restore: {{exec: ["/bin/sh", "-c", "cat > /dev/null"]}}
+          repository:
+            endpoint: {endpoint}
+            bucket: {bucket}
+            region: {region}
+            pathStyle: true
+            credentials: {{secretName: store}}
+{more}"#
+    );
+    let path = app.home.path().join("sleepers.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `berth backup sleepers`: its exit code and stderr.
+fn backup_sleepers(app: &LocalApp) -> (Option<i32>, String) {
+    let out = app.berth(&["backup", "sleepers"]).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// The reason the newest listed backup failed.
+fn last_failure(app: &LocalApp) -> String {
+    let out = app
+        .berth(&["backups", "sleepers", "-o", "json"])
+        .output()
+        .unwrap();
+    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let last = all.last().expect("a backup record");
+    assert_eq!(last["phase"], "Failed", "{last}");
+    last["error"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn failed_backups_are_recorded_with_their_reason_and_leave_no_object() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    server.create_bucket("failing").unwrap();
+    let app = LocalApp::new("sleepers");
+    let secret = app.home.path().join("store.env");
+    let keys = |secret_key: &str| {
+        format!(
+            "accessKeyId={}\nsecretAccessKey={secret_key}\n",
+            server.access_key()
+        )
+    };
+    std::fs::write(&secret, keys(server.secret_key())).unwrap();
+    let action = "echo partial; exec 1>&-; echo broken >&2; exit 3";
+    let manifest = sleepers(&app, &server, "failing", action, "");
+    let secret_arg = format!("store={}", secret.display());
+    let up = [
+        "up",
+        manifest.to_str().unwrap(),
+        "--slot",
+        "86",
+        "--secret",
+        &secret_arg,
+    ];
+    app.berth(&up).assert().success();
+
+    let (code, stderr) = backup_sleepers(&app);
+    assert_eq!(code, Some(1), "{stderr}");
+    let why = last_failure(&app);
+    assert!(
+        why.contains("exited with Some(3)") && why.contains("broken"),
+        "{why}"
+    );
+
+    std::fs::write(&secret, keys("wrong")).unwrap();
+    let (code, stderr) = backup_sleepers(&app);
+    assert_eq!(code, Some(1), "{stderr}");
+    let why = last_failure(&app);
+    assert!(
+        why.contains("SignatureDoesNotMatch") || why.contains("denied"),
+        "{why}"
+    );
+
+    let bucket = server.object_file("failing", "");
+    let left: Vec<_> = walk(&bucket);
+    assert!(left.is_empty(), "objects left by failed backups: {left:?}");
+    let running = app.members().iter().filter(|m| !m["pid"].is_null()).count();
+    assert_eq!(running, 2, "the app was affected by failed backups");
+    app.berth(&["down", "sleepers"]).assert().success();
+}
+
+#[test]
+fn a_schedule_takes_backups_and_retention_keeps_the_newest_two() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    server.create_bucket("scheduled").unwrap();
+    let app = LocalApp::new("sleepers");
+    let secret = app.home.path().join("store.env");
+    let keys = format!(
+        "accessKeyId={}\nsecretAccessKey={}\n",
+        server.access_key(),
+        server.secret_key()
+    );
+    std::fs::write(&secret, keys).unwrap();
+    let more = "          schedule: {cron: '*/2 * * * * *'}\n          retention: {keepLast: 2}\n";
+    let manifest = sleepers(
+        &app,
+        &server,
+        "scheduled",
+        "echo data of $BERTH_MEMBER",
+        more,
+    );
+    let secret_arg = format!("store={}", secret.display());
+    let up = [
+        "up",
+        manifest.to_str().unwrap(),
+        "--slot",
+        "87",
+        "--secret",
+        &secret_arg,
+    ];
+    app.berth(&up).assert().success();
+    let events = app.home.path().join("sleepers/events.log");
+    let deleted = || {
+        let text = std::fs::read_to_string(&events).unwrap_or_default();
+        text.matches("deleted by retention").count()
+    };
+    let listed = || {
+        let out = app
+            .berth(&["backups", "sleepers", "-o", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<Vec<Value>>(&out.stdout).unwrap()
+    };
+    let manifests = || {
+        let stored = walk(&server.object_file("scheduled", ""));
+        stored
+            .iter()
+            .filter(|p| p.ends_with("manifest.json"))
+            .count()
+    };
+    wait_until("retention deleted two scheduled backups", WAIT, || {
+        deleted() >= 2
+    });
+    wait_until(
+        "two backups kept, in the records and the bucket",
+        WAIT,
+        || {
+            let kept = listed();
+            kept.len() == 2 && kept.iter().all(|b| b["phase"] == "Succeeded") && manifests() == 2
+        },
+    );
+    app.berth(&["down", "sleepers"]).assert().success();
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}

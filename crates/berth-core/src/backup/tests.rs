@@ -60,6 +60,11 @@ fn no_ready_member_or_no_leader_is_an_error() {
 fn ids_sort_by_time_and_urls_round_trip() {
     assert_eq!(backup_id(1_796_004_300), "20261130T020500Z");
     assert!(backup_id(1_000) < backup_id(2_000));
+    let first = backup_id(1_000);
+    let second = format!("{first}-2");
+    assert_eq!(unique_id(1_000, &[]), first);
+    assert_eq!(unique_id(1_000, &[&first]), second);
+    assert_eq!(unique_id(1_000, &[&first, &second]), format!("{first}-3"));
     let repo = RepositorySpec {
         endpoint: "http://127.0.0.1:9000".into(),
         bucket: "b".into(),

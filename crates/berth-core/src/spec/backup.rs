@@ -107,7 +107,8 @@ fn default_secret_access_key_key() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupSchedule {
-    /// Five fields (minute hour day-of-month month day-of-week), e.g. `0 3 * * *`.
+    /// Five fields (minute hour day-of-month month day-of-week), e.g. `0 3 * * *`, or six with
+    /// seconds first (`*/30 * * * * *`).
     pub cron: String,
     /// The IANA time zone the fields are read in, e.g. `Europe/Berlin`.
     #[serde(default = "default_time_zone")]
