@@ -6,7 +6,7 @@
 # Needs the shared test control plane with real nodes running (`scripts/testenv up
 # --real-nodes 2`; it is used, never started or stopped here) and cargo. For each round (default
 # 2) and each update strategy (RoleAware, whose switchover action moves the master before its
-# update, then Ordered: highest ordinal first, the master's pod recreated in place), in a fresh
+# update, then Ordered: highest ordinal first, the master's pod recreated in turn), in a fresh
 # namespace with its own `berth operator` (release build, watching that namespace only):
 #   examples/redis.yaml (3 members, a master and two replicas, real volumes) with the strategy
 #   added, resolved with the delivery values of tools/testenv/testdata/real-node-redis.values.yaml
@@ -22,8 +22,8 @@
 # between acknowledged writes overlapping the rollout, total outage time (each run of failed
 # writes, from the acknowledged write before it to the one after), the rollout duration,
 # acknowledged writes lost, the masters before and after. The rollout's steps (operator events)
-# go to stderr. Namespaces are deleted afterwards. Traffic stays on 127.0.0.1 and the test
-# cluster's own links.
+# and each outage's failures by reply go to stderr. Namespaces are deleted afterwards. Traffic
+# stays on 127.0.0.1 and the test cluster's own links.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
