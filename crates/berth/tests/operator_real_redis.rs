@@ -83,37 +83,11 @@ fn rollout_steps(cluster: &Cluster, ns: &str) -> Vec<String> {
         .collect()
 }
 
-/// A client in its own pod writing `w:<n>` through the `write` Service about every 5 ms on one
-/// connection (bash's /dev/tcp, RESP inline commands; no process per write), reconnecting after
-/// any reply but `+OK` (a refused write, a closed connection, no answer within 2 s), so it
-/// follows the Service to the new master. Prints `ack <n> <unix time>` for every `+OK`, `err <n>
-/// <unix time> <reply>` for anything else, `stopped` once /tmp/stop exists, into /tmp/writes
-/// (read with exec: real pods' logs are not needed), then waits.
-/// A connection kube-proxy sent to a member that is gone gets no answer, and Linux retries a
-/// SYN for about 2 minutes (ICMP unreachable is a soft error): one retry bounds that at ~3 s.
-const WRITER: &str = r#"
-exec >/tmp/writes 2>/dev/null
-echo 1 > /proc/sys/net/ipv4/tcp_syn_retries || { echo "cannot set tcp_syn_retries"; exec sleep infinity; }
-mkfifo /tmp/tick && exec 4<>/tmp/tick
-n=0
-connected=0
-while [ ! -e /tmp/stop ]; do
-  n=$((n + 1))
-  if [ "$connected" = 0 ] && exec 3<>/dev/tcp/redis-write/6379; then connected=1; fi
-  reply=
-  if [ "$connected" = 1 ] && printf 'SET w:%d %d\r\n' "$n" "$n" >&3; then read -r -t 2 reply <&3; fi
-  if [ "$reply" = $'+OK\r' ]; then
-    echo "ack $n $EPOCHREALTIME"
-  else
-    echo "err $n $EPOCHREALTIME ${reply%$'\r'}"
-    [ "$connected" = 1 ] && exec 3<&-
-    connected=0
-  fi
-  read -r -t 0.005 -u 4 || true
-done
-echo stopped
-exec sleep infinity
-"#;
+/// The client of `tools/testenv/testdata/redis-writer.sh` (shared with `bench/real-rollout.sh`):
+/// in its own (privileged) pod it writes `w:<n>` through the `write` Service about every 5 ms on
+/// one connection, reconnecting after any reply but `+OK`, and prints `ack <n> <unix time>` or
+/// `err <n> <unix time> <reply>` per write, `stopped` once /tmp/stop exists, into /tmp/writes.
+const WRITER: &str = include_str!("../../../tools/testenv/testdata/redis-writer.sh");
 
 /// What the writer saw.
 #[derive(Debug)]
