@@ -74,6 +74,28 @@ fn invalid_input_exits_one_with_file_line_and_path() {
 }
 
 #[test]
+fn a_bad_backup_spec_names_each_field_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo().join("examples/redis.yaml")).unwrap();
+    let text = text
+        .replacen("endpoint: http://127.0.0.1:9000", "endpoint: 127.0.0.1:9000", 1)
+        .replacen("bucket: berth-backups", "bucket: Berth_Backups", 1)
+        .replacen("            keepLast: 7\n", "            keepLast: 7\n          schedule: {cron: 'every day', timeZone: Mars/Olympus}\n", 1);
+    let bad = write(dir.path(), "redis.yaml", &text);
+    let out = berth().args(["validate", bad.to_str().unwrap()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "spec.parts[0].state.backup.repository.endpoint: `127.0.0.1:9000` is not an http:// or https:// URL",
+        "spec.parts[0].state.backup.repository.bucket: `Berth_Backups` is not a bucket name",
+        "spec.parts[0].state.backup.schedule.cron: `every day` is not a cron schedule",
+    ] {
+        assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
+    }
+    assert!(stderr.contains("redis.yaml:"), "no file and line:\n{stderr}");
+}
+
+#[test]
 fn a_missing_file_exits_one() {
     berth()
         .args(["validate", "no-such-file.yaml"])
