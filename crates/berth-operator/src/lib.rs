@@ -14,12 +14,15 @@
 //! - `partition`: canary partitions handed to the StatefulSet controller once berth's part is done.
 //! - `membership`: scaling with memberJoin/memberLeave actions, one member at a time.
 //! - `prober`: role probes run in members (`pods/exec`), their results as `berth.io/role` labels.
+//! - `backup`: StatefulAppBackups: each run once in the member the core chooses, its output
+//!   streamed through `pods/exec` to the S3 repository; schedules and retention on a timer.
 //! - `leader`: leader election on a `coordination.k8s.io` Lease.
 //! - `telemetry`: Prometheus metrics, health endpoints, logs.
 //!
 //! Every decision is made in `berth-core` / `berth-k8s` (pure); this crate performs them.
 
 mod apply;
+mod backup;
 mod claims;
 mod leader;
 mod membership;

@@ -257,7 +257,9 @@ async fn exec_outcome(
 
 /// The exit code in an exec's failure status: the `ExitCode` cause a kubelet sends with
 /// `NonZeroExitCode`, else a message ending in `exit status N` (what kwok sends).
-fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status) -> Option<i32> {
+pub(crate) fn exit_code(
+    status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status,
+) -> Option<i32> {
     let cause = status
         .details
         .as_ref()

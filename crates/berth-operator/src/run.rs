@@ -1,5 +1,6 @@
 //! Wiring: the client, telemetry, leader election, and one controller per watched namespace
-//! (or one for the whole cluster), each with its own caches.
+//! (or one for the whole cluster), each with its own caches, and beside each the backup
+//! controller of the same scope (under the same lease).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -194,6 +195,17 @@ async fn run_scope(
         context.stores.pods.clone(),
     );
     let (apps, app) = watch::reflect_apps(&client, ns);
+    let backups = crate::backup::run(
+        client.clone(),
+        namespace.clone(),
+        context.recorder.clone(),
+        context.metrics.clone(),
+        (
+            context.stores.pods.clone(),
+            apps.clone(),
+            context.caches_ready.clone(),
+        ),
+    );
     let controller = Controller::for_stream(app, apps)
         .owns_stream(sts)
         .owns_stream(deploy)
@@ -212,6 +224,7 @@ async fn run_scope(
     tokio::select! {
         () = controller => {}
         () = probes => {}
+        () = backups => {}
     }
 }
 

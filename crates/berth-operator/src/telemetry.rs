@@ -26,6 +26,11 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     phase: String,
 }
@@ -37,6 +42,7 @@ pub struct Metrics {
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
     phases: Family<PhaseLabels, Gauge>,
+    backups: Family<OutcomeLabels, Counter>,
     /// Requests sent to the Kubernetes API.
     pub api_requests: Counter,
     phase_of_app: Mutex<HashMap<String, String>>,
@@ -63,6 +69,12 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register("apps", "StatefulApps by phase", phases.clone());
+        let backups = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "backups",
+            "StatefulAppBackups run to the end, by outcome (succeeded, failed)",
+            backups.clone(),
+        );
         let api_requests = Counter::default();
         registry.register(
             "api_requests",
@@ -75,6 +87,7 @@ impl Default for Metrics {
             errors,
             duration,
             phases,
+            backups,
             api_requests,
             phase_of_app: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
@@ -99,6 +112,14 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts a backup that ended (`succeeded` or `failed`).
+    pub fn backup_finished(&self, outcome: &str) {
+        let labels = OutcomeLabels {
+            outcome: outcome.to_string(),
+        };
+        self.backups.get_or_create(&labels).inc();
     }
 
     /// Records the phase of app `key` (`None` once it is gone).

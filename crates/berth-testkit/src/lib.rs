@@ -176,7 +176,7 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Installs (or updates) the StatefulApp CRD from `deploy/crd.yaml` with server-side apply and
+    /// Installs (or updates) berth's CRDs (StatefulApp, StatefulAppBackup) from `deploy/crd.yaml` with server-side apply and
     /// waits until the API server serves it. (`kubectl wait` right after a create can fail on a
     /// CRD whose status is not written yet, so this polls.)
     pub fn install_crd(&self) {
@@ -187,17 +187,16 @@ impl Cluster {
             &crd,
         );
         let established = r#"jsonpath={.status.conditions[?(@.type=="Established")].status}"#;
-        wait_until(
-            "the StatefulApp CRD to be established",
-            Duration::from_secs(60),
-            || {
-                let out = self.run(
-                    &["get", "crd", "statefulapps.berth.io", "-o", established],
-                    "",
-                );
-                (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-            },
-        );
+        for crd in ["statefulapps.berth.io", "statefulappbackups.berth.io"] {
+            wait_until(
+                &format!("the CRD {crd} to be established"),
+                Duration::from_secs(60),
+                || {
+                    let out = self.run(&["get", "crd", crd, "-o", established], "");
+                    (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+                },
+            );
+        }
     }
 }
 

@@ -78,13 +78,18 @@ fn the_chart_renders_what_deploy_holds() {
 }
 
 #[test]
-fn the_chart_ships_the_generated_crd() {
+fn the_chart_ships_the_generated_crds() {
     let root = repo_root();
-    let chart =
-        std::fs::read_to_string(root.join("charts/berth/crds/statefulapps.berth.io.yaml")).unwrap();
+    let read = |name: &str| std::fs::read_to_string(root.join("charts/berth/crds").join(name));
+    let chart = [
+        read("statefulapps.berth.io.yaml").unwrap(),
+        read("statefulappbackups.berth.io.yaml").unwrap(),
+    ]
+    .join("---\n");
     let deploy = std::fs::read_to_string(root.join("deploy/crd.yaml")).unwrap();
     assert!(
         chart == deploy,
-        "charts/berth/crds is stale: cp deploy/crd.yaml charts/berth/crds/statefulapps.berth.io.yaml"
+        "charts/berth/crds is stale: split deploy/crd.yaml at `---` into \
+         statefulapps.berth.io.yaml and statefulappbackups.berth.io.yaml"
     );
 }

@@ -9,6 +9,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod backup;
+mod backup_resource;
 mod part;
 mod policy;
 mod state;
@@ -19,6 +20,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 pub use backup::*;
+pub use backup_resource::*;
 pub use part::*;
 pub use policy::*;
 pub use state::*;

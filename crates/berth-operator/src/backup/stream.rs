@@ -1,0 +1,105 @@
+//! The bytes of a backup on Kubernetes: the rendered backup action runs in the member's pod
+//! through `pods/exec`, and its stdout, as the API server relays it over the exec stream, goes
+//! straight into the repository's multipart upload (`berth_backup::Repository::upload`): the
+//! operator holds at most the upload's in-flight parts, never the whole backup. Stderr is kept
+//! as a bounded tail for the failure message.
+//!
+//! # Guarantees
+//! A backup that fails (the action exits non-zero, times out, the exec or the upload breaks)
+//! leaves nothing in the repository: the upload is aborted or the stored data deleted.
+
+use std::time::Duration;
+
+use berth_backup::{Repository, Stored};
+use berth_core::backup::Location;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::AttachParams;
+use kube::{Api, Client, ResourceExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+
+/// The most of the action's stderr kept for its failure message.
+const STDERR_TAIL: usize = 16 << 10;
+
+/// Runs `command` in the pod's first container with its stdout streamed to `at`'s data object,
+/// within `timeout`; what was stored, or why it failed (then nothing is left stored).
+pub(super) async fn stream(
+    client: &Client,
+    pod: &Pod,
+    command: Vec<String>,
+    timeout: Duration,
+    repo: &Repository,
+    at: &Location,
+) -> Result<Stored, String> {
+    let outcome = tokio::time::timeout(timeout, exec_into(client, pod, command, repo, at)).await;
+    let failure = match outcome {
+        Ok(Ok(stored)) => return Ok(stored),
+        Ok(Err(why)) => why,
+        Err(_) => format!("timed out after {}s", timeout.as_secs()),
+    };
+    let _ = repo.delete(at).await;
+    Err(failure)
+}
+
+async fn exec_into(
+    client: &Client,
+    pod: &Pod,
+    command: Vec<String>,
+    repo: &Repository,
+    at: &Location,
+) -> Result<Stored, String> {
+    let container = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.clone())
+        .ok_or("the pod has no container")?;
+    let name = pod.name_any();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
+    let params = AttachParams::default()
+        .container(container)
+        .stdin(false)
+        .stdout(true)
+        .stderr(true);
+    let mut process = api
+        .exec(&name, command, &params)
+        .await
+        .map_err(|e| format!("cannot exec in {name}: {e}"))?;
+    let mut stdout = process.stdout().ok_or("the exec has no stdout")?;
+    let errors = process.stderr().map(|s| tokio::spawn(tail(s)));
+    let status = process.take_status();
+    // An upload that fails returns at once: the action, no longer read, is not waited for.
+    let stored = repo
+        .upload(&at.data_key(), &mut stdout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = match status {
+        Some(status) => status.await,
+        None => None,
+    };
+    if status.as_ref().and_then(|s| s.status.as_deref()) == Some("Success") {
+        return Ok(stored);
+    }
+    let stderr = match errors {
+        Some(task) => task.await.unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let message = berth_core::exec::output_tail(&stderr, &[]);
+    let code = status.as_ref().and_then(crate::prober::exit_code);
+    Err(format!("the backup action exited with {code:?}: {message}"))
+}
+
+/// The last [`STDERR_TAIL`] bytes `reader` gives.
+async fn tail(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while let Ok(n) = reader.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        kept.extend_from_slice(&buf[..n]);
+        if kept.len() > STDERR_TAIL {
+            kept.drain(..kept.len() - STDERR_TAIL);
+        }
+    }
+    kept
+}
