@@ -43,6 +43,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let secs = began.elapsed().as_secs_f64();
     let mib = stored.size as f64 / f64::from(1 << 20);
-    println!("{way} {} bytes in {secs:.2}s: {:.1} MiB/s", stored.size, mib / secs);
+    println!(
+        "{way} {} bytes in {secs:.2}s: {:.1} MiB/s",
+        stored.size,
+        mib / secs
+    );
     Ok(())
 }

@@ -82,7 +82,10 @@ fn a_bad_backup_spec_names_each_field_and_line() {
         .replacen("bucket: berth-backups", "bucket: Berth_Backups", 1)
         .replacen("            keepLast: 7\n", "            keepLast: 7\n          schedule: {cron: 'every day', timeZone: Mars/Olympus}\n", 1);
     let bad = write(dir.path(), "redis.yaml", &text);
-    let out = berth().args(["validate", bad.to_str().unwrap()]).output().unwrap();
+    let out = berth()
+        .args(["validate", bad.to_str().unwrap()])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     for expected in [
@@ -90,9 +93,15 @@ fn a_bad_backup_spec_names_each_field_and_line() {
         "spec.parts[0].state.backup.repository.bucket: `Berth_Backups` is not a bucket name",
         "spec.parts[0].state.backup.schedule.cron: `every day` is not a cron schedule",
     ] {
-        assert!(stderr.contains(expected), "missing `{expected}` in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing `{expected}` in:\n{stderr}"
+        );
     }
-    assert!(stderr.contains("redis.yaml:"), "no file and line:\n{stderr}");
+    assert!(
+        stderr.contains("redis.yaml:"),
+        "no file and line:\n{stderr}"
+    );
 }
 
 #[test]

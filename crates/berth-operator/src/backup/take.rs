@@ -50,12 +50,14 @@ pub(super) async fn take(ctx: &BackupContext, backup: &StatefulAppBackup) -> Res
     };
     let started_at = now();
     let repository = &plan.spec.repository;
+    let taken = taken_ids(ctx, &namespace, &backup.spec.app).await;
+    let taken: Vec<&str> = taken.iter().map(String::as_str).collect();
     let at = Location {
         bucket: repository.bucket.clone(),
         dir: format!(
             "{}/{}",
             backup::part_prefix(repository, &plan.app.name(), &plan.part),
-            backup::backup_id(started_at)
+            backup::unique_id(started_at, &taken)
         ),
     };
     let member = plan.pod.name_any();
@@ -75,6 +77,22 @@ pub(super) async fn take(ctx: &BackupContext, backup: &StatefulAppBackup) -> Res
         Ok(stored) => succeed(ctx, backup, status, &stored, at.id()).await,
         Err(reason) => fail(ctx, backup, status, reason).await,
     }
+}
+
+/// The ids of the app's other backups (from their status), so two started within one second
+/// get different ids ([`backup::unique_id`]); none if they cannot be listed.
+async fn taken_ids(ctx: &BackupContext, namespace: &str, app: &str) -> Vec<String> {
+    let api: Api<StatefulAppBackup> = Api::namespaced(ctx.client.clone(), namespace);
+    let Ok(list) = api.list(&Default::default()).await else {
+        return Vec::new();
+    };
+    list.items
+        .iter()
+        .filter(|b| b.spec.app == app)
+        .filter_map(|b| b.status.as_ref()?.url.as_deref())
+        .filter_map(|url| backup::parse_url(url).ok())
+        .map(|at| at.id().to_string())
+        .collect()
 }
 
 /// The app, part, member and command of `backup`, or why it cannot run.
