@@ -1,4 +1,5 @@
 //! End to end: backup and restore of examples/etcd.yaml on the local engine with Debian's etcd
+//! (its own `PATH`, without the test control plane's etcd 3.6)
 //! and a real S3-compatible server (versitygw on 127.0.0.1). 10,000 keys are written, `berth
 //! backup` streams a follower's snapshot to the bucket, 1,000 more keys are written, and a new
 //! app started with `--restore-from` forms a healthy cluster holding exactly the first 10,000
@@ -153,6 +154,15 @@ fn manifest_for(server: &S3Server, dir: &Path) -> (PathBuf, PathBuf) {
     (manifest, secret)
 }
 
+/// `PATH` without the test control plane's binaries (scripts/test puts them first, and its
+/// etcdctl 3.6 cannot restore a snapshot), so members run Debian's etcd and etcdctl.
+fn debian_path() -> String {
+    let path = std::env::var("PATH").unwrap_or_default();
+    let testenv = std::env::var("BERTH_TESTENV_BIN").unwrap_or_default();
+    let keep = |dir: &&str| testenv.is_empty() || *dir != testenv;
+    path.split(':').filter(keep).collect::<Vec<_>>().join(":")
+}
+
 fn up(app: &LocalApp, manifest: &Path, secret: &Path, slot: u8, more: &[&str]) {
     let secret = format!("etcd-backup={}", secret.display());
     let slot = slot.to_string();
@@ -165,7 +175,11 @@ fn up(app: &LocalApp, manifest: &Path, secret: &Path, slot: u8, more: &[&str]) {
         &secret,
     ];
     args.extend_from_slice(more);
-    let out = app.berth(&args).output().unwrap();
+    let out = app
+        .berth(&args)
+        .env("PATH", debian_path())
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -192,7 +206,8 @@ fn an_etcd_backup_restores_into_a_new_cluster_with_exactly_its_keys() {
             keys(&member(88, ordinal)).is_some_and(|k| k.len() == FIRST as usize)
         });
     }
-    let out = source.berth(&["backup", "etcd"]).output().unwrap();
+    let mut backup = source.berth(&["backup", "etcd"]);
+    let out = backup.env("PATH", debian_path()).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
