@@ -124,7 +124,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   # root lacks CAP_SYS_RESOURCE here: runc must not lower oom_score_adj below ours
   restrict_oom_score_adj = true
   disable_apparmor = true
-  # pod netns under the state dir, not the host's /run/netns: `down` unmounts them with the rest
+  # pod netns under the state dir, not the host's /run/netns: "down" unmounts them with the rest
   # of $NODES_DIR even when containerd was killed before it could remove its pods
   netns_mounts_under_state_dir = true
   stream_server_address = "127.0.0.1"
