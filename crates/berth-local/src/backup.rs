@@ -139,10 +139,6 @@ fn credentials(
 
 /// The part's members as a backup sees them.
 fn candidates(state: &AppState, part: &PartSpec, plans: &[MemberPlan]) -> Vec<Candidate> {
-    let writable = |role: &str| {
-        let roles = &part.state.topology.roles;
-        roles.iter().find(|r| r.name == role).map(|r| r.writable)
-    };
     plans
         .iter()
         .filter(|p| p.member.part == part.name)
@@ -151,7 +147,7 @@ fn candidates(state: &AppState, part: &PartSpec, plans: &[MemberPlan]) -> Vec<Ca
             Some(Candidate {
                 ordinal: p.member.ordinal,
                 ready: m.ready && m.pid.is_some(),
-                writable: writable(&m.role),
+                writable: part.state.topology.is_writable(&m.role),
             })
         })
         .collect()

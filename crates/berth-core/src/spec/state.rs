@@ -371,6 +371,14 @@ impl TopologyState {
     pub fn role_names(&self) -> Vec<&str> {
         self.roles.iter().map(|r| r.name.as_str()).collect()
     }
+
+    /// Whether role `role` is writable; `None` when the part declares no such role.
+    pub fn is_writable(&self, role: &str) -> Option<bool> {
+        self.roles
+            .iter()
+            .find(|r| r.name == role)
+            .map(|r| r.writable)
+    }
 }
 
 // ---------------------------------------------------------------- session

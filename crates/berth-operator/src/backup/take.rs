@@ -163,8 +163,7 @@ fn chosen_pod(
     };
     let writable = |pod: &Pod| {
         let role = pod.labels().get(names::LABEL_ROLE)?;
-        let roles = &part.state.topology.roles;
-        roles.iter().find(|r| &r.name == role).map(|r| r.writable)
+        part.state.topology.is_writable(role)
     };
     let candidates: Vec<Candidate> = pods
         .iter()
