@@ -33,6 +33,7 @@ pub mod path;
 pub mod phase;
 pub mod preview;
 pub mod quantity;
+pub mod restore;
 pub mod rollout;
 pub mod simulate;
 pub mod source;

@@ -96,6 +96,11 @@ fn template_hash(template: &PodTemplateSpec) -> String {
         for container in &mut spec.containers {
             container.image = None;
         }
+        // The restore's init container runs the main image; it is over once the pod started.
+        let restore = spec.init_containers.iter_mut().flatten();
+        for container in restore.filter(|c| c.name == crate::restore::INIT_CONTAINER) {
+            container.image = None;
+        }
     }
     let text = serde_json::to_string(&without_images).unwrap_or_default();
     berth_core::load::short_digest([text.as_bytes()])

@@ -33,6 +33,7 @@ pub mod prune;
 pub mod reference;
 pub mod render;
 pub mod render_dir;
+pub mod restore;
 pub mod roles;
 pub mod rollout;
 mod services;

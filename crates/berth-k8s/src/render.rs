@@ -131,6 +131,9 @@ fn render_part(
         files: &files,
         context: &context,
     })?;
+    if mode == Mode::Operator && restores(app, index) {
+        crate::restore::add_init_container(&mut pod, part);
+    }
     if wants_in_place(part, mode) {
         crate::inplace::prepare_template(&mut pod);
     }
@@ -143,6 +146,13 @@ fn render_part(
         out.push(to_value(&pdb)?);
     }
     Ok(out)
+}
+
+/// Whether part `index` is restored from `spec.restoreFrom` (its members wait for the
+/// operator's restore before their first start).
+fn restores(app: &ValidatedApp, index: usize) -> bool {
+    app.app.spec.restore_from.is_some()
+        && berth_core::restore::restore_part(app).is_ok_and(|(i, _, _)| i == index)
 }
 
 /// The part's ConfigMaps (its config files; for a StatefulSet its topology) and, for a

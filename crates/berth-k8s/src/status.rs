@@ -10,7 +10,8 @@ use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::phase::{self, Health, Phase};
 use berth_core::spec::{
-    Condition, MemberStatus, PartSpec, PartStatus, StatefulAppStatus, StatusSummary, WorkloadKind,
+    Condition, MemberStatus, PartSpec, PartStatus, RestorePhase, RestoreStatus, StatefulAppStatus,
+    StatusSummary, WorkloadKind,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::Pod;
@@ -35,6 +36,8 @@ pub struct Observed {
     pub lifecycle: BTreeMap<String, PartLifecycle>,
     /// The phase the app's status showed before this reconcile.
     pub previous_phase: Option<Phase>,
+    /// The restore from `spec.restoreFrom`, as the operator knows it.
+    pub restore: Option<RestoreStatus>,
 }
 
 /// What the core's lifecycle ([`berth_core::lifecycle::decide`]) said of a StatefulSet part.
@@ -123,6 +126,7 @@ pub fn compute(
         summary: Some(summary(app, &parts, &desired)),
         parts,
         extra_objects: Vec::new(),
+        restore: observed.restore.clone(),
     }
 }
 
@@ -215,6 +219,7 @@ pub fn invalid(generation: Option<i64>, messages: &str) -> StatefulAppStatus {
         }),
         parts: Vec::new(),
         extra_objects: Vec::new(),
+        restore: None,
     }
 }
 
@@ -502,6 +507,15 @@ fn degraded(app: &ValidatedApp, observed: &Observed, now: Timestamp) -> Option<(
             format!("unready past the progress deadline: {}", stuck.join(", "))
         };
         messages.push(format!("{}: {message}", part.name));
+    }
+    let failed = |r: &&RestoreStatus| r.phase == RestorePhase::Failed;
+    if let Some(restore) = observed.restore.as_ref().filter(failed) {
+        reason = "RestoreFailed";
+        let why = restore.message.as_deref().unwrap_or_default();
+        messages.push(format!(
+            "{}: restore from {}: {why}",
+            restore.part, restore.url
+        ));
     }
     (!messages.is_empty()).then(|| (reason.to_string(), messages.join("; ")))
 }

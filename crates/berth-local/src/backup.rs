@@ -14,6 +14,7 @@ use std::process::Stdio;
 use berth_backup::{Credentials, Repository, Stored};
 use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest};
 use berth_core::load::ValidatedApp;
+use berth_core::restore;
 use berth_core::spec::{BackupSpec, PartSpec, RepositorySpec};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
@@ -440,7 +441,10 @@ pub fn restore(
         return Ok(());
     }
     let at = backup::parse_url(url)?;
-    let part = restore_part(app, url)?;
+    let (_, part, spec) = restore::restore_part(app).map_err(|source| RestoreError::NoPart {
+        url: url.into(),
+        source,
+    })?;
     let members: Vec<&MemberPlan> = plans
         .iter()
         .filter(|p| p.member.part == part.name)
@@ -452,14 +456,6 @@ pub fn restore(
             dir: m.dir.clone(),
         });
     }
-    let spec = part
-        .state
-        .backup
-        .as_ref()
-        .ok_or_else(|| RestoreError::NoPart {
-            url: url.into(),
-            why: "no part declares state.backup".into(),
-        })?;
     let creds = credentials(home, &name, &spec.repository)?;
     let data = home.file(&name, "restore.data");
     let result = fetch_and_restore(spec, creds.as_ref(), &at, &data, &members, url);
@@ -478,26 +474,6 @@ pub fn restore(
             source: std::io::Error::other(e.to_string()),
         }
     })
-}
-
-/// The part a backup restores into: the only one declaring `state.backup`.
-fn restore_part<'a>(app: &'a ValidatedApp, url: &str) -> Result<&'a PartSpec, RestoreError> {
-    let declared: Vec<&PartSpec> = app
-        .parts()
-        .iter()
-        .filter(|p| p.state.backup.is_some())
-        .collect();
-    match declared.as_slice() {
-        [one] => Ok(one),
-        [] => Err(RestoreError::NoPart {
-            url: url.into(),
-            why: "no part declares state.backup".into(),
-        }),
-        _ => Err(RestoreError::NoPart {
-            url: url.into(),
-            why: "more than one part declares state.backup; restoring several parts is not supported yet".into(),
-        }),
-    }
 }
 
 fn fetch_and_restore(

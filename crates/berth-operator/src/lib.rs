@@ -30,6 +30,7 @@ mod partition;
 pub mod preview;
 mod prober;
 mod reconcile;
+mod restore;
 mod rollout;
 mod run;
 mod telemetry;

@@ -54,6 +54,8 @@ pub struct Context {
     pub switchovers: Mutex<HashMap<String, Option<SwitchoverRecord>>>,
     /// Part sizes admitted after membership actions.
     pub admitted: crate::membership::Admitted,
+    /// The apps' restores from backups, as this process last knew them.
+    pub restores: Arc<crate::restore::Restores>,
 }
 
 /// Requeue interval of a converged app: a safety net; changes arrive through watches.
@@ -181,6 +183,8 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     prune_leftovers(app, ctx, &desired, &namespace).await?;
     let mut observed = observe(ctx, &validated);
     observed.applied_generations = applied_generations;
+    observed.restore = crate::restore::drive(app, ctx, &validated, &observed.pods).await?;
+    let restoring = crate::restore::running(observed.restore.as_ref());
     let (rolling, lifecycles) =
         crate::rollout::roll_members(app, ctx, &validated, &objects, &observed).await?;
     observed.lifecycle = lifecycles;
@@ -194,7 +198,7 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     new.extra_objects = applied_extras(&validated, &objects);
     let converged = new.phase.as_deref() == Some(Phase::Ready.as_str());
     write_status(app, ctx, new).await?;
-    Ok(Action::requeue(match (converged, rolling) {
+    Ok(Action::requeue(match (converged, rolling || restoring) {
         (_, true) => ROLLING,
         (true, false) => RESYNC,
         (false, false) => CONVERGING,
@@ -645,7 +649,11 @@ async fn write_status(app: &StatefulApp, ctx: &Context, mut new: StatefulAppStat
     }
     let api: Api<StatefulApp> =
         Api::namespaced(ctx.client.clone(), &app.namespace().unwrap_or_default());
-    let patch = json!({ "status": new });
+    // `restore` is written by the restore's own steps only (`crate::restore`).
+    let mut patch = json!({ "status": new });
+    if let Some(status) = patch["status"].as_object_mut() {
+        status.remove("restore");
+    }
     api.patch_status(
         &app.name_any(),
         &PatchParams::default(),

@@ -254,5 +254,6 @@ fn context(
         prober: Default::default(),
         switchovers: Default::default(),
         admitted: Default::default(),
+        restores: Default::default(),
     })
 }

@@ -11,32 +11,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_testkit::s3::S3Server;
+use local_common::backup::{dbsize, example_files};
 use local_common::resp::Redis;
-use local_common::{LocalApp, REDIS, example, require, wait_until};
+use local_common::{LocalApp, REDIS, require, wait_until};
 use serde_json::Value;
 
 const BUCKET: &str = "berth-backups";
 const WAIT: Duration = Duration::from_secs(60);
 const FIRST: u32 = 10_000;
 const MORE: u32 = 1_000;
-
-/// The example pointed at `server`, and the Secret file with its access key.
-fn manifest_for(server: &S3Server, dir: &Path) -> (PathBuf, PathBuf) {
-    let text = std::fs::read_to_string(example("redis.yaml")).unwrap();
-    let text = text.replacen("http://127.0.0.1:9000", &server.endpoint(), 1);
-    let region = format!("pathStyle: true\n            region: {}", server.region());
-    let text = text.replacen("pathStyle: true", &region, 1);
-    let manifest = dir.join("redis.yaml");
-    std::fs::write(&manifest, text).unwrap();
-    let secret = dir.join("backup.env");
-    let creds = format!(
-        "accessKeyId={}\nsecretAccessKey={}\n",
-        server.access_key(),
-        server.secret_key()
-    );
-    std::fs::write(&secret, creds).unwrap();
-    (manifest, secret)
-}
 
 /// `berth up` with the backup credentials and more arguments, returning the command's output.
 fn up(
@@ -62,16 +45,6 @@ fn up(
 
 fn member_addr(slot: u8, ordinal: u8) -> String {
     format!("127.{slot}.1.{}:6379", ordinal + 1)
-}
-
-fn dbsize(addr: &str) -> Option<u64> {
-    let mut conn = Redis::connect(addr).ok()?;
-    conn.call(&["DBSIZE"])
-        .ok()?
-        .0
-        .trim_start_matches(':')
-        .parse()
-        .ok()
 }
 
 fn write(addr: &str, keys: std::ops::Range<u32>) {
@@ -102,7 +75,7 @@ fn a_backup_restores_into_a_new_app_with_exactly_its_keys() {
     };
     server.create_bucket(BUCKET).unwrap();
     let files = tempfile::tempdir().unwrap();
-    let (manifest, secret) = manifest_for(&server, files.path());
+    let (manifest, secret) = example_files(&server, "redis.yaml", files.path());
 
     let source = LocalApp::new("redis");
     assert!(up(&source, &manifest, &secret, 83, &[]).status.success());

@@ -13,11 +13,12 @@ mod local_common;
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use berth_testkit::s3::S3Server;
-use local_common::{LocalApp, example, require, wait_until};
+use local_common::backup::example_files;
+use local_common::{LocalApp, require, wait_until};
 use serde_json::{Value, json};
 
 const BUCKET: &str = "berth-backups";
@@ -136,24 +137,6 @@ fn expected() -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The example pointed at `server`, and the Secret file with its access key.
-fn manifest_for(server: &S3Server, dir: &Path) -> (PathBuf, PathBuf) {
-    let text = std::fs::read_to_string(example("etcd.yaml")).unwrap();
-    let text = text.replacen("http://127.0.0.1:9000", &server.endpoint(), 1);
-    let region = format!("pathStyle: true\n            region: {}", server.region());
-    let text = text.replacen("pathStyle: true", &region, 1);
-    let manifest = dir.join("etcd.yaml");
-    std::fs::write(&manifest, text).unwrap();
-    let secret = dir.join("backup.env");
-    let creds = format!(
-        "accessKeyId={}\nsecretAccessKey={}\n",
-        server.access_key(),
-        server.secret_key()
-    );
-    std::fs::write(&secret, creds).unwrap();
-    (manifest, secret)
-}
-
 /// `PATH` without the test control plane's binaries (scripts/test puts them first, and its
 /// etcdctl 3.6 cannot restore a snapshot), so members run Debian's etcd and etcdctl.
 fn debian_path() -> String {
@@ -197,7 +180,7 @@ fn an_etcd_backup_restores_into_a_new_cluster_with_exactly_its_keys() {
     };
     server.create_bucket(BUCKET).unwrap();
     let files = tempfile::tempdir().unwrap();
-    let (manifest, secret) = manifest_for(&server, files.path());
+    let (manifest, secret) = example_files(&server, "etcd.yaml", files.path());
     let source = LocalApp::new("etcd");
     up(&source, &manifest, &secret, 88, &[]);
     put(&member(88, 0), 0..FIRST);

@@ -11,11 +11,12 @@
 mod local_common;
 mod operator_common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use berth_testkit::real_nodes;
 use berth_testkit::s3::S3Server;
+use local_common::backup::{dbsize, example_files};
 use local_common::resp::Redis;
 use local_common::{LocalApp, REDIS, require};
 use operator_common::real::*;
@@ -148,27 +149,10 @@ fn assert_stored(server: &S3Server, status: &Value) {
     assert_eq!(manifest["size"], status["size"]);
 }
 
-/// The example as `berth up` reads it, pointed at `server`, and the Secret file for `--secret`.
-fn local_files(server: &S3Server, dir: &Path) -> (PathBuf, PathBuf) {
-    let text = std::fs::read_to_string(repo_root().join("examples/redis.yaml")).unwrap();
-    let text = text.replacen("http://127.0.0.1:9000", &server.endpoint(), 1);
-    let region = format!("pathStyle: true\n            region: {}", server.region());
-    let manifest = dir.join("redis.yaml");
-    std::fs::write(&manifest, text.replacen("pathStyle: true", &region, 1)).unwrap();
-    let secret = dir.join("backup.env");
-    let creds = format!(
-        "accessKeyId={}\nsecretAccessKey={}\n",
-        server.access_key(),
-        server.secret_key()
-    );
-    std::fs::write(&secret, creds).unwrap();
-    (manifest, secret)
-}
-
 /// `berth up --restore-from url` on this machine: every member serves exactly the keys.
 fn restore_locally(server: &S3Server, url: &str) -> Duration {
     let dir = tempfile::tempdir().unwrap();
-    let (manifest, secret) = local_files(server, dir.path());
+    let (manifest, secret) = example_files(server, "redis.yaml", dir.path());
     let local = LocalApp::new("redis");
     let started = Instant::now();
     let secret = format!("redis-backup={}", secret.display());
@@ -210,16 +194,6 @@ fn restore_locally(server: &S3Server, url: &str) -> Duration {
     }
     local.down();
     took
-}
-
-fn dbsize(addr: &str) -> Option<u64> {
-    let mut conn = Redis::connect(addr).ok()?;
-    conn.call(&["DBSIZE"])
-        .ok()?
-        .0
-        .trim_start_matches(':')
-        .parse()
-        .ok()
 }
 
 /// A backup with a wrong secret key fails with the server's reason; the app stays Ready.

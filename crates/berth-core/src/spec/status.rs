@@ -25,9 +25,67 @@ pub struct StatefulAppStatus {
     /// The extra objects last applied, so ones that leave the spec can be deleted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_objects: Vec<AppliedObject>,
+    /// The restore from `spec.restoreFrom`, while and after the operator performs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<RestoreStatus>,
 }
 
 /// An object the operator applied, by identity.
+/// Where a restore from a backup (`spec.restoreFrom`) stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RestorePhase {
+    /// Members are being restored, one at a time; each starts right after its own restore.
+    #[default]
+    Running,
+    /// Every member the part had when the restore began was restored.
+    Succeeded,
+    /// The restore failed for good (`message` says why); members not yet restored never start.
+    Failed,
+    /// `restoreFrom` was added to an app that already ran: nothing is restored.
+    Skipped,
+}
+
+/// The restore of a new app from a backup, as the operator performs it (`berth_core::restore`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RestoreStatus {
+    /// The backup restored (`spec.restoreFrom.url` when the restore began).
+    pub url: String,
+    /// The part restored.
+    pub part: String,
+    /// Running, Succeeded, Failed or Skipped.
+    pub phase: RestorePhase,
+    /// How many members the part had when the restore began: ordinals below it are restored.
+    #[serde(default)]
+    pub replicas: i32,
+    /// The ordinals restored so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restored: Vec<i32>,
+    /// The restored data's size in bytes (checked against the backup's manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// The restored data's sha256 (checked against the backup's manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Failed attempts so far (transient failures are retried).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// Unix seconds before which a failed attempt is not retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<i64>,
+    /// Unix seconds when the restore ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// Why it failed, is retrying, or was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if passes a reference
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 #[derive(
     Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Default, JsonSchema,
 )]

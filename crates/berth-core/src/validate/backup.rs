@@ -68,9 +68,20 @@ pub(super) fn check_restore_from(app: &StatefulApp, c: &mut Checker) {
     if let Err(e) = backup::parse_url(&source.url) {
         c.problems.push("spec.restoreFrom.url", e.to_string());
     }
+    let declared = app
+        .spec
+        .parts
+        .iter()
+        .filter(|p| p.state.backup.is_some())
+        .count();
     c.require(
-        app.spec.parts.iter().any(|p| p.state.backup.is_some()),
+        declared > 0,
         "spec.restoreFrom",
         "no part declares state.backup, so none knows how to restore",
+    );
+    c.require(
+        declared < 2,
+        "spec.restoreFrom",
+        "more than one part declares state.backup; a backup restores one part (restoring several is not supported yet)",
     );
 }

@@ -72,12 +72,12 @@ pub enum RestoreError {
     #[error("restoreFrom: {0}")]
     Url(#[from] UrlError),
     /// No part can restore the backup.
-    #[error("restoreFrom {url}: {why}")]
+    #[error("restoreFrom {url}: {source}")]
     NoPart {
         /// The URL.
         url: String,
         /// Why no part fits.
-        why: String,
+        source: berth_core::restore::PartError,
     },
     /// The app already has data: restoring would overwrite it.
     #[error(

@@ -15,6 +15,9 @@ mod schedule;
 mod stream;
 mod take;
 
+pub(crate) use stream::tail;
+pub(crate) use take::credentials;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -180,7 +180,7 @@ async fn expire(
     }
     let namespace = app.namespace().unwrap_or_default();
     let repository = &spec.repository;
-    let repo = match credentials(ctx, &namespace, repository).await {
+    let repo = match credentials(&ctx.client, &namespace, repository).await {
         Ok(creds) => Repository::open(repository, &repository.bucket, creds.as_ref()),
         Err(why) => {
             tracing::warn!(app = %app.name_any(), "retention: {why}");

@@ -17,6 +17,9 @@ use kube::api::AttachParams;
 use kube::{Api, Client, ResourceExt as _};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 
+/// How much of the action's stdout is buffered between the API server's stream and the upload
+/// (kube's default, 1 KiB, makes a wake-up per KiB).
+const STDOUT_BUFFER: usize = 1 << 20;
 /// The most of the action's stderr kept for its failure message.
 const STDERR_TAIL: usize = 16 << 10;
 
@@ -59,7 +62,8 @@ async fn exec_into(
         .container(container)
         .stdin(false)
         .stdout(true)
-        .stderr(true);
+        .stderr(true)
+        .max_stdout_buf_size(STDOUT_BUFFER);
     let mut process = api
         .exec(&name, command, &params)
         .await
@@ -89,7 +93,7 @@ async fn exec_into(
 }
 
 /// The last [`STDERR_TAIL`] bytes `reader` gives.
-async fn tail(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
+pub(crate) async fn tail(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 4096];
     while let Ok(n) = reader.read(&mut buf).await {

@@ -199,7 +199,7 @@ async fn store(
     namespace: &str,
 ) -> Result<Stored, String> {
     let repository = &plan.spec.repository;
-    let creds = credentials(ctx, namespace, repository).await?;
+    let creds = credentials(&ctx.client, namespace, repository).await?;
     let repo = Repository::open(repository, &repository.bucket, creds.as_ref())
         .map_err(|e| e.to_string())?;
     let command = plan.command.clone();
@@ -230,8 +230,8 @@ async fn store(
 
 /// The access key the repository names, from its Secret in the app's namespace. Errors name
 /// the Secret and key, never a value.
-pub(super) async fn credentials(
-    ctx: &BackupContext,
+pub(crate) async fn credentials(
+    client: &kube::Client,
     namespace: &str,
     repository: &RepositorySpec,
 ) -> Result<Option<Credentials>, String> {
@@ -239,7 +239,7 @@ pub(super) async fn credentials(
         return Ok(None);
     };
     let name = &refs.secret_name;
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let secret = api.get(name).await.map_err(|e| match e {
         kube::Error::Api(status) => {
             format!("backup credentials: Secret {name}: {}", status.message)

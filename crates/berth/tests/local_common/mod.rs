@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod backup;
 pub mod resp;
 
 use std::path::{Path, PathBuf};
