@@ -130,14 +130,16 @@ pub async fn run(client: Client, prober: std::sync::Arc<Prober>, pods: Store<Pod
         futures::stream::iter(due)
             .for_each_concurrent(CONCURRENCY, |(pod, command)| {
                 let client = client.clone();
-                async move { probe(&client, &pod, command).await }
+                async move {
+                    probe(&client, &pod, command).await;
+                }
             })
             .await;
     }
 }
 
-/// Probes one member and moves its role label if the result says so.
-pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) {
+/// Probes one member and moves its role label if the result says so; the role it reported.
+pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) -> Option<String> {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let output = tokio::time::timeout(PROBE_TIMEOUT, exec(client, pod, command))
@@ -148,7 +150,7 @@ pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) {
         .as_deref()
         .and_then(berth_core::topology::role_from_probe_output);
     let Some(patch) = roles::role_label_patch(pod, role.as_deref()) else {
-        return;
+        return role;
     };
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let params = PatchParams {
@@ -161,6 +163,7 @@ pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) {
             tracing::warn!(pod = %name, namespace = %namespace, error = %e, "could not label the role")
         }
     }
+    role
 }
 
 /// Runs part `index`'s action `kind` (switchover, memberJoin, memberLeave), rendered, in `pod`

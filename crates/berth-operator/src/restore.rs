@@ -37,6 +37,7 @@ use kube::api::{AttachParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource as _, ResourceExt as _};
 use serde_json::json;
+use tokio::io::AsyncWriteExt as _;
 
 use crate::reconcile::Context;
 use crate::{Error, Result};
@@ -145,6 +146,7 @@ pub(crate) async fn drive(
         steps,
         status: status.clone(),
     };
+    tracing::info!(app = %job.app.name_any(), steps = ?job.steps, "restore: performing steps");
     tokio::spawn(job.perform());
     Ok(Some(status))
 }
@@ -182,6 +184,7 @@ impl Job {
                 Step::Release(ordinal) => self.release(ordinal).await,
                 Step::Restore(ordinal) => {
                     let pod = self.pod(ordinal);
+                    tracing::info!(pod = %pod, url = %status.url, "restore: streaming the backup");
                     match self.restore_member(&pod).await {
                         Ok(stored) => {
                             status = restore::restored(
@@ -279,8 +282,9 @@ impl Job {
             .map(|s| tokio::spawn(crate::backup::tail(s)));
         let status = process.take_status();
         let stored = repo.download(&at.data_key(), &mut stdin).await;
-        // Dropping the writer ends the member's stdin, so `cat` ends.
-        drop(stdin);
+        // Ends the member's stdin, so `cat` ends (dropping the writer would not: the pipe's
+        // reading half keeps it open).
+        let _ = stdin.shutdown().await;
         let stored = stored.map_err(classify)?;
         let status = match status {
             Some(status) => status.await,

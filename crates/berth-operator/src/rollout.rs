@@ -263,8 +263,11 @@ async fn keep_switchover(
     }
 }
 
-/// Publishes a switchover's outcome, then probes the leader and the target at once so the
-/// lifecycle sees the move without waiting a probe period.
+/// Publishes a switchover's outcome, then probes the leader at once and the target until it
+/// reports a writable role (at most [`PROMOTION_WAIT`]), so role Services follow the move
+/// without waiting a probe period: a target probed once, right after the action returned,
+/// may not be promoted yet (Redis' `FAILOVER` returns before the handshake ends), and a write
+/// Service would then have no member until the next periodic probe.
 async fn announce_switchover(
     ctx: &Context,
     rollout: &PartRollout<'_>,
@@ -291,12 +294,27 @@ async fn announce_switchover(
     };
     publish(ctx, rollout.app, type_, reason, &note).await;
     let (app, index) = (rollout.validated, rollout.index);
-    if let Some(probe) = prober::rendered(app, index, ExecKind::RoleProbe) {
-        for pod in std::iter::once(leader).chain(target_pod) {
-            prober::probe(&ctx.client, pod, probe.clone()).await;
+    let Some(probe) = prober::rendered(app, index, ExecKind::RoleProbe) else {
+        return;
+    };
+    prober::probe(&ctx.client, leader, probe.clone()).await;
+    let Some(target) = target_pod else { return };
+    let topology = &rollout.part.state.topology;
+    let deadline = tokio::time::Instant::now() + PROMOTION_WAIT;
+    loop {
+        let role = prober::probe(&ctx.client, target, probe.clone()).await;
+        let promoted = role.is_some_and(|r| topology.is_writable(&r) == Some(true));
+        if promoted || result.is_err() || tokio::time::Instant::now() >= deadline {
+            return;
         }
+        tokio::time::sleep(PROMOTION_POLL).await;
     }
 }
+
+/// How long the target of a switchover is probed, after the action, for its new role.
+const PROMOTION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often it is probed meanwhile.
+const PROMOTION_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Closes the pod's readiness gate, so Services drop it, then patches its images and revision.
 async fn update_in_place(

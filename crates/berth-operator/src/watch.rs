@@ -179,7 +179,8 @@ impl Slim for Pod {
     /// Keeps the node, conditions, readiness gates, and each container's name and image with
     /// the status fields an in-place update is judged by, and what a not-ready member's reason
     /// is made of (`berth_k8s::member::not_ready`): the waiting state's reason and message and
-    /// the last termination's exit code. (The scheduler's message is in the conditions.)
+    /// the last termination's exit code (the scheduler's message is in the conditions); and
+    /// whether the `berth-restore` init container runs.
     fn slim(&mut self) {
         use k8s_openapi::api::core::v1::{
             Container, ContainerState, ContainerStateTerminated, ContainerStatus, PodSpec,
@@ -227,10 +228,25 @@ impl Slim for Pod {
                     })
                     .collect()
             });
+            // Whether a member waits for its restore (`berth_k8s::restore::waiting`).
+            let restore = status.init_container_statuses.take().map(|all| {
+                all.into_iter()
+                    .filter(|c| c.name == berth_k8s::restore::INIT_CONTAINER)
+                    .map(|c| ContainerStatus {
+                        name: c.name,
+                        state: c.state.map(|s| ContainerState {
+                            running: s.running,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .collect()
+            });
             *status = PodStatus {
                 conditions: status.conditions.take(),
                 phase: status.phase.take(),
                 container_statuses: containers,
+                init_container_statuses: restore,
                 ..Default::default()
             };
         }
@@ -330,4 +346,46 @@ async fn ready(stores: &Stores) -> Result<(), reflector::store::WriterDropped> {
     stores.config_maps.wait_until_ready().await?;
     stores.budgets.wait_until_ready().await?;
     stores.pods.wait_until_ready().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Slim as _;
+    use k8s_openapi::api::core::v1::{
+        ContainerState, ContainerStateRunning, ContainerStatus, Pod, PodStatus,
+    };
+
+    fn running(name: &str) -> ContainerStatus {
+        ContainerStatus {
+            name: name.into(),
+            image: "redis:7".into(),
+            state: Some(ContainerState {
+                running: Some(ContainerStateRunning::default()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// A slimmed pod still tells whether its member waits for its restore (the operator never
+    /// restored a member before this was kept).
+    #[test]
+    fn a_slim_pod_keeps_whether_its_restore_init_container_runs() {
+        let mut pod = Pod {
+            status: Some(PodStatus {
+                init_container_statuses: Some(vec![
+                    running(berth_k8s::restore::INIT_CONTAINER),
+                    running("users-own"),
+                ]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pod.metadata.name = Some("redis-0".into());
+        pod.slim();
+        assert_eq!(berth_k8s::restore::waiting(&[pod.clone()], "redis"), [0]);
+        let kept = pod.status.unwrap().init_container_statuses.unwrap();
+        assert_eq!(kept.len(), 1, "only berth's init container is kept");
+        assert!(kept[0].image.is_empty());
+    }
 }

@@ -111,7 +111,7 @@ fn credentials(ns: &str, server: &S3Server) -> String {
 /// Every member of app `name` holds exactly the backup's keys, with their values.
 fn assert_keys(cluster: &Cluster, ns: &str, name: &str) {
     for ordinal in 0..3 {
-        let member = format!("{name}-{ordinal}");
+        let member = format!("{name}-redis-{ordinal}");
         let size = sh(
             cluster,
             ns,
@@ -158,7 +158,7 @@ fn damaged_backup_fails(cluster: &Cluster, ns: &str, server: &S3Server, url: &st
             .any(|c| c["type"] == "Degraded" && c["reason"] == "RestoreFailed"),
         "{conditions:?}"
     );
-    let pod = cluster.get_json(&["pod", "broken-0", "-n", ns]);
+    let pod = cluster.get_json(&["pod", "broken-redis-0", "-n", ns]);
     let init = &pod["status"]["initContainerStatuses"][0];
     assert_eq!(init["name"], "berth-restore");
     assert!(init["state"]["running"].is_object(), "{init}");
@@ -203,11 +203,17 @@ fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
     assert_eq!(restored.len(), 3, "{restored:?}");
     // a restored member's pod, recreated, starts without waiting for a restore
     let before = pod_uids(cluster, ns, "copy");
-    cluster.run(&["delete", "pod", "copy-1", "-n", ns, "--wait=false"], "");
-    wait_until("copy-1 recreated and ready", REAL_TIMEOUT, || {
+    cluster.run(
+        &["delete", "pod", "copy-redis-1", "-n", ns, "--wait=false"],
+        "",
+    );
+    wait_until("copy-redis-1 recreated and ready", REAL_TIMEOUT, || {
         let pods = member_pods(cluster, ns, "copy");
-        let pod = pods.iter().find(|p| p["metadata"]["name"] == "copy-1")?;
-        let recreated = pod["metadata"]["uid"].as_str() != before.get("copy-1").map(String::as_str);
+        let pod = pods
+            .iter()
+            .find(|p| p["metadata"]["name"] == "copy-redis-1")?;
+        let recreated =
+            pod["metadata"]["uid"].as_str() != before.get("copy-redis-1").map(String::as_str);
         let conditions = pod["status"]["conditions"].as_array()?;
         let ready = conditions
             .iter()
