@@ -664,8 +664,7 @@ async fn write_status(app: &StatefulApp, ctx: &Context, mut new: StatefulAppStat
     Ok(())
 }
 
-/// Publishes an Event on the app. The note doubles as the action because the recorder folds
-/// events with the same reason and action into one series, keeping only the first note.
+/// Publishes an Event on the app ([`publish_on`]).
 pub(crate) async fn publish(
     ctx: &Context,
     app: &StatefulApp,
@@ -673,15 +672,26 @@ pub(crate) async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let action: String = note.chars().take(128).collect();
+    publish_on(&ctx.recorder, &app.object_ref(&()), type_, reason, note).await;
+}
+
+/// Publishes an Event on `object`. The note doubles as the action because the recorder folds
+/// events with the same reason and action into one series, keeping only the first note.
+pub(crate) async fn publish_on(
+    recorder: &Recorder,
+    object: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
         note: Some(note.chars().take(1000).collect()),
-        action,
+        action: note.chars().take(128).collect(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &app.object_ref(&())).await {
+    if let Err(e) = recorder.publish(&event, object).await {
         tracing::warn!(error = %e, "could not publish an event");
     }
 }

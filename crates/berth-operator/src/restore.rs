@@ -34,7 +34,7 @@ use berth_core::spec::{BackupSpec, RestorePhase, RestoreStatus, StatefulApp};
 use berth_k8s::restore as member;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, Patch, PatchParams};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::{Api, Client, Resource as _, ResourceExt as _};
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
@@ -286,22 +286,12 @@ impl Job {
         // reading half keeps it open).
         let _ = stdin.shutdown().await;
         let stored = stored.map_err(classify)?;
-        let status = match status {
-            Some(status) => status.await,
-            None => None,
-        };
-        if status.as_ref().and_then(|s| s.status.as_deref()) == Some("Success") {
-            return Ok(stored);
+        match crate::backup::ended(status, errors, None).await {
+            Ok(()) => Ok(stored),
+            Err(failed) => Err(Failure::Transient(format!(
+                "receiving the data in {pod} {failed}"
+            ))),
         }
-        let stderr = match errors {
-            Some(task) => task.await.unwrap_or_default(),
-            None => Vec::new(),
-        };
-        let code = status.as_ref().and_then(crate::prober::exit_code);
-        let message = berth_core::exec::output_tail(&stderr, &[]);
-        Err(Failure::Transient(format!(
-            "receiving the data in {pod} exited with {code:?}: {message}"
-        )))
     }
 
     /// Lets member `ordinal` start; a failure is logged (it still waits, and the next
@@ -323,17 +313,8 @@ impl Job {
     }
 
     async fn announce(&self, type_: EventType, reason: &str, note: &str) {
-        let event = Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note.chars().take(1000).collect()),
-            action: note.chars().take(128).collect(),
-            secondary: None,
-        };
         let object = self.app.object_ref(&());
-        if let Err(e) = self.recorder.publish(&event, &object).await {
-            tracing::warn!(error = %e, "could not publish an event");
-        }
+        crate::reconcile::publish_on(&self.recorder, &object, type_, reason, note).await;
     }
 }
 
@@ -371,23 +352,10 @@ async fn exec(
     let err = process
         .stderr()
         .map(|s| tokio::spawn(crate::backup::tail(s)));
-    let status = match process.take_status() {
-        Some(status) => status.await,
-        None => None,
-    };
-    if status.as_ref().and_then(|s| s.status.as_deref()) == Some("Success") {
-        return Ok(());
-    }
-    let collect = |task: Option<tokio::task::JoinHandle<Vec<u8>>>| async move {
-        match task {
-            Some(task) => task.await.unwrap_or_default(),
-            None => Vec::new(),
-        }
-    };
-    let (stdout, stderr) = (collect(out).await, collect(err).await);
-    let code = status.as_ref().and_then(crate::prober::exit_code);
-    let message = berth_core::exec::output_tail(&stderr, &stdout);
-    Err(format!("in {pod} exited with {code:?}: {message}"))
+    let status = process.take_status();
+    crate::backup::ended(status, err, out)
+        .await
+        .map_err(|failed| format!("in {pod} {failed}"))
 }
 
 /// Writes `status.restore` (a merge patch: the rest of the status is the reconcile's).

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_testkit::s3::S3Server;
-use local_common::backup::{dbsize, example_files};
+use local_common::backup::{damage, dbsize, example_files, up_with_secret};
 use local_common::resp::Redis;
 use local_common::{LocalApp, REDIS, require, wait_until};
 use serde_json::Value;
@@ -29,18 +29,10 @@ fn up(
     slot: u8,
     more: &[&str],
 ) -> std::process::Output {
-    let secret = format!("redis-backup={}", secret.display());
-    let slot = slot.to_string();
-    let mut args = vec![
-        "up",
-        manifest.to_str().unwrap(),
-        "--slot",
-        &slot,
-        "--secret",
-        &secret,
-    ];
-    args.extend_from_slice(more);
-    app.berth(&args).output().unwrap()
+    let secret = ("redis-backup", secret);
+    up_with_secret(app, manifest, secret, slot, more)
+        .output()
+        .unwrap()
 }
 
 fn member_addr(slot: u8, ordinal: u8) -> String {
@@ -134,12 +126,7 @@ fn a_backup_restores_into_a_new_app_with_exactly_its_keys() {
 
 /// A damaged backup and a missing one: `berth up` fails naming why, and no member starts.
 fn refused_restores(server: &S3Server, manifest: &Path, secret: &Path, url: &str) {
-    let key = url.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
-    let data = server.object_file(BUCKET, &format!("{key}/data"));
-    let mut bytes = std::fs::read(&data).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&data, bytes).unwrap();
+    damage(server, url);
     let missing = format!("{url}-missing");
     for (source, expected) in [(url, "corrupt"), (missing.as_str(), "not found")] {
         let app = LocalApp::new("redis");

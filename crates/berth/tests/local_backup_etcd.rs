@@ -17,7 +17,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use berth_testkit::s3::S3Server;
-use local_common::backup::example_files;
+use local_common::backup::{example_files, up_with_secret};
 use local_common::{LocalApp, require, wait_until};
 use serde_json::{Value, json};
 
@@ -147,19 +147,7 @@ fn debian_path() -> String {
 }
 
 fn up(app: &LocalApp, manifest: &Path, secret: &Path, slot: u8, more: &[&str]) {
-    let secret = format!("etcd-backup={}", secret.display());
-    let slot = slot.to_string();
-    let mut args = vec![
-        "up",
-        manifest.to_str().unwrap(),
-        "--slot",
-        &slot,
-        "--secret",
-        &secret,
-    ];
-    args.extend_from_slice(more);
-    let out = app
-        .berth(&args)
+    let out = up_with_secret(app, manifest, ("etcd-backup", secret), slot, more)
         .env("PATH", debian_path())
         .output()
         .unwrap();

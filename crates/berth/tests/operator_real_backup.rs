@@ -14,9 +14,8 @@ mod operator_common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use berth_testkit::real_nodes;
 use berth_testkit::s3::S3Server;
-use local_common::backup::{dbsize, example_files};
+use local_common::backup::{dbsize, example_files, up_with_secret};
 use local_common::resp::Redis;
 use local_common::{LocalApp, REDIS, require};
 use operator_common::real::*;
@@ -155,20 +154,9 @@ fn restore_locally(server: &S3Server, url: &str) -> Duration {
     let (manifest, secret) = example_files(server, "redis.yaml", dir.path());
     let local = LocalApp::new("redis");
     let started = Instant::now();
-    let secret = format!("redis-backup={}", secret.display());
-    let args = [
-        "up",
-        manifest.to_str().unwrap(),
-        "--slot",
-        &SLOT.to_string(),
-        "--secret",
-        &secret,
-        "--restore-from",
-        url,
-    ]
-    .map(str::to_string);
-    let out = local
-        .berth(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    let secret = ("redis-backup", secret.as_path());
+    let restore = ["--restore-from", url];
+    let out = up_with_secret(&local, &manifest, secret, SLOT, &restore)
         .output()
         .unwrap();
     assert!(
@@ -259,16 +247,12 @@ fn schedule_keeps_two(cluster: &Cluster, ns: &str, server: &S3Server) -> Duratio
 
 #[test]
 fn an_operator_backup_lands_in_s3_and_restores_with_berth_up() {
-    let Some((cluster, ns)) = setup("real-backup") else {
+    let Some((cluster, ns, server)) = real_nodes_and_s3("real-backup", BUCKET) else {
         return;
     };
-    if real_nodes(cluster, 2).is_none() || !require(REDIS) {
+    if !require(REDIS) {
         return;
     }
-    let Some(server) = S3Server::start_or_skip() else {
-        return;
-    };
-    server.create_bucket(BUCKET).unwrap();
     let ns = &ns.name;
     let operator = Operator::start(cluster, ns, &[]);
     apply(cluster, &credentials(ns, &server, server.secret_key()));

@@ -13,9 +13,8 @@ mod operator_common;
 
 use std::time::Instant;
 
-use berth_testkit::real_nodes;
 use berth_testkit::s3::S3Server;
-use local_common::backup::{dbsize, example_files};
+use local_common::backup::{damage, dbsize, example_files, up_with_secret};
 use local_common::resp::Redis;
 use local_common::{LocalApp, REDIS, require};
 use operator_common::real::*;
@@ -32,17 +31,8 @@ fn local_backup(server: &S3Server) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let (manifest, secret) = example_files(server, "redis.yaml", dir.path());
     let local = LocalApp::new("redis");
-    let secret = format!("redis-backup={}", secret.display());
-    let slot = SLOT.to_string();
-    let up = [
-        "up",
-        manifest.to_str().unwrap(),
-        "--slot",
-        &slot,
-        "--secret",
-        &secret,
-    ];
-    let out = local.berth(&up).output().unwrap();
+    let mut up = up_with_secret(&local, &manifest, ("redis-backup", &secret), SLOT, &[]);
+    let out = up.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -139,12 +129,7 @@ fn restore_ended(cluster: &Cluster, ns: &str, name: &str) -> Value {
 /// A damaged backup: the restore fails naming the checksum, the app is Degraded, and its
 /// member stays in its init container: the app's container never started.
 fn damaged_backup_fails(cluster: &Cluster, ns: &str, server: &S3Server, url: &str) {
-    let key = url.strip_prefix(&format!("s3://{BUCKET}/")).unwrap();
-    let data = server.object_file(BUCKET, &format!("{key}/data"));
-    let mut bytes = std::fs::read(&data).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&data, bytes).unwrap();
+    damage(server, url);
     apply(cluster, &restored_app(ns, server, "broken", url, 1));
     let restore = restore_ended(cluster, ns, "broken");
     assert_eq!(restore["phase"], "Failed", "{restore}");
@@ -170,16 +155,12 @@ fn damaged_backup_fails(cluster: &Cluster, ns: &str, server: &S3Server, url: &st
 
 #[test]
 fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
-    let Some((cluster, ns)) = setup("real-restore") else {
+    let Some((cluster, ns, server)) = real_nodes_and_s3("real-restore", BUCKET) else {
         return;
     };
-    if real_nodes(cluster, 2).is_none() || !require(REDIS) {
+    if !require(REDIS) {
         return;
     }
-    let Some(server) = S3Server::start_or_skip() else {
-        return;
-    };
-    server.create_bucket(BUCKET).unwrap();
     let (url, sha256) = local_backup(&server);
 
     let ns = &ns.name;

@@ -15,7 +15,7 @@ mod schedule;
 mod stream;
 mod take;
 
-pub(crate) use stream::tail;
+pub(crate) use stream::{ended, tail};
 pub(crate) use take::credentials;
 
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{EventType, Recorder};
 use kube::runtime::reflector::Store;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, ResourceExt as _};
@@ -221,16 +221,7 @@ async fn announce<K>(ctx: &BackupContext, object: &K, type_: EventType, reason: 
 where
     K: kube::Resource<DynamicType = ()>,
 {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.chars().take(1000).collect()),
-        action: note.chars().take(128).collect(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &object.object_ref(&())).await {
-        tracing::warn!(error = %e, "could not publish an event");
-    }
+    crate::reconcile::publish_on(&ctx.recorder, &object.object_ref(&()), type_, reason, note).await;
 }
 
 /// Unix seconds now.

@@ -13,9 +13,11 @@ use std::time::Duration;
 use berth_backup::{Repository, Stored};
 use berth_core::backup::Location;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::AttachParams;
 use kube::{Api, Client, ResourceExt as _};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::task::JoinHandle;
 
 /// How much of the action's stdout is buffered between the API server's stream and the upload
 /// (kube's default, 1 KiB, makes a wake-up per KiB).
@@ -76,20 +78,50 @@ async fn exec_into(
         .upload(&at.data_key(), &mut stdout)
         .await
         .map_err(|e| e.to_string())?;
+    match ended(status, errors, None).await {
+        Ok(()) => Ok(stored),
+        Err(failed) => Err(format!("the backup action {failed}")),
+    }
+}
+
+/// How an exec that did not exit 0 ended: its exit code and the end of its output.
+#[derive(Debug)]
+pub(crate) struct Failed {
+    code: Option<i32>,
+    tail: String,
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exited with {:?}: {}", self.code, self.tail)
+    }
+}
+
+/// Waits for an exec's end (`status`, from `take_status`): fine when it exited 0, else its exit
+/// code and the end of its stderr (`errors`), or of its stdout (`output`) when stderr is empty.
+pub(crate) async fn ended(
+    status: Option<impl std::future::Future<Output = Option<Status>>>,
+    errors: Option<JoinHandle<Vec<u8>>>,
+    output: Option<JoinHandle<Vec<u8>>>,
+) -> Result<(), Failed> {
     let status = match status {
         Some(status) => status.await,
         None => None,
     };
     if status.as_ref().and_then(|s| s.status.as_deref()) == Some("Success") {
-        return Ok(stored);
+        return Ok(());
     }
-    let stderr = match errors {
-        Some(task) => task.await.unwrap_or_default(),
-        None => Vec::new(),
+    let collect = |task: Option<JoinHandle<Vec<u8>>>| async move {
+        match task {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
+        }
     };
-    let message = berth_core::exec::output_tail(&stderr, &[]);
-    let code = status.as_ref().and_then(crate::prober::exit_code);
-    Err(format!("the backup action exited with {code:?}: {message}"))
+    let (stderr, stdout) = (collect(errors).await, collect(output).await);
+    Err(Failed {
+        code: status.as_ref().and_then(crate::prober::exit_code),
+        tail: berth_core::exec::output_tail(&stderr, &stdout),
+    })
 }
 
 /// The last [`STDERR_TAIL`] bytes `reader` gives.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use berth_testkit::s3::S3Server;
 
-use super::example;
 use super::resp::Redis;
+use super::{LocalApp, example};
 
 /// `examples/<name>` with its repository at `server` (endpoint and region) written into `dir`,
 /// and the Secret file with the server's access key: what `berth up FILE --secret
@@ -37,4 +37,37 @@ pub fn dbsize(addr: &str) -> Option<u64> {
         .trim_start_matches(':')
         .parse()
         .ok()
+}
+
+/// Damages the stored data of the backup at `url` (`s3://<bucket>/<key>`): one byte in its
+/// middle flipped, the size kept, so only the checksum tells.
+pub fn damage(server: &S3Server, url: &str) {
+    let (bucket, key) = url.strip_prefix("s3://").unwrap().split_once('/').unwrap();
+    let data = server.object_file(bucket, &format!("{key}/data"));
+    let mut bytes = std::fs::read(&data).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&data, bytes).unwrap();
+}
+
+/// `berth up MANIFEST --slot SLOT --secret NAME=FILE MORE...` for `app`, not yet run.
+pub fn up_with_secret(
+    app: &LocalApp,
+    manifest: &Path,
+    (name, file): (&str, &Path),
+    slot: u8,
+    more: &[&str],
+) -> assert_cmd::Command {
+    let secret = format!("{name}={}", file.display());
+    let slot = slot.to_string();
+    let mut args = vec![
+        "up",
+        manifest.to_str().unwrap(),
+        "--slot",
+        &slot,
+        "--secret",
+        &secret,
+    ];
+    args.extend_from_slice(more);
+    app.berth(&args)
 }

@@ -174,3 +174,20 @@ pub fn pod_uids(cluster: &Cluster, ns: &str, instance: &str) -> BTreeMap<String,
         })
         .collect()
 }
+
+/// The shared test cluster with 2 real nodes, a namespace, and a versitygw on 127.0.0.1 with
+/// `bucket`; `None` (skipped) outside CI when one is missing.
+pub fn real_nodes_and_s3(
+    prefix: &str,
+    bucket: &str,
+) -> Option<(
+    &'static Cluster,
+    berth_testkit::TestNamespace,
+    berth_testkit::s3::S3Server,
+)> {
+    let (cluster, ns) = super::setup(prefix)?;
+    real_nodes(cluster, 2)?;
+    let server = berth_testkit::s3::S3Server::start_or_skip()?;
+    server.create_bucket(bucket).unwrap();
+    Some((cluster, ns, server))
+}
