@@ -5,6 +5,8 @@
 //! the verified backup into it and ran the example's restore action. Then the backup's data is
 //! damaged in the bucket: a new app restored from it fails (`status.restore` Failed naming the
 //! checksum, the app Degraded with `RestoreFailed`) and its member's container never starts.
+//! And an etcd backup the operator took on the cluster restores into a new 3-member etcd whose
+//! members start together: a new cluster of the new app's members, with the keys.
 //! The versitygw runs on 127.0.0.1: the operator, on the host, carries the bytes; pods never
 //! talk to S3. Skipped without 2 real nodes, Redis or the S3 server outside CI, failing in CI.
 
@@ -207,4 +209,99 @@ fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
     eprintln!("restored {KEYS} keys into 3 members on the cluster in {took:?}");
 
     damaged_backup_fails(cluster, ns, &server, &url);
+}
+
+/// `etcdctl ARGS` in a member, against its own server (it listens on its pod IP only).
+fn etcdctl(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
+    let script = format!("etcdctl --endpoints=http://$BERTH_POD_IP:2379 {args}");
+    sh(cluster, ns, member, &script)
+}
+
+/// The etcd example as app `name` on the real nodes, backed up to `server`, restored from
+/// `url` when given.
+fn etcd_app(ns: &str, server: &S3Server, name: &str, url: Option<&str>) -> String {
+    let endpoint = format!("backup.endpoint={}", server.endpoint());
+    let text = real_example("etcd", ns, &[&endpoint]);
+    let mut app: Value = serde_json::from_str(&text).unwrap();
+    app["metadata"]["name"] = json!(name);
+    if let Some(url) = url {
+        app["spec"]["restoreFrom"] = json!({ "url": url });
+    }
+    let backup = &mut app["spec"]["parts"][0]["state"]["backup"];
+    backup["repository"]["region"] = json!(server.region());
+    let secret = &mut backup["repository"]["credentials"]["secretName"];
+    *secret = json!("redis-backup");
+    app.to_string()
+}
+
+/// An etcd backup the operator took on the cluster restores into a new app whose members
+/// start together (`podManagement: Parallel`): each restores the snapshot as a member of a new
+/// cluster of the new app's members, which then serves the keys and takes writes.
+#[test]
+fn an_etcd_backup_restores_into_a_new_cluster() {
+    let Some((cluster, ns, server)) = real_nodes_and_s3("real-restore-etcd", BUCKET) else {
+        return;
+    };
+    let ns = &ns.name;
+    let operator = Operator::start(cluster, ns, &[]);
+    apply(cluster, &credentials(ns, &server));
+    start_on_real_nodes(cluster, ns, "etcd", &etcd_app(ns, &server, "etcd", None), 3);
+    let put = "for n in $(seq 1 100); do etcdctl --endpoints=http://$BERTH_POD_IP:2379 put data/$n value-$n >/dev/null || exit 1; done";
+    wait_until("the keys written", REAL_TIMEOUT, || {
+        sh(cluster, ns, "etcd-0", put)
+    });
+    let backup = json!({
+        "apiVersion": "berth.io/v1alpha1", "kind": "StatefulAppBackup",
+        "metadata": {"name": "first", "namespace": ns},
+        "spec": {"app": "etcd"},
+    });
+    apply(cluster, &backup.to_string());
+    let done = wait_until("the etcd backup to finish", REAL_TIMEOUT, || {
+        let b = cluster.get_json(&["statefulappbackup", "first", "-n", ns]);
+        matches!(b["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(b)
+    });
+    assert_eq!(
+        done["status"]["phase"],
+        "Succeeded",
+        "{done}\n{}",
+        operator.log()
+    );
+    let url = done["status"]["url"].as_str().unwrap();
+
+    start_on_real_nodes(
+        cluster,
+        ns,
+        "copy",
+        &etcd_app(ns, &server, "copy", Some(url)),
+        3,
+    );
+    let restore = restore_ended(cluster, ns, "copy");
+    assert_eq!(
+        restore["phase"],
+        "Succeeded",
+        "{restore}\n{}",
+        operator.log()
+    );
+    for ordinal in 0..3 {
+        let member = format!("copy-etcd-{ordinal}");
+        let values = etcdctl(
+            cluster,
+            ns,
+            &member,
+            "get --prefix data/ --print-value-only",
+        );
+        assert_eq!(
+            values.unwrap_or_default().lines().count(),
+            100,
+            "{member}'s keys"
+        );
+        let members = etcdctl(cluster, ns, &member, "member list").unwrap_or_default();
+        assert_eq!(members.lines().count(), 3, "{members}");
+        assert!(
+            members.lines().all(|l| l.contains("copy-etcd-")),
+            "{members}"
+        );
+    }
+    let put = etcdctl(cluster, ns, "copy-etcd-1", "put after restore");
+    assert_eq!(put.as_deref(), Some("OK"));
 }
