@@ -127,10 +127,11 @@ pub(crate) async fn drive(
     if steps.is_empty() || !ctx.restores.begin(&uid) {
         return Ok(Some(status));
     }
-    let action = berth_k8s::roles::exec_command(validated, index, ExecKind::Restore)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let action = match berth_k8s::roles::exec_command(validated, index, ExecKind::Restore) {
+        Ok(Some(command)) if !command.is_empty() => Ok(command),
+        Ok(_) => Err("the part declares no restore action".to_string()),
+        Err(e) => Err(format!("the restore action does not render: {e}")),
+    };
     let job = Job {
         client: ctx.client.clone(),
         recorder: ctx.recorder.clone(),
@@ -156,6 +157,15 @@ pub(crate) fn running(status: Option<&RestoreStatus>) -> bool {
     status.is_some_and(|s| s.phase == RestorePhase::Running)
 }
 
+/// Marks the app's restore as no longer busy when dropped (also when its task panics).
+struct Busy<'a>(&'a Restores, &'a str);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.end(self.1);
+    }
+}
+
 /// Everything a task needs to perform one batch of steps.
 struct Job {
     client: Client,
@@ -168,8 +178,8 @@ struct Job {
     /// The backup (`None`: the URL does not parse; validation prevents it).
     at: Option<Location>,
     spec: BackupSpec,
-    /// The rendered restore action.
-    action: Vec<String>,
+    /// The rendered restore action, or why there is none.
+    action: Result<Vec<String>, String>,
     timeout: Duration,
     steps: Vec<Step>,
     status: RestoreStatus,
@@ -178,6 +188,7 @@ struct Job {
 impl Job {
     /// Performs the steps in order; stops at the first failed restore.
     async fn perform(self) {
+        let _busy = Busy(&self.restores, &self.uid);
         let mut status = self.status.clone();
         for step in &self.steps {
             match *step {
@@ -223,7 +234,6 @@ impl Job {
                 }
             }
         }
-        self.restores.end(&self.uid);
     }
 
     fn pod(&self, ordinal: i32) -> String {
@@ -244,7 +254,11 @@ impl Job {
         let stored = self.receive(pod, &repo, at).await?;
         backup::verify(&manifest, stored.size, &stored.sha256)
             .map_err(|e| Failure::Permanent(format!("{}: {e}", self.status.url)))?;
-        let command = member::restore_command(&self.action);
+        let action = self
+            .action
+            .as_ref()
+            .map_err(|why| Failure::Permanent(why.clone()))?;
+        let command = member::restore_command(action);
         let run = exec(&self.client, &self.namespace, pod, command);
         match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(())) => Ok(stored),
