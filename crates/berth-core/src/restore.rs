@@ -16,7 +16,7 @@
 //! previous one is ready) still restore every member.
 
 use crate::load::ValidatedApp;
-use crate::spec::{BackupSpec, PartSpec, RestorePhase, RestoreStatus};
+use crate::spec::{BackupSpec, PartSpec, RestorePhase, RestoreStatus, StatefulAppStatus};
 
 /// Transient failures (an unreachable store, a broken stream) are retried this many times in
 /// all before the restore is `Failed`.
@@ -60,6 +60,12 @@ pub enum Step {
     Restore(i32),
     /// Let it start as it is.
     Release(i32),
+}
+
+/// Whether an app whose status is `status` (`None`: never written) is new enough to restore:
+/// no member of it was ever seen ready. A `restoreFrom` added to an app that ran is skipped.
+pub fn is_new_app(status: Option<&StatefulAppStatus>) -> bool {
+    status.is_none_or(|s| s.parts.iter().all(|p| p.ready == 0))
 }
 
 /// The restore's first status, when the engine first sees `restoreFrom` on the app whose part

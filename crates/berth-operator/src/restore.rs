@@ -111,10 +111,7 @@ pub(crate) async fn drive(
     let status = match earlier {
         Some(status) => status,
         None => {
-            let fresh = app
-                .status
-                .as_ref()
-                .is_none_or(|s| s.parts.iter().all(|p| p.ready == 0));
+            let fresh = restore::is_new_app(app.status.as_ref());
             let status = restore::start(&source.url, &part.name, part.desired_replicas(), fresh);
             patch(&ctx.client, app, &status).await?;
             ctx.restores.remember(&uid, &status);

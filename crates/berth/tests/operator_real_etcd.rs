@@ -17,12 +17,6 @@ use operator_common::*;
 
 const KEYS: usize = 50;
 
-/// `etcdctl ARGS` in a member, against its own server (it listens on its pod IP only).
-fn etcdctl(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
-    let script = format!("etcdctl --endpoints=http://$BERTH_POD_IP:2379 {args}");
-    sh(cluster, ns, member, &script)
-}
-
 /// The members `etcdctl member list` in `member` reports as (name, status), once it answers.
 fn member_list(cluster: &Cluster, ns: &str, member: &str) -> BTreeSet<(String, String)> {
     let listed = wait_until("etcdctl member list", REAL_TIMEOUT, || {

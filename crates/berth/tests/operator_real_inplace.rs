@@ -23,12 +23,6 @@ const IN_PLACE: &str = "podUpdatePolicy=InPlaceIfPossible";
 const MEMBERS: [&str; 3] = ["etcd-0", "etcd-1", "etcd-2"];
 const GATE: &str = "berth.io/in-place-update-ready";
 
-/// `etcdctl ARGS` in a member, against its own server.
-fn etcdctl(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
-    let script = format!("etcdctl --endpoints=http://$BERTH_POD_IP:2379 {args}");
-    sh(cluster, ns, member, &script)
-}
-
 /// Writes key `key` = `value` through `member`.
 fn put(cluster: &Cluster, ns: &str, member: &str, key: &str, value: &str) {
     wait_until(&format!("{key} written"), REAL_TIMEOUT, || {

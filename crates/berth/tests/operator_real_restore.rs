@@ -211,12 +211,6 @@ fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
     damaged_backup_fails(cluster, ns, &server, &url);
 }
 
-/// `etcdctl ARGS` in a member, against its own server (it listens on its pod IP only).
-fn etcdctl(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
-    let script = format!("etcdctl --endpoints=http://$BERTH_POD_IP:2379 {args}");
-    sh(cluster, ns, member, &script)
-}
-
 /// The etcd example as app `name` on the real nodes, backed up to `server`, restored from
 /// `url` when given.
 fn etcd_app(ns: &str, server: &S3Server, name: &str, url: Option<&str>) -> String {

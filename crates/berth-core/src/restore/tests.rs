@@ -25,6 +25,28 @@ fn a_new_app_restores_and_an_existing_one_is_skipped() {
 }
 
 #[test]
+fn only_an_app_no_member_of_which_was_ready_is_new() {
+    use crate::spec::{PartStatus, StatefulAppStatus};
+    assert!(is_new_app(None));
+    let part = |ready| PartStatus {
+        name: "redis".into(),
+        replicas: 3,
+        ready,
+        ..PartStatus::default()
+    };
+    let status = |ready| StatefulAppStatus {
+        parts: vec![part(ready)],
+        ..StatefulAppStatus::default()
+    };
+    assert!(
+        is_new_app(Some(&StatefulAppStatus::default())),
+        "rejected before it applied"
+    );
+    assert!(is_new_app(Some(&status(0))));
+    assert!(!is_new_app(Some(&status(1))));
+}
+
+#[test]
 fn members_restore_in_order_and_the_restore_succeeds_with_the_last() {
     let status = running(3);
     assert_eq!(

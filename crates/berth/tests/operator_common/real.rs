@@ -191,3 +191,9 @@ pub fn real_nodes_and_s3(
     server.create_bucket(bucket).unwrap();
     Some((cluster, ns, server))
 }
+
+/// `etcdctl ARGS` in a member, against its own server (it listens on its pod IP only).
+pub fn etcdctl(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
+    let script = format!("etcdctl --endpoints=http://$BERTH_POD_IP:2379 {args}");
+    sh(cluster, ns, member, &script)
+}
