@@ -19,8 +19,10 @@
 //! - [`phase`]: the app's phase and Ready/Progressing/Degraded conditions, for both engines.
 //! - [`rollout`]: the rollout planner: which member to update next, when to switch over.
 //! - [`simulate`]: a rollout played through without performing it, for previews.
+//! - [`agent`]: the in-pod role agent's decisions: which label to write, stale writers.
 //! - [`membership`]: scaling with `memberJoin`/`memberLeave`: the next size and the action first.
 
+pub mod agent;
 pub mod backup;
 pub mod diag;
 pub mod exec;

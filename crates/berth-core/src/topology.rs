@@ -156,19 +156,35 @@ pub fn member_env(app: &str, part: &PartSpec, headless: &str) -> Vec<(&'static s
     env
 }
 
-/// The role a role probe reports: the first non-empty line it printed, trimmed. `None` when it
-/// printed nothing (a failed probe reports nothing either). Both engines read probes this way.
+/// The role a role probe reports: the first word of the first non-empty line it printed.
+/// `None` when it printed nothing (a failed probe reports nothing either). Both engines read
+/// probes this way.
 pub fn role_from_probe_output(stdout: &str) -> Option<String> {
-    stdout
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .map(str::to_string)
+    report_from_probe_output(stdout).map(|r| r.role)
+}
+
+/// A role probe's whole report: the first non-empty line's first word is the role, and a
+/// second word, when it is a whole number, the term the role is held in (`leader 7`).
+pub fn report_from_probe_output(stdout: &str) -> Option<crate::agent::Report> {
+    let line = stdout.lines().map(str::trim).find(|l| !l.is_empty())?;
+    let mut words = line.split_whitespace();
+    let role = words.next()?.to_string();
+    let term = words.next().and_then(|w| w.parse().ok());
+    Some(crate::agent::Report { role, term })
 }
 
 #[cfg(test)]
 mod tests {
-    use super::role_from_probe_output;
+    use super::{report_from_probe_output, role_from_probe_output};
+
+    #[test]
+    fn a_term_may_follow_the_role() {
+        let report = report_from_probe_output("\n leader 7\n").unwrap();
+        assert_eq!((report.role.as_str(), report.term), ("leader", Some(7)));
+        let report = report_from_probe_output("master\n").unwrap();
+        assert_eq!((report.role.as_str(), report.term), ("master", None));
+        assert_eq!(report_from_probe_output("leader x").unwrap().term, None);
+    }
 
     #[test]
     fn the_role_is_the_first_non_empty_line() {

@@ -97,8 +97,15 @@ fn template_hash(template: &PodTemplateSpec) -> String {
             container.image = None;
         }
         // The restore's init container runs the main image; it is over once the pod started.
-        let restore = spec.init_containers.iter_mut().flatten();
-        for container in restore.filter(|c| c.name == crate::restore::INIT_CONTAINER) {
+        // The agent's run the operator's image and the main one: a new operator, or an image
+        // taken in place, reaches them when the pod is next recreated.
+        let berth_own = [
+            crate::restore::INIT_CONTAINER,
+            crate::agent::INSTALL_CONTAINER,
+            crate::agent::CONTAINER,
+        ];
+        let inits = spec.init_containers.iter_mut().flatten();
+        for container in inits.filter(|c| berth_own.contains(&c.name.as_str())) {
             container.image = None;
         }
     }

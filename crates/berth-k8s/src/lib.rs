@@ -20,7 +20,9 @@
 //! - [`inplace`]: in-place updates: the template hash, readiness gate and pod patches (pure).
 //! - [`ownership`]: whose an existing object is, before berth applies over or deletes it (pure).
 //! - [`roles`]: role labels from probe results, and switchover commands (pure).
+//! - [`agent`]: the in-pod role agent the operator adds to parts with a role probe (pure).
 
+pub mod agent;
 pub mod crd;
 pub mod inplace;
 pub mod lease;

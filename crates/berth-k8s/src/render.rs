@@ -84,10 +84,34 @@ pub enum Mode {
 /// # Errors
 /// [`RenderError`] when a template fails.
 pub fn render_with(app: &ValidatedApp, mode: Mode) -> Result<Vec<Value>, RenderError> {
+    render_all(app, mode, None)
+}
+
+/// What the operator applies: [`Mode::Operator`], and with an `agent_image`, the role agent in
+/// every StatefulSet part with a role probe ([`crate::agent`]).
+///
+/// # Errors
+/// [`RenderError`] when a template fails.
+pub fn render_for_operator(
+    app: &ValidatedApp,
+    agent_image: Option<&str>,
+) -> Result<Vec<Value>, RenderError> {
+    render_all(app, Mode::Operator, agent_image)
+}
+
+fn render_all(
+    app: &ValidatedApp,
+    mode: Mode,
+    agent_image: Option<&str>,
+) -> Result<Vec<Value>, RenderError> {
     let addressing = KubernetesAddressing::new(&app.namespace());
     let mut objects = Vec::new();
     for (index, part) in app.parts().iter().enumerate() {
-        objects.extend(render_part(app, index, part, &addressing, mode)?);
+        let agent = agent_image.filter(|_| crate::agent::wanted(part));
+        objects.extend(render_part(app, index, part, &addressing, (mode, agent))?);
+    }
+    if agent_image.is_some() {
+        objects.extend(agent_objects(app)?);
     }
     objects.extend(
         app.app
@@ -104,7 +128,7 @@ fn render_part(
     index: usize,
     part: &PartSpec,
     addressing: &KubernetesAddressing,
-    mode: Mode,
+    (mode, agent_image): (Mode, Option<&str>),
 ) -> Result<Vec<Value>, RenderError> {
     let (app_name, namespace) = (app.name(), app.namespace());
     let workload = names::workload_name(&app_name, &part.name);
@@ -134,6 +158,9 @@ fn render_part(
     if mode == Mode::Operator && restores(app, index) {
         crate::restore::add_init_container(&mut pod, part);
     }
+    if let Some(image) = agent_image {
+        add_agent(app, index, image, &mut pod)?;
+    }
     if wants_in_place(part, mode) {
         crate::inplace::prepare_template(&mut pod);
     }
@@ -144,6 +171,56 @@ fn render_part(
     out.push(workload_object(index, part, &n, pod, mode)?);
     if let Some(pdb) = disruption_budget(part, &n) {
         out.push(to_value(&pdb)?);
+    }
+    Ok(out)
+}
+
+/// Adds the role agent to part `index`'s pod template, running its probe as the operator
+/// would exec it.
+fn add_agent(
+    app: &ValidatedApp,
+    index: usize,
+    image: &str,
+    pod: &mut k8s_openapi::api::core::v1::PodTemplateSpec,
+) -> Result<(), RenderError> {
+    let part = &app.parts()[index];
+    let topology = &part.state.topology;
+    let Some(probe) = &topology.role_probe else {
+        return Ok(());
+    };
+    let command = crate::roles::exec_command(app, index, berth_core::exec::ExecKind::RoleProbe)
+        .map_err(|e| RenderError::Template {
+            path: format!("spec.parts[{index}].state.topology.roleProbe.exec"),
+            message: e.to_string(),
+        })?
+        .unwrap_or_default();
+    let sidecar = crate::agent::Sidecar {
+        image,
+        probe: &command,
+        period_seconds: probe.period_seconds,
+        writable: topology
+            .roles
+            .iter()
+            .filter(|r| r.writable)
+            .map(|r| r.name.clone())
+            .collect(),
+    };
+    crate::agent::add_to_template(pod, &app.name(), &sidecar);
+    Ok(())
+}
+
+/// The app's agent ServiceAccount, Role and RoleBinding, as objects to apply.
+fn agent_objects(app: &ValidatedApp) -> Result<Vec<Value>, RenderError> {
+    let objects = crate::agent::objects(app);
+    let mut out = Vec::new();
+    if let Some(account) = &objects.account {
+        out.push(to_value(account)?);
+    }
+    if let Some(role) = &objects.role {
+        out.push(to_value(role)?);
+    }
+    if let Some(binding) = &objects.binding {
+        out.push(to_value(binding)?);
     }
     Ok(out)
 }

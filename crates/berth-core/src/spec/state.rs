@@ -247,7 +247,10 @@ fn default_true() -> bool {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleProbe {
     /// Command run in each member whose first output line names its role, one of `roles`, e.g.
-    /// `[sh, -c, "redis-cli -p 6379 role | head -1"]`. A template.
+    /// `[sh, -c, "redis-cli -p 6379 role | head -1"]`. A template. The role may be followed by
+    /// a term, a whole number that grows with every election (`leader 7`): then a report from
+    /// an older term never overwrites a newer one, and of two members labelled with a
+    /// writable role the one from the older term loses its label.
     pub exec: Vec<String>,
     /// Seconds between probes.
     #[serde(default = "default_probe_period")]

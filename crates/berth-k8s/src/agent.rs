@@ -1,0 +1,368 @@
+//! The role agent on Kubernetes, the pure half: what the operator adds to a part's pods and
+//! objects so that each member's role probe runs inside its own pod (`berth agent run`), and
+//! how the operator reads whether an agent is running.
+//!
+//! For every StatefulSet part with a role probe, when the operator was given an agent image
+//! (`berth operator --agent-image`, its own image under Helm):
+//! - an init container [`INSTALL_CONTAINER`] runs the agent image and copies the `berth` binary
+//!   into an `emptyDir` at [`DIR`] (`berth agent install`);
+//! - a native sidecar [`CONTAINER`] (an init container with `restartPolicy: Always`) runs
+//!   that binary in the member's own image, env and mounts, so the probe finds the same tools,
+//!   files and network as in the member. It writes the pod's role label only when the role
+//!   changes, and fails its readiness (so the member leaves every Service) when a change it
+//!   must make cannot be written (`berth_core::agent::unready`);
+//! - the agent authenticates with a projected ServiceAccount token bound to the pod, mounted
+//!   into its container only. Pods whose template names no ServiceAccount run as
+//!   [`account_name`] with `automountServiceAccountToken: false`, so the member's own
+//!   containers get no credentials;
+//! - a Role (`get`, `list`, `watch`, `patch` on the part members' pods by name) and a
+//!   RoleBinding to the pods' ServiceAccounts. The chart's ValidatingAdmissionPolicy narrows
+//!   this to the pod the token is bound to, and to the role label and term annotation
+//!   (`charts/berth/templates/agent-policy.yaml`).
+//!
+//! `berth render` never adds any of this: its output is for clusters without the operator.
+
+use std::collections::BTreeSet;
+
+use berth_core::load::ValidatedApp;
+use berth_core::names;
+use berth_core::spec::{PartSpec, WorkloadKind};
+use k8s_openapi::api::core::v1::{
+    ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
+    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, KeyToPath, ObjectFieldSelector, Pod,
+    PodTemplateSpec, Probe, ProjectedVolumeSource, ServiceAccount, ServiceAccountTokenProjection,
+    Volume, VolumeMount, VolumeProjection,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+/// The init container that copies the agent binary in.
+pub const INSTALL_CONTAINER: &str = "berth-agent-install";
+/// The sidecar running the agent.
+pub const CONTAINER: &str = "berth-agent";
+/// Where the agent binary lives in the pod (an `emptyDir`).
+pub const DIR: &str = "/berth-agent";
+/// The agent binary.
+pub const BINARY: &str = "/berth-agent/berth";
+/// The pod-name variable the agent reads.
+pub const ENV_POD: &str = "BERTH_AGENT_POD";
+/// The namespace variable the agent reads.
+pub const ENV_NAMESPACE: &str = "BERTH_AGENT_NAMESPACE";
+/// The emptyDir holding the binary.
+const VOLUME: &str = "berth-agent";
+/// The projected token volume, mounted in the agent's container only.
+const TOKEN_VOLUME: &str = "berth-agent-token";
+/// Where Kubernetes clients look for the in-cluster token, CA and namespace.
+const TOKEN_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The token's lifetime; the kubelet renews it at 80 %.
+const TOKEN_SECONDS: i64 = 3607;
+
+/// The ServiceAccount berth creates for an app's agents, `<app>-berth-agent`.
+pub fn account_name(app: &str) -> String {
+    format!("{app}-berth-agent")
+}
+
+/// Whether part `part` gets an agent: a StatefulSet (stable member names the Role can list)
+/// with a role probe.
+pub fn wanted(part: &PartSpec) -> bool {
+    part.kind == WorkloadKind::StatefulSet && part.state.topology.role_probe.is_some()
+}
+
+/// What the sidecar runs: the rendered probe, its period and the part's writable roles.
+pub struct Sidecar<'a> {
+    /// The agent image (the operator's).
+    pub image: &'a str,
+    /// The role probe, rendered as the operator would exec it.
+    pub probe: &'a [String],
+    /// Seconds between probes.
+    pub period_seconds: i32,
+    /// The part's writable roles.
+    pub writable: Vec<String>,
+}
+
+/// Adds the install container, the sidecar, their volumes and the agent's ServiceAccount
+/// (unless the template names one) to a part's pod template.
+pub fn add_to_template(template: &mut PodTemplateSpec, app: &str, sidecar: &Sidecar) {
+    let Some(spec) = template.spec.as_mut() else {
+        return;
+    };
+    let Some(main) = spec.containers.first() else {
+        return;
+    };
+    let agent = agent_container(main, sidecar);
+    let install = install_container(sidecar.image);
+    let inits = spec.init_containers.get_or_insert_with(Vec::new);
+    inits.push(install);
+    inits.push(agent);
+    let volumes = spec.volumes.get_or_insert_with(Vec::new);
+    volumes.push(Volume {
+        name: VOLUME.to_string(),
+        empty_dir: Some(EmptyDirVolumeSource::default()),
+        ..Default::default()
+    });
+    volumes.push(token_volume());
+    if spec.service_account_name.is_none() {
+        spec.service_account_name = Some(account_name(app));
+        spec.automount_service_account_token.get_or_insert(false);
+    }
+}
+
+fn install_container(image: &str) -> Container {
+    Container {
+        name: INSTALL_CONTAINER.to_string(),
+        image: Some(image.to_string()),
+        args: Some(vec!["agent".into(), "install".into(), BINARY.into()]),
+        volume_mounts: Some(vec![mount(VOLUME, DIR, false)]),
+        ..Default::default()
+    }
+}
+
+fn agent_container(main: &Container, sidecar: &Sidecar) -> Container {
+    let mut command = vec![
+        BINARY.to_string(),
+        "agent".into(),
+        "run".into(),
+        "--period".into(),
+        sidecar.period_seconds.to_string(),
+    ];
+    for role in &sidecar.writable {
+        command.extend(["--writable".to_string(), role.clone()]);
+    }
+    command.push("--".into());
+    command.extend(sidecar.probe.iter().cloned());
+    let mut env = main.env.clone().unwrap_or_default();
+    env.push(field_env(ENV_POD, "metadata.name"));
+    env.push(field_env(ENV_NAMESPACE, "metadata.namespace"));
+    let mut mounts: Vec<VolumeMount> = main
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.mount_path != TOKEN_DIR)
+        .cloned()
+        .collect();
+    mounts.push(mount(VOLUME, DIR, true));
+    mounts.push(mount(TOKEN_VOLUME, TOKEN_DIR, true));
+    Container {
+        name: CONTAINER.to_string(),
+        image: main.image.clone(),
+        image_pull_policy: main.image_pull_policy.clone(),
+        command: Some(command),
+        env: Some(env),
+        env_from: main.env_from.clone(),
+        volume_mounts: Some(mounts),
+        security_context: main.security_context.clone(),
+        working_dir: main.working_dir.clone(),
+        restart_policy: Some("Always".to_string()),
+        readiness_probe: Some(readiness()),
+        ..Default::default()
+    }
+}
+
+/// The sidecar's readiness, checked every second: `berth agent ready` fails while the agent
+/// has a label change it could not write (it keeps its state in [`DIR`]).
+fn readiness() -> Probe {
+    Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![BINARY.into(), "agent".into(), "ready".into()]),
+        }),
+        period_seconds: Some(1),
+        failure_threshold: Some(1),
+        success_threshold: Some(1),
+        timeout_seconds: Some(1),
+        ..Default::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_string(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: read_only.then_some(true),
+        ..Default::default()
+    }
+}
+
+/// What the kubelet mounts for an automounted token (token, cluster CA, namespace), as a
+/// volume of its own so that only the agent's container gets it.
+fn token_volume() -> Volume {
+    let token = VolumeProjection {
+        service_account_token: Some(ServiceAccountTokenProjection {
+            path: "token".into(),
+            expiration_seconds: Some(TOKEN_SECONDS),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let ca = VolumeProjection {
+        config_map: Some(ConfigMapProjection {
+            name: "kube-root-ca.crt".into(),
+            items: Some(vec![KeyToPath {
+                key: "ca.crt".into(),
+                path: "ca.crt".into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let namespace = VolumeProjection {
+        downward_api: Some(DownwardAPIProjection {
+            items: Some(vec![DownwardAPIVolumeFile {
+                path: "namespace".into(),
+                field_ref: Some(ObjectFieldSelector {
+                    field_path: "metadata.namespace".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }]),
+        }),
+        ..Default::default()
+    };
+    Volume {
+        name: TOKEN_VOLUME.to_string(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![token, ca, namespace]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The objects an app's agents need besides their pods.
+#[derive(Debug, Default)]
+pub struct Objects {
+    /// `<app>-berth-agent`, when a part's pods run as it.
+    pub account: Option<ServiceAccount>,
+    /// Reading, watching and labelling the agent parts' member pods.
+    pub role: Option<Role>,
+    /// The Role, granted to every ServiceAccount the agent parts' pods run as.
+    pub binding: Option<RoleBinding>,
+}
+
+/// The app's agent objects; none when no part gets an agent.
+pub fn objects(app: &ValidatedApp) -> Objects {
+    let name = app.name();
+    let parts: Vec<&PartSpec> = app.parts().iter().filter(|p| wanted(p)).collect();
+    if parts.is_empty() {
+        return Objects::default();
+    }
+    let accounts: BTreeSet<String> = parts
+        .iter()
+        .map(|p| {
+            p.template
+                .spec
+                .as_ref()
+                .and_then(|s| s.service_account_name.clone())
+                .unwrap_or_else(|| account_name(&name))
+        })
+        .collect();
+    let meta = ObjectMeta {
+        name: Some(account_name(&name)),
+        namespace: Some(app.namespace()),
+        labels: Some(names::app_labels(&name)),
+        ..Default::default()
+    };
+    let account = accounts
+        .contains(&account_name(&name))
+        .then(|| ServiceAccount {
+            metadata: meta.clone(),
+            automount_service_account_token: Some(false),
+            ..Default::default()
+        });
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![String::new()]),
+            resources: Some(vec!["pods".into()]),
+            resource_names: Some(member_pods(&name, &parts)),
+            verbs: ["get", "list", "watch", "patch"].map(String::from).to_vec(),
+            ..Default::default()
+        }]),
+    };
+    let subjects = accounts
+        .into_iter()
+        .map(|account| Subject {
+            kind: "ServiceAccount".into(),
+            name: account,
+            namespace: Some(app.namespace()),
+            ..Default::default()
+        })
+        .collect();
+    let binding = RoleBinding {
+        metadata: meta,
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: account_name(&name),
+        },
+        subjects: Some(subjects),
+    };
+    Objects {
+        account,
+        role: Some(role),
+        binding: Some(binding),
+    }
+}
+
+/// The names of the members of `parts`, at their desired sizes.
+fn member_pods(app: &str, parts: &[&PartSpec]) -> Vec<String> {
+    parts
+        .iter()
+        .flat_map(|p| {
+            let workload = names::workload_name(app, &p.name);
+            (0..p.desired_replicas()).map(move |i| names::member_name(&workload, i))
+        })
+        .collect()
+}
+
+/// How a member's agent is doing, from its pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentState {
+    /// The pod has no agent (none rendered, or rendered before the operator had an image).
+    Absent,
+    /// The agent runs and is ready: it owns the member's role label.
+    Running,
+    /// The pod has an agent that is not running or not ready (starting, restarting, dead, or
+    /// unable to write its label).
+    Down,
+}
+
+/// The state of `pod`'s agent, from its init container statuses.
+pub fn state(pod: &Pod) -> AgentState {
+    let declared = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.init_containers.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.name == CONTAINER));
+    if !declared {
+        return AgentState::Absent;
+    }
+    let ready = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|s| s.iter().find(|c| c.name == CONTAINER))
+        .is_some_and(|c| c.ready && c.state.as_ref().is_some_and(|s| s.running.is_some()));
+    if ready {
+        AgentState::Running
+    } else {
+        AgentState::Down
+    }
+}
+
+#[cfg(test)]
+mod tests;

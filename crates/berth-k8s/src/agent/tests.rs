@@ -1,0 +1,210 @@
+//! Tests of the role agent's rendering: the Redis example's pods and objects with and without
+//! an agent image, a template's own ServiceAccount, and the agent's state from pod statuses.
+
+use super::*;
+use crate::render::{Mode, render_for_operator, render_with};
+use berth_core::load::{Inputs, load};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, PodSpec,
+    PodStatus,
+};
+use serde_json::Value;
+
+const IMAGE: &str = "berth.local/berth-operator:abc";
+
+fn redis(edit: impl FnOnce(&mut String)) -> ValidatedApp {
+    let mut text = include_str!("../../../../examples/redis.yaml").to_string();
+    edit(&mut text);
+    load(&Inputs {
+        app_file: "redis.yaml".into(),
+        app_text: text,
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+fn stateful_set(objects: &[Value]) -> StatefulSet {
+    let object = objects.iter().find(|o| o["kind"] == "StatefulSet").unwrap();
+    serde_json::from_value(object.clone()).unwrap()
+}
+
+fn kinds(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn pod_spec(objects: &[Value]) -> PodSpec {
+    stateful_set(objects).spec.unwrap().template.spec.unwrap()
+}
+
+#[test]
+fn the_operator_with_an_image_runs_the_probe_in_a_sidecar() {
+    let app = redis(|_| {});
+    let objects = render_for_operator(&app, Some(IMAGE)).unwrap();
+    let spec = pod_spec(&objects);
+    let inits = spec.init_containers.as_ref().unwrap();
+    let names: Vec<&str> = inits.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names[names.len() - 2..], [INSTALL_CONTAINER, CONTAINER]);
+    let install = &inits[names.len() - 2];
+    assert_eq!(install.image.as_deref(), Some(IMAGE));
+    let agent = &inits[names.len() - 1];
+    assert_eq!(agent.image, spec.containers[0].image, "the member's image");
+    assert_eq!(agent.restart_policy.as_deref(), Some("Always"));
+    let command = agent.command.as_ref().unwrap();
+    assert_eq!(command[..5], [BINARY, "agent", "run", "--period", "2"]);
+    let probe = &command[command.iter().position(|w| w == "--").unwrap() + 1..];
+    let exec = crate::roles::exec_command(&app, 0, berth_core::exec::ExecKind::RoleProbe)
+        .unwrap()
+        .unwrap();
+    assert_eq!(probe, exec, "the probe as the operator would exec it");
+    assert!(command.windows(2).any(|w| w == ["--writable", "master"]));
+    let env: Vec<&str> = agent
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.as_str())
+        .collect();
+    assert!(
+        env.contains(&ENV_POD) && env.contains(&"BERTH_POD_IP"),
+        "{env:?}"
+    );
+    let mounts: Vec<&str> = agent
+        .volume_mounts
+        .iter()
+        .flatten()
+        .map(|m| m.mount_path.as_str())
+        .collect();
+    assert!(
+        mounts.contains(&TOKEN_DIR) && mounts.contains(&DIR),
+        "{mounts:?}"
+    );
+    assert!(
+        spec.containers.iter().all(|c| c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| m.name != TOKEN_VOLUME)),
+        "only the agent gets the token"
+    );
+    assert_eq!(
+        spec.service_account_name.as_deref(),
+        Some("redis-berth-agent")
+    );
+    assert_eq!(spec.automount_service_account_token, Some(false));
+    let kinds = kinds(&objects);
+    for kind in ["ServiceAccount", "Role", "RoleBinding"] {
+        assert!(kinds.contains(&kind.to_string()), "{kinds:?}");
+    }
+}
+
+#[test]
+fn the_role_names_every_member_pod_and_only_them() {
+    let objects = render_for_operator(&redis(|_| {}), Some(IMAGE)).unwrap();
+    let role = objects.iter().find(|o| o["kind"] == "Role").unwrap();
+    let role: Role = serde_json::from_value(role.clone()).unwrap();
+    let rule = &role.rules.unwrap()[0];
+    assert_eq!(
+        rule.resource_names.as_deref().unwrap(),
+        ["redis-0", "redis-1", "redis-2"]
+    );
+    assert!(!rule.verbs.iter().any(|v| v == "delete" || v == "update"));
+}
+
+#[test]
+fn without_an_image_or_outside_the_operator_there_is_no_agent() {
+    let app = redis(|_| {});
+    for objects in [
+        render_for_operator(&app, None).unwrap(),
+        render_with(&app, Mode::Standalone).unwrap(),
+    ] {
+        let spec = pod_spec(&objects);
+        assert!(
+            spec.init_containers
+                .iter()
+                .flatten()
+                .all(|c| !c.name.starts_with("berth-agent"))
+        );
+        assert_eq!(spec.service_account_name, None);
+        assert!(!kinds(&objects).contains(&"Role".to_string()));
+    }
+}
+
+#[test]
+fn a_template_service_account_is_kept_and_bound() {
+    let app = redis(|text| {
+        *text = text.replacen(
+            "        spec:\n",
+            "        spec:\n          serviceAccountName: mine\n",
+            1,
+        );
+    });
+    let objects = render_for_operator(&app, Some(IMAGE)).unwrap();
+    let spec = pod_spec(&objects);
+    assert_eq!(spec.service_account_name.as_deref(), Some("mine"));
+    assert_eq!(spec.automount_service_account_token, None);
+    assert!(!kinds(&objects).contains(&"ServiceAccount".to_string()));
+    let binding = objects.iter().find(|o| o["kind"] == "RoleBinding").unwrap();
+    assert_eq!(binding["subjects"][0]["name"], "mine");
+}
+
+fn pod(declared: bool, status: Option<ContainerStatus>) -> Pod {
+    let mut pod = Pod::default();
+    if declared {
+        pod.spec = Some(PodSpec {
+            init_containers: Some(vec![Container {
+                name: CONTAINER.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
+    }
+    pod.status = Some(PodStatus {
+        init_container_statuses: status.map(|s| vec![s]),
+        ..Default::default()
+    });
+    pod
+}
+
+fn status(ready: bool, running: bool) -> ContainerStatus {
+    let state = if running {
+        ContainerState {
+            running: Some(ContainerStateRunning::default()),
+            ..Default::default()
+        }
+    } else {
+        ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                exit_code: 143,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    };
+    ContainerStatus {
+        name: CONTAINER.into(),
+        ready,
+        state: Some(state),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn an_agent_is_running_only_when_ready_and_running() {
+    assert_eq!(state(&pod(false, None)), AgentState::Absent);
+    assert_eq!(state(&pod(true, None)), AgentState::Down);
+    assert_eq!(
+        state(&pod(true, Some(status(true, true)))),
+        AgentState::Running
+    );
+    assert_eq!(
+        state(&pod(true, Some(status(false, true)))),
+        AgentState::Down
+    );
+    assert_eq!(
+        state(&pod(true, Some(status(false, false)))),
+        AgentState::Down
+    );
+}
