@@ -17,6 +17,8 @@ pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const LABEL_PART_OF: &str = "app.kubernetes.io/part-of";
 /// Label carrying a member's current role.
 pub const LABEL_ROLE: &str = "berth.io/role";
+/// Pod annotation with the term a member's role was reported in (`berth_core::agent`).
+pub const ANNOTATION_ROLE_TERM: &str = "berth.io/role-term";
 /// Pod template annotation holding the hash of the part's config files.
 pub const ANNOTATION_CONFIG_HASH: &str = "berth.io/config-hash";
 /// Annotation on Services whose clients must balance over members themselves.

@@ -140,7 +140,7 @@ fn agent_container(main: &Container, sidecar: &Sidecar) -> Container {
         .filter(|m| m.mount_path != TOKEN_DIR)
         .cloned()
         .collect();
-    mounts.push(mount(VOLUME, DIR, true));
+    mounts.push(mount(VOLUME, DIR, false));
     mounts.push(mount(TOKEN_VOLUME, TOKEN_DIR, true));
     Container {
         name: CONTAINER.to_string(),
@@ -362,6 +362,54 @@ pub fn state(pod: &Pod) -> AgentState {
     } else {
         AgentState::Down
     }
+}
+
+/// How long a running agent may stay unready before it counts as down: long enough for its
+/// first probe and label write after a start.
+pub const START_GRACE_SECONDS: i64 = 30;
+
+/// Why `pod`'s agent counts as down for the app's Degraded condition, if it does: it has
+/// died (it restarted and is not back), or it runs unready past [`START_GRACE_SECONDS`].
+/// An agent starting for the first time, or a pod not running, says nothing.
+pub fn trouble(pod: &Pod, now: k8s_openapi::jiff::Timestamp) -> Option<String> {
+    if state(pod) != AgentState::Down
+        || pod.metadata.deletion_timestamp.is_some()
+        || pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Running")
+    {
+        return None;
+    }
+    let status = pod
+        .status
+        .as_ref()?
+        .init_container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == CONTAINER)?;
+    let state = status.state.as_ref();
+    let started = state
+        .and_then(|s| s.running.as_ref())
+        .and_then(|r| r.started_at.as_ref());
+    let why = match started {
+        None if status.restart_count > 0 => format!("restarted {} times", status.restart_count),
+        None => return None,
+        Some(at) if now.as_second() - at.0.as_second() > START_GRACE_SECONDS => {
+            "running but not ready (it cannot write its role label)".to_string()
+        }
+        Some(_) if status.restart_count > 0 => {
+            format!("restarted {} times", status.restart_count)
+        }
+        Some(_) => return None,
+    };
+    Some(format!(
+        "{}: role agent {why}",
+        pod.metadata.name.as_deref().unwrap_or_default()
+    ))
+}
+
+/// Whether `pod`'s agent labels its role: it has one and it is not down ([`trouble`]). An
+/// agent starting is given its grace; the operator probes the other members itself.
+pub fn owns_role(pod: &Pod, now: k8s_openapi::jiff::Timestamp) -> bool {
+    state(pod) != AgentState::Absent && trouble(pod, now).is_none()
 }
 
 #[cfg(test)]

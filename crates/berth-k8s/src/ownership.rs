@@ -90,6 +90,20 @@ pub fn conflict(key: &ObjectKey, claim: &Claim) -> Option<String> {
     }
 }
 
+/// Whether `object` can be dry-run before any of `batch` (the objects applied with it, in
+/// order) exists. A RoleBinding to a Role of the same batch cannot: the API server's check
+/// that the binder holds the Role's permissions needs the Role, which only the apply creates
+/// (just before the binding). Such a binding is checked by its apply alone.
+pub fn dry_runnable(object: &Value, batch: &[&Value]) -> bool {
+    let role_ref = &object["roleRef"];
+    let binds_batch_role = object["kind"] == "RoleBinding"
+        && role_ref["kind"] == "Role"
+        && batch
+            .iter()
+            .any(|o| o["kind"] == "Role" && o["metadata"]["name"] == role_ref["name"]);
+    !binds_batch_role
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +172,17 @@ mod tests {
             "ConfigMap user-data belongs to app blog; rename it in one of the two apps"
         );
         assert_eq!(conflict(&key, &Claim::Ours), None);
+    }
+
+    #[test]
+    fn a_binding_to_a_role_of_the_same_batch_is_not_dry_run() {
+        let role = serde_json::json!({"kind": "Role", "metadata": {"name": "a-berth-agent"}});
+        let binding = serde_json::json!({"kind": "RoleBinding",
+            "roleRef": {"kind": "Role", "name": "a-berth-agent"}});
+        let other = serde_json::json!({"kind": "RoleBinding",
+            "roleRef": {"kind": "Role", "name": "theirs"}});
+        assert!(!dry_runnable(&binding, &[&role, &binding]));
+        assert!(dry_runnable(&other, &[&role, &other]));
+        assert!(dry_runnable(&role, &[&role, &binding]));
     }
 }

@@ -508,6 +508,18 @@ fn degraded(app: &ValidatedApp, observed: &Observed, now: Timestamp) -> Option<(
         };
         messages.push(format!("{}: {message}", part.name));
     }
+    let app_name = app.name();
+    let agents: Vec<String> = app
+        .parts()
+        .iter()
+        .filter(|p| crate::agent::wanted(p))
+        .flat_map(|p| pods_of(&app_name, p, observed))
+        .filter_map(|pod| crate::agent::trouble(pod, now))
+        .collect();
+    if !agents.is_empty() {
+        reason = "AgentDown";
+        messages.push(agents.join(", "));
+    }
     let failed = |r: &&RestoreStatus| r.phase == RestorePhase::Failed;
     if let Some(restore) = observed.restore.as_ref().filter(failed) {
         reason = "RestoreFailed";

@@ -35,8 +35,10 @@ pub(crate) async fn check(
         Ok(None) => {}
         Err(e) => return Some(Refusal::Rejected(e.user_message())),
     }
+    let batch: Vec<&Value> = objects.iter().map(|(_, o)| o).collect();
     let dry_runs = objects
         .iter()
+        .filter(|(_, object)| ownership::dry_runnable(object, &batch))
         .map(|(_, object)| ctx.applier.dry_run(object, namespace));
     try_join_all(dry_runs)
         .await

@@ -16,11 +16,13 @@
 //! - `prober`: role probes run in members (`pods/exec`), their results as `berth.io/role` labels.
 //! - `backup`: StatefulAppBackups: each run once in the member the core chooses, its output
 //!   streamed through `pods/exec` to the S3 repository; schedules and retention on a timer.
+//! - [`agent`]: `berth agent`, the role agent in members' pods: probes locally, labels on change.
 //! - `leader`: leader election on a `coordination.k8s.io` Lease.
 //! - `telemetry`: Prometheus metrics, health endpoints, logs.
 //!
 //! Every decision is made in `berth-core` / `berth-k8s` (pure); this crate performs them.
 
+pub mod agent;
 mod apply;
 mod backup;
 mod claims;

@@ -4,15 +4,23 @@
 //! prints becomes the pod label `berth.io/role` (`berth_k8s::roles`). Role Services select that
 //! label, and the rollout planner reads it. Reconciles register what to probe; one loop per scope
 //! runs the probes, a bounded number at a time, so a slow member never holds up a reconcile.
+//!
+//! Members whose role agent runs (`berth agent`, see [`crate::agent`]) label themselves and
+//! are not probed from here; the operator's exec path is their fallback while an agent is
+//! down. The same loop removes the label of a writer from an older term than another's
+//! (`berth_core::agent::stale_writers`), whichever wrote it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use berth_core::agent::MemberLabel;
 use berth_core::exec::{ActionTarget, ExecKind};
 use berth_core::lifecycle::ActionFailure;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
+use berth_core::spec::RoleSpec;
+use berth_k8s::agent;
 use berth_k8s::roles;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -31,12 +39,15 @@ const TICK: Duration = Duration::from_millis(500);
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to probe in one part's members.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ProbeTarget {
     namespace: String,
     selector: BTreeMap<String, String>,
     command: Vec<String>,
     period: Duration,
+    /// The part's roles when at most one member may hold a writable one (empty otherwise):
+    /// what [`berth_core::agent::stale_writers`] judges.
+    exclusive: Vec<RoleSpec>,
 }
 
 /// The probes of every app in a scope, and when each member was last probed.
@@ -78,17 +89,55 @@ impl Prober {
             .collect();
         let mut last_run = self.last_run.lock().unwrap_or_else(|e| e.into_inner());
         let mut due = Vec::new();
+        let timestamp = k8s_openapi::jiff::Timestamp::now();
         for target in targets {
             for pod in crate::watch::select(pods, &target.namespace, &target.selector) {
                 let key = format!("{}/{}", target.namespace, pod.name_any());
                 let ran = last_run.get(&key);
-                if roles::probe_due(&pod) && ran.is_none_or(|t| now - *t >= target.period) {
+                // A member whose agent runs (or starts) labels itself; the operator probes
+                // the others, and those whose agent is down.
+                if roles::probe_due(&pod)
+                    && !agent::owns_role(&pod, timestamp)
+                    && ran.is_none_or(|t| now - *t >= target.period)
+                {
                     last_run.insert(key, now);
                     due.push((pod, target.command.clone()));
                 }
             }
         }
         due
+    }
+
+    /// Members labelled with a writable role from an older term than another member's, in
+    /// every part whose writable role is exclusive.
+    fn stale_writers(&self, pods: &Store<Pod>) -> Vec<Pod> {
+        let targets: Vec<ProbeTarget> = self
+            .targets
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .flatten()
+            .filter(|t| !t.exclusive.is_empty())
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for target in targets {
+            let members = crate::watch::select(pods, &target.namespace, &target.selector);
+            let labels: Vec<MemberLabel> = members
+                .iter()
+                .map(|pod| MemberLabel {
+                    name: pod.name_any(),
+                    label: crate::agent::labelled(pod),
+                })
+                .collect();
+            let stale = berth_core::agent::stale_writers(&target.exclusive, &labels);
+            out.extend(
+                members
+                    .into_iter()
+                    .filter(|p| stale.contains(&p.name_any())),
+            );
+        }
+        out
     }
 }
 
@@ -103,6 +152,11 @@ fn probe_targets(app: &ValidatedApp) -> Vec<ProbeTarget> {
                 selector: names::selector_labels(&app.name(), &part.name),
                 command: rendered(app, index, ExecKind::RoleProbe)?,
                 period: Duration::from_secs(u64::try_from(probe.period_seconds).unwrap_or(2)),
+                exclusive: if part.state.topology.multiple_writers {
+                    Vec::new()
+                } else {
+                    part.state.topology.roles.clone()
+                },
             })
         })
         .collect()
@@ -126,6 +180,9 @@ pub async fn run(client: Client, prober: std::sync::Arc<Prober>, pods: Store<Pod
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        for pod in prober.stale_writers(&pods) {
+            unlabel_stale_writer(&client, &pod).await;
+        }
         let due = prober.due(&pods, Instant::now());
         futures::stream::iter(due)
             .for_each_concurrent(CONCURRENCY, |(pod, command)| {
@@ -135,6 +192,28 @@ pub async fn run(client: Client, prober: std::sync::Arc<Prober>, pods: Store<Pod
                 }
             })
             .await;
+    }
+}
+
+/// Removes the role label of a member labelled writable in an older term than another (its
+/// agent could not relabel it, or its report is stale); the term stays, so its own older
+/// reports cannot label it again.
+async fn unlabel_stale_writer(client: &Client, pod: &Pod) {
+    let namespace = pod.namespace().unwrap_or_default();
+    let name = pod.name_any();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..Default::default()
+    };
+    let patch = serde_json::json!({"metadata": {"labels": {names::LABEL_ROLE: null}}});
+    match api.patch(&name, &params, &Patch::Merge(&patch)).await {
+        Ok(_) => {
+            tracing::warn!(pod = %name, namespace = %namespace, "removed the role of a writer from an older term")
+        }
+        Err(e) => {
+            tracing::warn!(pod = %name, namespace = %namespace, error = %e, "could not remove a stale writer's role")
+        }
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Context {
     pub admitted: crate::membership::Admitted,
     /// The apps' restores from backups, as this process last knew them.
     pub restores: Arc<crate::restore::Restores>,
+    /// The role agent's image, when members run their role probes themselves.
+    pub agent_image: Option<String>,
 }
 
 /// Requeue interval of a converged app: a safety net; changes arrive through watches.
@@ -231,7 +233,7 @@ async fn owned_objects(
     validated: &ValidatedApp,
 ) -> Result<Vec<(ObjectKey, Value)>> {
     let namespace = validated.namespace();
-    let rendered = render::render_with(validated, render::Mode::Operator)
+    let rendered = render::render_for_operator(validated, ctx.agent_image.as_deref())
         .map_err(|e| Error::Render(e.to_string()))?;
     let mut objects = Vec::with_capacity(rendered.len());
     for mut object in rendered {

@@ -44,6 +44,9 @@ pub struct Options {
     pub lease_name: String,
     /// This replica's identity in the Lease.
     pub identity: String,
+    /// The image whose `berth` binary runs as the role agent in members' pods (the
+    /// operator's own, under Helm); without it, the operator runs role probes itself.
+    pub agent_image: Option<String>,
 }
 
 /// Runs the operator until a signal arrives or leadership is lost.
@@ -255,5 +258,6 @@ fn context(
         switchovers: Default::default(),
         admitted: Default::default(),
         restores: Default::default(),
+        agent_image: options.agent_image.clone(),
     })
 }

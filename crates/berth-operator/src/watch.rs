@@ -179,16 +179,28 @@ impl Slim for Pod {
     /// Keeps the node, conditions, readiness gates, and each container's name and image with
     /// the status fields an in-place update is judged by, and what a not-ready member's reason
     /// is made of (`berth_k8s::member::not_ready`): the waiting state's reason and message and
-    /// the last termination's exit code (the scheduler's message is in the conditions); and
-    /// whether the `berth-restore` init container runs.
+    /// the last termination's exit code (the scheduler's message is in the conditions);
+    /// whether the `berth-restore` init container runs; and whether the pod has a role agent
+    /// and how it runs (`berth_k8s::agent::state` and `trouble`).
     fn slim(&mut self) {
         use k8s_openapi::api::core::v1::{
             Container, ContainerState, ContainerStateTerminated, ContainerStatus, PodSpec,
             PodStatus,
         };
         let spec = self.spec.take().unwrap_or_default();
+        let berth_own = |c: &Container| c.name == berth_k8s::agent::CONTAINER;
+        let init_containers = spec.init_containers.map(|all| {
+            all.into_iter()
+                .filter(berth_own)
+                .map(|c| Container {
+                    name: c.name,
+                    ..Default::default()
+                })
+                .collect()
+        });
         self.spec = Some(PodSpec {
             node_name: spec.node_name,
+            init_containers,
             readiness_gates: spec.readiness_gates,
             containers: spec
                 .containers
@@ -228,12 +240,19 @@ impl Slim for Pod {
                     })
                     .collect()
             });
-            // Whether a member waits for its restore (`berth_k8s::restore::waiting`).
+            // Whether a member waits for its restore (`berth_k8s::restore::waiting`), and how
+            // its agent runs.
+            let watched = [
+                berth_k8s::restore::INIT_CONTAINER,
+                berth_k8s::agent::CONTAINER,
+            ];
             let restore = status.init_container_statuses.take().map(|all| {
                 all.into_iter()
-                    .filter(|c| c.name == berth_k8s::restore::INIT_CONTAINER)
+                    .filter(|c| watched.contains(&c.name.as_str()))
                     .map(|c| ContainerStatus {
                         name: c.name,
+                        ready: c.ready,
+                        restart_count: c.restart_count,
                         state: c.state.map(|s| ContainerState {
                             running: s.running,
                             ..Default::default()
@@ -387,5 +406,44 @@ mod tests {
         let kept = pod.status.unwrap().init_container_statuses.unwrap();
         assert_eq!(kept.len(), 1, "only berth's init container is kept");
         assert!(kept[0].image.is_empty());
+    }
+
+    /// A slimmed pod still tells whether it has a role agent and how it runs (the operator
+    /// probed every agent's member itself before this was kept).
+    #[test]
+    fn a_slim_pod_keeps_its_agent_and_how_it_runs() {
+        use berth_k8s::agent::{AgentState, CONTAINER, state};
+        use k8s_openapi::api::core::v1::{Container, PodSpec};
+        let mut agent = running(CONTAINER);
+        agent.ready = true;
+        agent.restart_count = 2;
+        let mut pod = Pod {
+            spec: Some(PodSpec {
+                init_containers: Some(vec![
+                    Container {
+                        name: CONTAINER.into(),
+                        image: Some("redis:7".into()),
+                        ..Default::default()
+                    },
+                    Container {
+                        name: "users-own".into(),
+                        ..Default::default()
+                    },
+                ]),
+                ..Default::default()
+            }),
+            status: Some(PodStatus {
+                init_container_statuses: Some(vec![agent, running("users-own")]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        pod.slim();
+        assert_eq!(state(&pod), AgentState::Running);
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.init_containers.as_ref().unwrap().len(), 1);
+        let status = pod.status.as_ref().unwrap();
+        let kept = &status.init_container_statuses.as_ref().unwrap()[0];
+        assert_eq!((kept.ready, kept.restart_count), (true, 2));
     }
 }

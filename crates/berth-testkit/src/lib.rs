@@ -126,8 +126,13 @@ fn exported(env: &str, name: &str) -> Option<String> {
 impl Cluster {
     /// A kubectl command for this cluster.
     pub fn kubectl(&self) -> Command {
+        self.kubectl_as(&self.kubeconfig)
+    }
+
+    /// kubectl authenticated by another `kubeconfig` (e.g. [`token_kubeconfig`]'s).
+    pub fn kubectl_as(&self, kubeconfig: &Path) -> Command {
         let mut cmd = Command::new(&self.kubectl);
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd.arg("--kubeconfig").arg(kubeconfig);
         cmd
     }
 
@@ -220,6 +225,11 @@ pub fn operator_kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
         ],
         "",
     );
+    token_kubeconfig(cluster, &dir.join("operator.kubeconfig"), token.trim())
+}
+
+/// Writes at `path` a kubeconfig for the cluster that authenticates with `token` only.
+pub fn token_kubeconfig(cluster: &Cluster, path: &Path, token: &str) -> PathBuf {
     let view = |path: &str| {
         cluster.ok(
             &[
@@ -236,12 +246,10 @@ pub fn operator_kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
     let server = view(".clusters[0].cluster.server");
     let ca = view(".clusters[0].cluster.certificate-authority-data");
     let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: berth-operator\n  user:\n    token: {}\ncontexts:\n- name: operator\n  context: {{cluster: test, user: berth-operator}}\ncurrent-context: operator\n",
-        token.trim()
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: token\n  user:\n    token: {token}\ncontexts:\n- name: token\n  context: {{cluster: test, user: token}}\ncurrent-context: token\n",
     );
-    let path = dir.join("operator.kubeconfig");
-    std::fs::write(&path, config).expect("the kubeconfig is written");
-    path
+    std::fs::write(path, config).expect("the kubeconfig is written");
+    path.to_path_buf()
 }
 
 /// The label (and taint key) of real nodes; kwok's nodes do not have it.

@@ -44,6 +44,9 @@ pub enum Command {
     Reference,
     /// Reconcile StatefulApps on a Kubernetes cluster.
     Operator(crate::operator::OperatorArgs),
+    /// The role agent the operator runs in members' pods.
+    #[command(hide = true)]
+    Agent(crate::agent::AgentArgs),
     /// Run an app on this machine (members as processes under a background supervisor);
     /// returns once every member is ready.
     Up(crate::local::UpArgs),

@@ -21,6 +21,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Render { app, output_dir } => render_app(&app, output_dir.as_deref()),
         Command::Params { app, output } => list_params(&app, output),
         Command::Operator(args) => crate::operator::run(&args),
+        Command::Agent(args) => crate::agent::run(args),
         Command::Up(args) => crate::local::up(&args),
         Command::Apply(args) => crate::local::apply(&args),
         Command::Plan(args) => crate::plan::plan(&args),

@@ -61,6 +61,12 @@ pub enum CliError {
     /// The operator could not start or had to stop.
     #[error("operator: {0}")]
     Operator(#[source] berth_operator::Error),
+    /// The role agent could not run.
+    #[error("agent: {0}")]
+    Agent(#[source] berth_operator::agent::AgentError),
+    /// `berth agent ready`: the agent has a label change it could not write.
+    #[error("the role agent is not ready: a role change could not be written")]
+    NotReady,
     /// The cluster preview (`plan --kubeconfig`) failed: the API server's own message.
     #[error("{}", .0.user_message())]
     Cluster(#[source] berth_operator::Error),

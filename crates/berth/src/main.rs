@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 success, 1 invalid input or failed operation, 2 usage error (clap's own).
 
+mod agent;
 mod args;
 mod commands;
 mod error;

@@ -42,6 +42,11 @@ pub struct OperatorArgs {
     /// This replica's identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Run role probes inside members' pods: the `berth` binary of this image (the
+    /// operator's own) becomes a sidecar of every StatefulSet part with a role probe, and
+    /// labels its member's role itself. Without it, the operator execs every probe.
+    #[arg(long, env = "BERTH_AGENT_IMAGE", value_name = "IMAGE")]
+    pub agent_image: Option<String>,
 }
 
 /// Runs the operator until it is signalled to stop.
@@ -62,6 +67,7 @@ pub fn run(args: &OperatorArgs) -> Result<(), CliError> {
         lease_namespace: args.lease_namespace.clone(),
         lease_name: args.lease_name.clone(),
         identity,
+        agent_image: args.agent_image.clone().filter(|i| !i.is_empty()),
     };
     let runtime = tokio::runtime::Runtime::new().map_err(CliError::Runtime)?;
     runtime

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
 
-use berth_testkit::{real_nodes, testenv, testenv_tool};
+use berth_testkit::{real_nodes, testenv_tool};
 use operator_common::real::*;
 use operator_common::*;
 use serde_json::{Value, json};
@@ -26,18 +26,6 @@ const RELEASE: &str = "berth";
 const REPLICAS: usize = 2;
 /// The operator pods' label.
 const OPERATOR_PODS: &str = "app.kubernetes.io/name=berth";
-
-/// The operator image of the binary under test, built (unless cached) and imported into the
-/// real nodes by `scripts/testenv operator-image`: (repository, tag).
-fn operator_image() -> (String, String) {
-    let binary = berth_binary();
-    let reference = testenv(&["operator-image", binary.to_str().unwrap()]);
-    let (repository, tag) = reference
-        .trim()
-        .rsplit_once(':')
-        .unwrap_or_else(|| panic!("operator-image printed an image reference: {reference:?}"));
-    (repository.to_string(), tag.to_string())
-}
 
 /// The chart values of this test: the local image (never pulled), cluster-scoped RBAC named
 /// after the operator's namespace (the cluster may hold `deploy/rbac.yaml`'s), only the app's

@@ -208,3 +208,52 @@ fn an_agent_is_running_only_when_ready_and_running() {
         AgentState::Down
     );
 }
+
+fn running_pod(status: ContainerStatus) -> Pod {
+    let mut pod = pod(true, Some(status));
+    pod.metadata.name = Some("redis-1".into());
+    pod.status.as_mut().unwrap().phase = Some("Running".into());
+    pod
+}
+
+fn started(mut status: ContainerStatus, at: k8s_openapi::jiff::Timestamp) -> ContainerStatus {
+    status.state = Some(ContainerState {
+        running: Some(ContainerStateRunning {
+            started_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at)),
+        }),
+        ..Default::default()
+    });
+    status
+}
+
+#[test]
+fn an_agent_is_trouble_once_it_died_or_stays_unready() {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    let now = Timestamp::now();
+    let recent = now - SignedDuration::from_secs(5);
+    let long_ago = now - SignedDuration::from_secs(START_GRACE_SECONDS + 5);
+    let starting = started(status(false, true), recent);
+    assert_eq!(
+        trouble(&running_pod(starting.clone()), now),
+        None,
+        "a first start"
+    );
+    let mut restarted = starting;
+    restarted.restart_count = 2;
+    let why = trouble(&running_pod(restarted), now).unwrap();
+    assert!(
+        why.contains("redis-1") && why.contains("restarted 2 times"),
+        "{why}"
+    );
+    let mut dead = status(false, false);
+    dead.restart_count = 1;
+    assert!(trouble(&running_pod(dead), now).is_some());
+    let stuck = started(status(false, true), long_ago);
+    assert!(
+        trouble(&running_pod(stuck), now)
+            .unwrap()
+            .contains("not ready")
+    );
+    let healthy = started(status(true, true), long_ago);
+    assert_eq!(trouble(&running_pod(healthy), now), None);
+}

@@ -197,3 +197,15 @@ pub fn etcdctl(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<
     let script = format!("etcdctl --endpoints=http://$BERTH_POD_IP:2379 {args}");
     sh(cluster, ns, member, &script)
 }
+
+/// The operator image of the binary under test, built (unless cached) and imported into the
+/// real nodes by `scripts/testenv operator-image`: (repository, tag).
+pub fn operator_image() -> (String, String) {
+    let binary = super::berth_binary();
+    let reference = berth_testkit::testenv(&["operator-image", binary.to_str().unwrap()]);
+    let (repository, tag) = reference
+        .trim()
+        .rsplit_once(':')
+        .unwrap_or_else(|| panic!("operator-image printed an image reference: {reference:?}"));
+    (repository.to_string(), tag.to_string())
+}

@@ -1,0 +1,278 @@
+//! The role agent (`berth agent`) in real pods: `berth operator --agent-image` with the
+//! operator image of the binary under test, and the shipped Redis example on the real nodes.
+//! - Each member's agent labels its role (the label's field manager is `berth-agent`), and
+//!   while roles hold no agent writes anything.
+//! - A failover made by hand with redis-cli (no operator action) moves the labels.
+//! - An agent's token, bound to its pod, may change only that pod's role label (the Role
+//!   and the admission policy of `deploy/rbac.yaml`).
+//! - A killed agent shows as `Degraded` (`AgentDown`) while the app keeps serving, and the
+//!   condition clears once the kubelet has restarted it.
+//!
+//! Skipped without 2 real nodes outside CI (see `berth_testkit::real_nodes`), failing in CI.
+
+mod operator_common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use berth_testkit::{real_nodes, token_kubeconfig};
+use operator_common::real::*;
+use operator_common::*;
+use serde_json::Value;
+
+/// The example's role probe period.
+const PERIOD: Duration = Duration::from_secs(2);
+
+/// `redis-cli ARGS` in a member, against its own server (it listens on its pod IP only).
+fn member_cli(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
+    sh(
+        cluster,
+        ns,
+        member,
+        &format!("redis-cli -h \"$BERTH_POD_IP\" {args}"),
+    )
+}
+
+/// How many times each member's agent wrote a role label, from its log.
+fn role_writes(cluster: &Cluster, ns: &str) -> BTreeMap<String, usize> {
+    member_pods(cluster, ns, "redis")
+        .iter()
+        .map(|pod| {
+            let name = pod["metadata"]["name"].as_str().unwrap().to_string();
+            let log = cluster.ok(&["logs", "-n", ns, &name, "-c", "berth-agent"], "");
+            (name, log.matches("role changed").count())
+        })
+        .collect()
+}
+
+/// The field managers of a pod's `berth.io/role` label.
+fn role_label_managers(cluster: &Cluster, ns: &str, pod: &str) -> Vec<String> {
+    let out = cluster.ok(
+        &[
+            "get",
+            "pod",
+            pod,
+            "-n",
+            ns,
+            "-o",
+            "json",
+            "--show-managed-fields",
+        ],
+        "",
+    );
+    let pod: Value = serde_json::from_str(&out).unwrap();
+    pod["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["fieldsV1"]["f:metadata"]["f:labels"]["f:berth.io/role"].is_object())
+        .map(|f| f["manager"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// The app's Degraded condition.
+fn degraded(cluster: &Cluster, ns: &str) -> Value {
+    let app = app(cluster, ns, "redis");
+    app["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Degraded")
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Makes `new` the master by hand, as an outside failover tool would: no operator action.
+fn fail_over(cluster: &Cluster, ns: &str, new: &str, members: &[String]) {
+    assert_eq!(
+        member_cli(cluster, ns, new, "REPLICAOF NO ONE").as_deref(),
+        Some("OK")
+    );
+    let pod = cluster.get_json(&["pod", new, "-n", ns]);
+    let ip = pod["status"]["podIP"].as_str().unwrap().to_string();
+    for member in members.iter().filter(|m| *m != new) {
+        let replied = member_cli(cluster, ns, member, &format!("REPLICAOF {ip} 6379"));
+        assert_eq!(replied.as_deref(), Some("OK"), "{member} follows {new}");
+    }
+}
+
+/// `kubectl` as the agent of pod `bound` (a token bound to that pod): whether `args` succeeded,
+/// and its stderr.
+fn as_agent(cluster: &Cluster, ns: &str, bound: &str, args: &[&str]) -> (bool, String) {
+    let token = cluster.ok(
+        &[
+            "create",
+            "token",
+            "redis-berth-agent",
+            "-n",
+            ns,
+            "--bound-object-kind",
+            "Pod",
+            "--bound-object-name",
+            bound,
+        ],
+        "",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = token_kubeconfig(cluster, &dir.path().join("agent"), token.trim());
+    let out = cluster
+        .kubectl_as(&kubeconfig)
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Kills member `pod`'s agent (SIGTERM to its process, PID 1 of its container). The exec's
+/// own shell dies with the container (exit 137), so its status says nothing: the caller
+/// awaits the restart.
+fn kill_agent(cluster: &Cluster, ns: &str, pod: &str) {
+    let kill = [
+        "exec",
+        "-n",
+        ns,
+        pod,
+        "-c",
+        "berth-agent",
+        "--",
+        "sh",
+        "-c",
+        "kill 1",
+    ];
+    cluster.run(&kill, "");
+}
+
+/// The agent's restart count in `pod`.
+fn agent_restarts(cluster: &Cluster, ns: &str, pod: &str) -> i64 {
+    let pod = cluster.get_json(&["pod", pod, "-n", ns]);
+    pod["status"]["initContainerStatuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "berth-agent")
+        .and_then(|c| c["restartCount"].as_i64())
+        .unwrap_or(0)
+}
+
+#[test]
+fn the_redis_examples_agents_label_roles_follow_a_failover_keep_to_their_pod_and_a_dead_one_degrades_the_app()
+ {
+    let Some((cluster, ns)) = setup("real-agent") else {
+        return;
+    };
+    if real_nodes(cluster, 2).is_none() {
+        return;
+    }
+    let ns = &ns.name;
+    let (repository, tag) = operator_image();
+    let image = format!("{repository}:{tag}");
+    let operator = Operator::start(cluster, ns, &["--agent-image", &image]);
+    start_on_real_nodes(cluster, ns, "redis", &real_example("redis", ns, &[]), 3);
+
+    // the agents label the roles, and nothing else writes them
+    let master = single_master(cluster, ns, "redis", 3);
+    let members: Vec<String> = roles(cluster, ns, "redis").into_keys().collect();
+    for member in &members {
+        assert_eq!(
+            role_label_managers(cluster, ns, member),
+            ["berth-agent"],
+            "{member}'s role label is the agent's\n{}",
+            operator.log()
+        );
+    }
+    let writes = role_writes(cluster, ns);
+    assert!(
+        writes.values().all(|n| *n == 1),
+        "one write each: {writes:?}"
+    );
+    // while roles hold, no agent writes: an observation window of three probe periods
+    std::thread::sleep(3 * PERIOD);
+    assert_eq!(
+        role_writes(cluster, ns),
+        writes,
+        "no write while roles hold"
+    );
+
+    // a failover made by hand moves the labels
+    let new = members.iter().find(|m| **m != master).unwrap().clone();
+    let started = Instant::now();
+    fail_over(cluster, ns, &new, &members);
+    wait_until(
+        &format!("{new} labelled master, the others slave"),
+        TIMEOUT,
+        || {
+            let roles = roles(cluster, ns, "redis");
+            roles
+                .iter()
+                .all(|(m, r)| r == if *m == new { "master" } else { "slave" })
+                .then_some(())
+        },
+    );
+    eprintln!(
+        "failover to {new}: labels moved in {} ms",
+        started.elapsed().as_millis()
+    );
+
+    // an agent may change its own pod's role label, and nothing else
+    let other = members.iter().find(|m| **m != new).unwrap();
+    let own = [
+        "label",
+        "pod",
+        new.as_str(),
+        "berth.io/role=master",
+        "--overwrite",
+    ];
+    let (ok, err) = as_agent(cluster, ns, &new, &own);
+    assert!(ok, "its own role label: {err}");
+    for (what, args) in [
+        (
+            "another pod's role label",
+            vec![
+                "label",
+                "pod",
+                other.as_str(),
+                "berth.io/role=master",
+                "--overwrite",
+            ],
+        ),
+        (
+            "another label of its pod",
+            vec!["label", "pod", new.as_str(), "team=x"],
+        ),
+        ("deleting its pod", vec!["delete", "pod", new.as_str()]),
+    ] {
+        let (ok, err) = as_agent(cluster, ns, &new, &args);
+        assert!(!ok, "{what} is refused");
+        assert!(
+            err.contains("forbidden") || err.contains("denied"),
+            "{what}: {err}"
+        );
+    }
+
+    // a killed agent: Degraded while the app serves; the kubelet restarts it and it clears
+    let victim = members.iter().find(|m| **m != new).unwrap().clone();
+    for round in 1..=2 {
+        kill_agent(cluster, ns, &victim);
+        wait_until("the agent restarted", TIMEOUT, || {
+            (agent_restarts(cluster, ns, &victim) >= round).then_some(())
+        });
+    }
+    let condition = wait_until("Degraded with AgentDown", TIMEOUT, || {
+        let c = degraded(cluster, ns);
+        (c["status"] == "True" && c["reason"] == "AgentDown").then_some(c)
+    });
+    assert!(
+        condition["message"].as_str().unwrap().contains(&victim),
+        "{condition}"
+    );
+    let written = member_cli(cluster, ns, &new, "SET during-agent-outage yes");
+    assert_eq!(written.as_deref(), Some("OK"), "the master serves");
+    wait_until("the agent back and Degraded cleared", REAL_TIMEOUT, || {
+        (degraded(cluster, ns)["status"] == "False").then_some(())
+    });
+    assert_eq!(single_master(cluster, ns, "redis", 3), new);
+}
