@@ -93,11 +93,13 @@ pub struct MemberLabel {
     pub label: Labelled,
 }
 
-/// The members whose writable role label must go: when several members of a part carry a
-/// writable role, those reported in an older term than the newest one. Members without a
+/// The members whose writable role label must go, each with the label it must carry
+/// instead: when several members of a part carry a writable role, those reported in an older
+/// term than the newest one lose their role and take the newest term, so that their own
+/// reports from the older term ([`next_label`]) cannot label them again. Members without a
 /// term are never judged (a probe that prints no term cannot be ordered); nor are members
 /// when only one holds a writable role. Parts with `multipleWriters` are not passed here.
-pub fn stale_writers(roles: &[RoleSpec], members: &[MemberLabel]) -> Vec<String> {
+pub fn stale_writers(roles: &[RoleSpec], members: &[MemberLabel]) -> Vec<MemberLabel> {
     let writable = |m: &&MemberLabel| {
         m.label
             .role
@@ -114,7 +116,13 @@ pub fn stale_writers(roles: &[RoleSpec], members: &[MemberLabel]) -> Vec<String>
     writers
         .iter()
         .filter(|m| m.label.term.is_some_and(|t| t < newest))
-        .map(|m| m.name.clone())
+        .map(|m| MemberLabel {
+            name: m.name.clone(),
+            label: Labelled {
+                role: None,
+                term: Some(newest),
+            },
+        })
         .collect()
 }
 

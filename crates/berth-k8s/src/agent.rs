@@ -24,6 +24,7 @@
 
 use std::collections::BTreeSet;
 
+use berth_core::agent::Labelled;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::spec::{PartSpec, WorkloadKind};
@@ -404,6 +405,26 @@ pub fn trouble(pod: &Pod, now: k8s_openapi::jiff::Timestamp) -> Option<String> {
         "{}: role agent {why}",
         pod.metadata.name.as_deref().unwrap_or_default()
     ))
+}
+
+/// The role label and term a pod carries (`berth.io/role`, `berth.io/role-term`).
+pub fn labelled(pod: &Pod) -> Labelled {
+    let label = |map: &Option<std::collections::BTreeMap<String, String>>, key: &str| {
+        map.as_ref().and_then(|m| m.get(key)).cloned()
+    };
+    Labelled {
+        role: label(&pod.metadata.labels, names::LABEL_ROLE),
+        term: label(&pod.metadata.annotations, names::ANNOTATION_ROLE_TERM)
+            .and_then(|t| t.parse().ok()),
+    }
+}
+
+/// The merge patch that makes a pod carry `wanted` (a `None` removes the label or term).
+pub fn label_patch(wanted: &Labelled) -> serde_json::Value {
+    serde_json::json!({"metadata": {
+        "labels": {names::LABEL_ROLE: wanted.role},
+        "annotations": {names::ANNOTATION_ROLE_TERM: wanted.term.map(|t| t.to_string())},
+    }})
 }
 
 /// Whether `pod`'s agent labels its role: it has one and it is not down ([`trouble`]). An

@@ -5,30 +5,27 @@
 //! which the local engine passes as environment, are set with `env`, since an exec cannot set
 //! environment variables.
 
+use berth_core::agent::{Observation, Report, next_label};
 use berth_core::exec::{ActionTarget, ExecError, ExecKind};
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::spec::PartSpec;
 use berth_core::topology::{KubernetesAddressing, MemberRef};
 use k8s_openapi::api::core::v1::Pod;
-use serde_json::{Value, json};
+use serde_json::Value;
 
-/// The merge patch that makes the pod's `berth.io/role` label follow a probe result, if it must
-/// change. A member whose probe reports nothing keeps its last role while it is ready (one failed
-/// exec must not move a write Service away from a working leader) and loses it once unready.
-pub fn role_label_patch(pod: &Pod, detected: Option<&str>) -> Option<Value> {
-    let current = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(names::LABEL_ROLE))
-        .map(String::as_str);
-    let wanted = match detected {
-        Some(role) => Some(role),
-        None if is_ready(pod) => current,
-        None => None,
+/// The merge patch that makes the pod's role label (and term) follow a probe the operator
+/// exec'd, if it must change, by the agent's rule (`berth_core::agent::next_label`: a report
+/// from an older term changes nothing). One difference: a member whose exec reports nothing
+/// keeps its last role while it is ready (one failed exec through the API server must not move
+/// a write Service away from a working leader) and loses it once unready.
+pub fn role_label_patch(pod: &Pod, detected: Option<&Report>) -> Option<Value> {
+    let seen = match detected {
+        Some(report) => Observation::Reported(report.clone()),
+        None if is_ready(pod) => return None,
+        None => Observation::Failed,
     };
-    (wanted != current).then(|| json!({"metadata": {"labels": {names::LABEL_ROLE: wanted}}}))
+    next_label(&crate::agent::labelled(pod), &seen).map(|wanted| crate::agent::label_patch(&wanted))
 }
 
 fn is_ready(pod: &Pod) -> bool {
@@ -110,16 +107,43 @@ mod tests {
         pod
     }
 
+    fn report(role: &str, term: Option<u64>) -> Report {
+        Report {
+            role: role.into(),
+            term,
+        }
+    }
+
     #[test]
     fn a_detected_role_is_labelled_once() {
-        let patch = role_label_patch(&pod(None, true), Some("leader")).unwrap();
+        let leader = report("leader", None);
+        let patch = role_label_patch(&pod(None, true), Some(&leader)).unwrap();
         assert_eq!(patch["metadata"]["labels"][names::LABEL_ROLE], "leader");
         assert_eq!(
-            role_label_patch(&pod(Some("leader"), true), Some("leader")),
+            role_label_patch(&pod(Some("leader"), true), Some(&leader)),
             None
         );
-        let moved = role_label_patch(&pod(Some("leader"), true), Some("follower")).unwrap();
+        let follower = report("follower", None);
+        let moved = role_label_patch(&pod(Some("leader"), true), Some(&follower)).unwrap();
         assert_eq!(moved["metadata"]["labels"][names::LABEL_ROLE], "follower");
+    }
+
+    #[test]
+    fn an_exec_report_carries_its_term_and_an_older_one_changes_nothing() {
+        let mut labelled = pod(Some("follower"), true);
+        let patch = role_label_patch(&labelled, Some(&report("leader", Some(6)))).unwrap();
+        assert_eq!(
+            patch["metadata"]["annotations"][names::ANNOTATION_ROLE_TERM],
+            "6"
+        );
+        labelled.metadata.annotations = Some(BTreeMap::from([(
+            names::ANNOTATION_ROLE_TERM.to_string(),
+            "6".to_string(),
+        )]));
+        assert_eq!(
+            role_label_patch(&labelled, Some(&report("leader", Some(5)))),
+            None
+        );
     }
 
     #[test]

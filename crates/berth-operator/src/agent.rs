@@ -18,13 +18,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use berth_core::agent::{Labelled, Observation, next_label, unready};
-use berth_core::names;
+use berth_k8s::agent::{label_patch, labelled};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use serde_json::json;
 
 /// The agent's field manager.
 const MANAGER: &str = "berth-agent";
@@ -181,7 +180,10 @@ async fn step(api: &Api<Pod>, pod: &str, view: &Mutex<View>, seen: &Observation)
         field_manager: Some(MANAGER.to_string()),
         ..Default::default()
     };
-    match api.patch(pod, &params, &Patch::Merge(patch(&wanted))).await {
+    match api
+        .patch(pod, &params, &Patch::Merge(label_patch(&wanted)))
+        .await
+    {
         Ok(updated) => {
             tracing::info!(pod = %pod, role = ?wanted.role, term = ?wanted.term, "role changed");
             view.lock().unwrap_or_else(|e| e.into_inner()).labelled = Some(labelled(&updated));
@@ -191,32 +193,6 @@ async fn step(api: &Api<Pod>, pod: &str, view: &Mutex<View>, seen: &Observation)
             tracing::warn!(pod = %pod, error = %e, "could not write the role label");
             true
         }
-    }
-}
-
-/// The merge patch that makes a pod carry `wanted`.
-fn patch(wanted: &Labelled) -> serde_json::Value {
-    json!({"metadata": {
-        "labels": {names::LABEL_ROLE: wanted.role},
-        "annotations": {names::ANNOTATION_ROLE_TERM: wanted.term.map(|t| t.to_string())},
-    }})
-}
-
-/// The label and term a pod carries.
-pub fn labelled(pod: &Pod) -> Labelled {
-    Labelled {
-        role: pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(names::LABEL_ROLE))
-            .cloned(),
-        term: pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(names::ANNOTATION_ROLE_TERM))
-            .and_then(|t| t.parse().ok()),
     }
 }
 
@@ -300,22 +276,13 @@ mod tests {
     }
 
     #[test]
-    fn readiness_follows_the_file_and_the_patch_clears_what_goes() {
+    fn readiness_follows_the_file() {
         let dir = tempfile::tempdir().unwrap();
         set_unready(dir.path(), true).unwrap();
         assert!(!ready(dir.path()));
         set_unready(dir.path(), false).unwrap();
         set_unready(dir.path(), false).unwrap();
         assert!(ready(dir.path()));
-        let clear = patch(&Labelled {
-            role: None,
-            term: Some(4),
-        });
-        assert_eq!(clear["metadata"]["labels"][names::LABEL_ROLE], json!(null));
-        assert_eq!(
-            clear["metadata"]["annotations"][names::ANNOTATION_ROLE_TERM],
-            "4"
-        );
     }
 
     #[test]

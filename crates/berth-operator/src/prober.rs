@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use berth_core::agent::MemberLabel;
+use berth_core::agent::{Labelled, MemberLabel};
 use berth_core::exec::{ActionTarget, ExecKind};
 use berth_core::lifecycle::ActionFailure;
 use berth_core::load::ValidatedApp;
@@ -109,8 +109,8 @@ impl Prober {
     }
 
     /// Members labelled with a writable role from an older term than another member's, in
-    /// every part whose writable role is exclusive.
-    fn stale_writers(&self, pods: &Store<Pod>) -> Vec<Pod> {
+    /// every part whose writable role is exclusive, with the label each must carry instead.
+    fn stale_writers(&self, pods: &Store<Pod>) -> Vec<(Pod, Labelled)> {
         let targets: Vec<ProbeTarget> = self
             .targets
             .lock()
@@ -127,15 +127,14 @@ impl Prober {
                 .iter()
                 .map(|pod| MemberLabel {
                     name: pod.name_any(),
-                    label: crate::agent::labelled(pod),
+                    label: agent::labelled(pod),
                 })
                 .collect();
             let stale = berth_core::agent::stale_writers(&target.exclusive, &labels);
-            out.extend(
-                members
-                    .into_iter()
-                    .filter(|p| stale.contains(&p.name_any())),
-            );
+            out.extend(members.into_iter().filter_map(|pod| {
+                let wanted = stale.iter().find(|s| s.name == pod.name_any())?;
+                Some((pod, wanted.label.clone()))
+            }));
         }
         out
     }
@@ -180,8 +179,8 @@ pub async fn run(client: Client, prober: std::sync::Arc<Prober>, pods: Store<Pod
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        for pod in prober.stale_writers(&pods) {
-            unlabel_stale_writer(&client, &pod).await;
+        for (pod, wanted) in prober.stale_writers(&pods) {
+            unlabel_stale_writer(&client, &pod, &wanted).await;
         }
         let due = prober.due(&pods, Instant::now());
         futures::stream::iter(due)
@@ -196,9 +195,9 @@ pub async fn run(client: Client, prober: std::sync::Arc<Prober>, pods: Store<Pod
 }
 
 /// Removes the role label of a member labelled writable in an older term than another (its
-/// agent could not relabel it, or its report is stale); the term stays, so its own older
-/// reports cannot label it again.
-async fn unlabel_stale_writer(client: &Client, pod: &Pod) {
+/// agent could not relabel it, or its report is stale) and gives it the newest term, so its
+/// own older reports cannot label it again.
+async fn unlabel_stale_writer(client: &Client, pod: &Pod, wanted: &Labelled) {
     let namespace = pod.namespace().unwrap_or_default();
     let name = pod.name_any();
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
@@ -206,7 +205,7 @@ async fn unlabel_stale_writer(client: &Client, pod: &Pod) {
         field_manager: Some(MANAGER.to_string()),
         ..Default::default()
     };
-    let patch = serde_json::json!({"metadata": {"labels": {names::LABEL_ROLE: null}}});
+    let patch = agent::label_patch(wanted);
     match api.patch(&name, &params, &Patch::Merge(&patch)).await {
         Ok(_) => {
             tracing::warn!(pod = %name, namespace = %namespace, "removed the role of a writer from an older term")
@@ -225,10 +224,11 @@ pub async fn probe(client: &Client, pod: &Pod, command: Vec<String>) -> Option<S
         .await
         .ok()
         .flatten();
-    let role = output
+    let report = output
         .as_deref()
-        .and_then(berth_core::topology::role_from_probe_output);
-    let Some(patch) = roles::role_label_patch(pod, role.as_deref()) else {
+        .and_then(berth_core::topology::report_from_probe_output);
+    let role = report.as_ref().map(|r| r.role.clone());
+    let Some(patch) = roles::role_label_patch(pod, report.as_ref()) else {
         return role;
     };
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);

@@ -257,3 +257,26 @@ fn an_agent_is_trouble_once_it_died_or_stays_unready() {
     let healthy = started(status(true, true), long_ago);
     assert_eq!(trouble(&running_pod(healthy), now), None);
 }
+
+#[test]
+fn a_label_patch_is_what_labelled_reads_back() {
+    let wanted = Labelled {
+        role: Some("leader".into()),
+        term: Some(7),
+    };
+    let mut pod = Pod::default();
+    let patch = label_patch(&wanted);
+    pod.metadata.labels = serde_json::from_value(patch["metadata"]["labels"].clone()).unwrap();
+    pod.metadata.annotations =
+        serde_json::from_value(patch["metadata"]["annotations"].clone()).unwrap();
+    assert_eq!(labelled(&pod), wanted);
+    let clear = label_patch(&Labelled {
+        role: None,
+        term: Some(4),
+    });
+    assert_eq!(clear["metadata"]["labels"][names::LABEL_ROLE], Value::Null);
+    assert_eq!(
+        clear["metadata"]["annotations"][names::ANNOTATION_ROLE_TERM],
+        "4"
+    );
+}
