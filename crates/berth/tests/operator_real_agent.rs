@@ -7,6 +7,9 @@
 //!   and the admission policy of `deploy/rbac.yaml`).
 //! - A killed agent shows as `Degraded` (`AgentDown`) while the app keeps serving, and the
 //!   condition clears once the kubelet has restarted it.
+//! - Agents that cannot write a role change (their RoleBinding deleted) take their members
+//!   out of the `write` Service (their readiness fails) instead of leaving it on a replica,
+//!   until the operator's exec fallback relabels them.
 //!
 //! Skipped without 2 real nodes outside CI (see `berth_testkit::real_nodes`), failing in CI.
 
@@ -275,4 +278,84 @@ fn the_redis_examples_agents_label_roles_follow_a_failover_keep_to_their_pod_and
         (degraded(cluster, ns)["status"] == "False").then_some(())
     });
     assert_eq!(single_master(cluster, ns, "redis", 3), new);
+}
+
+/// Whether `pod`'s `Ready` condition is `True`.
+fn pod_ready(cluster: &Cluster, ns: &str, pod: &str) -> bool {
+    let pod = cluster.get_json(&["pod", pod, "-n", ns]);
+    pod["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| c["type"] == "Ready" && c["status"] == "True")
+}
+
+/// The ready addresses of the `write` Service's EndpointSlices.
+fn write_endpoints(cluster: &Cluster, ns: &str) -> Vec<String> {
+    let selector = "kubernetes.io/service-name=redis-write";
+    let slices = cluster.get_json(&["endpointslices", "-n", ns, "-l", selector]);
+    let mut ready: Vec<String> = slices["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["conditions"]["ready"] == true)
+        .filter_map(|e| e["targetRef"]["name"].as_str().map(str::to_string))
+        .collect();
+    ready.sort();
+    ready
+}
+
+#[test]
+fn agents_that_cannot_write_a_role_change_take_their_members_out_of_the_write_service() {
+    let Some((cluster, ns)) = setup("real-agent-cut") else {
+        return;
+    };
+    if real_nodes(cluster, 2).is_none() {
+        return;
+    }
+    let ns = &ns.name;
+    let (repository, tag) = operator_image();
+    let image = format!("{repository}:{tag}");
+    let operator = Operator::start(cluster, ns, &["--agent-image", &image]);
+    start_on_real_nodes(cluster, ns, "redis", &real_example("redis", ns, &[]), 3);
+    let master = single_master(cluster, ns, "redis", 3);
+    wait_until("the write Service on the master", TIMEOUT, || {
+        (write_endpoints(cluster, ns) == [master.clone()]).then_some(())
+    });
+
+    // the agents lose their right to label, then the master moves
+    cluster.ok(
+        &["delete", "rolebinding", "redis-berth-agent", "-n", ns],
+        "",
+    );
+    let members: Vec<String> = roles(cluster, ns, "redis").into_keys().collect();
+    let new = members.iter().find(|m| **m != master).unwrap().clone();
+    fail_over(cluster, ns, &new, &members);
+
+    // the old master (still labelled master) and the new one (still labelled slave) cannot
+    // write their change: both leave every Service, so no write reaches a replica
+    wait_until("both changed members unready", TIMEOUT, || {
+        (!pod_ready(cluster, ns, &master) && !pod_ready(cluster, ns, &new)).then_some(())
+    });
+    assert_eq!(roles(cluster, ns, "redis")[&master], "master", "unwritten");
+    assert!(
+        write_endpoints(cluster, ns).is_empty(),
+        "no ready writer: {:?}",
+        write_endpoints(cluster, ns)
+    );
+
+    // past the agents' grace the operator probes those members itself and labels them; the
+    // agents then find their labels right and are ready again
+    wait_until(
+        "the operator's fallback labels the new master",
+        REAL_TIMEOUT,
+        || (write_endpoints(cluster, ns) == [new.clone()]).then_some(()),
+    );
+    assert_eq!(roles(cluster, ns, "redis")[&master], "slave");
+    assert!(
+        operator.log().contains("role changed"),
+        "the operator labelled: {}",
+        operator.log()
+    );
 }
