@@ -330,6 +330,19 @@ fn member_pods(app: &str, parts: &[&PartSpec]) -> Vec<String> {
         .collect()
 }
 
+/// The agent image a StatefulSet's pods were given (its install container's image), for
+/// previews that must render as the operator does without knowing its flags.
+pub fn image_of(set: &k8s_openapi::api::apps::v1::StatefulSet) -> Option<String> {
+    let template = set.spec.as_ref()?.template.spec.as_ref()?;
+    template
+        .init_containers
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == INSTALL_CONTAINER)?
+        .image
+        .clone()
+}
+
 /// How a member's agent is doing, from its pod.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AgentState {

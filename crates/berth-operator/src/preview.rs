@@ -116,8 +116,9 @@ fn app_change(app: &ValidatedApp, live: Option<&StatefulApp>) -> ObjectChange {
     preview::object_change(&key, live.as_ref(), &spec(&app.app))
 }
 
-/// The objects a reconcile would apply: rendered for the operator, owned by the live app (an
-/// app not created yet owns nothing yet), canary partitions held.
+/// The objects a reconcile would apply: rendered for the operator (with the role agent when the
+/// live StatefulSets have one: the operator's flag is not known here), owned by the live app
+/// (an app not created yet owns nothing yet), canary partitions held.
 async fn rendered(
     app: &ValidatedApp,
     live: &Live,
@@ -125,7 +126,8 @@ async fn rendered(
 ) -> Result<Vec<(ObjectKey, Value)>> {
     let namespace = app.namespace();
     let mut objects = Vec::new();
-    for mut object in render::render_with(app, render::Mode::Operator)
+    let agent_image = live.sets.iter().find_map(berth_k8s::agent::image_of);
+    for mut object in render::render_for_operator(app, agent_image.as_deref())
         .map_err(|e| Error::Render(e.to_string()))?
     {
         let key =

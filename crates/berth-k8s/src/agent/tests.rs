@@ -101,6 +101,14 @@ fn the_operator_with_an_image_runs_the_probe_in_a_sidecar() {
 }
 
 #[test]
+fn a_preview_finds_the_agent_image_in_the_live_stateful_set() {
+    let with = stateful_set(&render_for_operator(&redis(|_| {}), Some(IMAGE)).unwrap());
+    assert_eq!(image_of(&with).as_deref(), Some(IMAGE));
+    let without = stateful_set(&render_for_operator(&redis(|_| {}), None).unwrap());
+    assert_eq!(image_of(&without), None);
+}
+
+#[test]
 fn the_role_names_every_member_pod_and_only_them() {
     let objects = render_for_operator(&redis(|_| {}), Some(IMAGE)).unwrap();
     let role = objects.iter().find(|o| o["kind"] == "Role").unwrap();
