@@ -30,9 +30,9 @@ use berth_core::names;
 use berth_core::spec::{PartSpec, WorkloadKind};
 use k8s_openapi::api::core::v1::{
     ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
-    EmptyDirVolumeSource, EnvVar, EnvVarSource, ExecAction, KeyToPath, ObjectFieldSelector, Pod,
-    PodTemplateSpec, Probe, ProjectedVolumeSource, ServiceAccount, ServiceAccountTokenProjection,
-    Volume, VolumeMount, VolumeProjection,
+    EmptyDirVolumeSource, ExecAction, KeyToPath, ObjectFieldSelector, Pod, PodTemplateSpec, Probe,
+    ProjectedVolumeSource, ServiceAccount, ServiceAccountTokenProjection, Volume, VolumeMount,
+    VolumeProjection,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -132,8 +132,8 @@ fn agent_container(main: &Container, sidecar: &Sidecar) -> Container {
     command.push("--".into());
     command.extend(sidecar.probe.iter().cloned());
     let mut env = main.env.clone().unwrap_or_default();
-    env.push(field_env(ENV_POD, "metadata.name"));
-    env.push(field_env(ENV_NAMESPACE, "metadata.namespace"));
+    env.push(crate::pod::field_env(ENV_POD, "metadata.name"));
+    env.push(crate::pod::field_env(ENV_NAMESPACE, "metadata.namespace"));
     let mut mounts: Vec<VolumeMount> = main
         .volume_mounts
         .iter()
@@ -170,20 +170,6 @@ fn readiness() -> Probe {
         failure_threshold: Some(1),
         success_threshold: Some(1),
         timeout_seconds: Some(1),
-        ..Default::default()
-    }
-}
-
-fn field_env(name: &str, path: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_string(),
-        value_from: Some(EnvVarSource {
-            field_ref: Some(ObjectFieldSelector {
-                field_path: path.to_string(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
         ..Default::default()
     }
 }

@@ -108,8 +108,9 @@ fn standard_env(inputs: &PodInputs) -> Vec<EnvVar> {
         .collect()
 }
 
-fn env_var(name: &str, source: EnvSource) -> EnvVar {
-    let field = |path: &str| EnvVar {
+/// `name` set from the pod's field `path` (the downward API).
+pub(crate) fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
         name: name.to_string(),
         value_from: Some(EnvVarSource {
             field_ref: Some(ObjectFieldSelector {
@@ -119,7 +120,11 @@ fn env_var(name: &str, source: EnvSource) -> EnvVar {
             ..Default::default()
         }),
         ..Default::default()
-    };
+    }
+}
+
+fn env_var(name: &str, source: EnvSource) -> EnvVar {
+    let field = |path: &str| field_env(name, path);
     let literal = |value: String| EnvVar {
         name: name.to_string(),
         value: Some(value),

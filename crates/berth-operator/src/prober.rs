@@ -77,16 +77,15 @@ impl Prober {
             .remove(app_key);
     }
 
+    /// Every registered probe target.
+    fn targets(&self) -> Vec<ProbeTarget> {
+        let all = self.targets.lock().unwrap_or_else(|e| e.into_inner());
+        all.values().flatten().cloned().collect()
+    }
+
     /// Pods due for a probe now, with the command to run; marks them as probed.
     fn due(&self, pods: &Store<Pod>, now: Instant) -> Vec<(Pod, Vec<String>)> {
-        let targets: Vec<ProbeTarget> = self
-            .targets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .flatten()
-            .cloned()
-            .collect();
+        let targets = self.targets();
         let mut last_run = self.last_run.lock().unwrap_or_else(|e| e.into_inner());
         let mut due = Vec::new();
         let timestamp = k8s_openapi::jiff::Timestamp::now();
@@ -111,17 +110,12 @@ impl Prober {
     /// Members labelled with a writable role from an older term than another member's, in
     /// every part whose writable role is exclusive, with the label each must carry instead.
     fn stale_writers(&self, pods: &Store<Pod>) -> Vec<(Pod, Labelled)> {
-        let targets: Vec<ProbeTarget> = self
-            .targets
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .flatten()
-            .filter(|t| !t.exclusive.is_empty())
-            .cloned()
-            .collect();
         let mut out = Vec::new();
-        for target in targets {
+        for target in self
+            .targets()
+            .into_iter()
+            .filter(|t| !t.exclusive.is_empty())
+        {
             let members = crate::watch::select(pods, &target.namespace, &target.selector);
             let labels: Vec<MemberLabel> = members
                 .iter()

@@ -161,23 +161,46 @@ fn agent_restarts(cluster: &Cluster, ns: &str, pod: &str) -> i64 {
         .unwrap_or(0)
 }
 
+/// The Redis example on the real nodes under an operator running role agents (the operator
+/// image of the binary under test), Ready with its roles labelled.
+struct RedisWithAgents {
+    cluster: &'static Cluster,
+    ns: TestNamespace,
+    operator: Operator,
+    /// The member labelled master.
+    master: String,
+}
+
+impl RedisWithAgents {
+    /// `None` where real-node tests skip (outside CI without 2 real nodes).
+    fn start(prefix: &str) -> Option<Self> {
+        let (cluster, ns) = setup(prefix)?;
+        real_nodes(cluster, 2)?;
+        let (repository, tag) = operator_image();
+        let image = format!("{repository}:{tag}");
+        let operator = Operator::start(cluster, &ns.name, &["--agent-image", &image]);
+        let app = real_example("redis", &ns.name, &[]);
+        start_on_real_nodes(cluster, &ns.name, "redis", &app, 3);
+        let master = single_master(cluster, &ns.name, "redis", 3);
+        Some(Self {
+            cluster,
+            ns,
+            operator,
+            master,
+        })
+    }
+}
+
 #[test]
 fn the_redis_examples_agents_label_roles_follow_a_failover_keep_to_their_pod_and_a_dead_one_degrades_the_app()
  {
-    let Some((cluster, ns)) = setup("real-agent") else {
+    let Some(run) = RedisWithAgents::start("real-agent") else {
         return;
     };
-    if real_nodes(cluster, 2).is_none() {
-        return;
-    }
-    let ns = &ns.name;
-    let (repository, tag) = operator_image();
-    let image = format!("{repository}:{tag}");
-    let operator = Operator::start(cluster, ns, &["--agent-image", &image]);
-    start_on_real_nodes(cluster, ns, "redis", &real_example("redis", ns, &[]), 3);
+    let (cluster, ns, operator, master) =
+        (run.cluster, &run.ns.name, &run.operator, run.master.clone());
 
     // the agents label the roles, and nothing else writes them
-    let master = single_master(cluster, ns, "redis", 3);
     let members: Vec<String> = roles(cluster, ns, "redis").into_keys().collect();
     for member in &members {
         assert_eq!(
@@ -308,18 +331,11 @@ fn write_endpoints(cluster: &Cluster, ns: &str) -> Vec<String> {
 
 #[test]
 fn agents_that_cannot_write_a_role_change_take_their_members_out_of_the_write_service() {
-    let Some((cluster, ns)) = setup("real-agent-cut") else {
+    let Some(run) = RedisWithAgents::start("real-agent-cut") else {
         return;
     };
-    if real_nodes(cluster, 2).is_none() {
-        return;
-    }
-    let ns = &ns.name;
-    let (repository, tag) = operator_image();
-    let image = format!("{repository}:{tag}");
-    let operator = Operator::start(cluster, ns, &["--agent-image", &image]);
-    start_on_real_nodes(cluster, ns, "redis", &real_example("redis", ns, &[]), 3);
-    let master = single_master(cluster, ns, "redis", 3);
+    let (cluster, ns, operator, master) =
+        (run.cluster, &run.ns.name, &run.operator, run.master.clone());
     wait_until("the write Service on the master", TIMEOUT, || {
         (write_endpoints(cluster, ns) == [master.clone()]).then_some(())
     });
