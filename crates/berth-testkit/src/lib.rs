@@ -52,7 +52,7 @@ pub fn cluster() -> Option<&'static Cluster> {
 }
 
 /// Whether this is a CI run (`CI` set, and not to `false`): there, tests never skip.
-pub(crate) fn in_ci() -> bool {
+pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
 }
 

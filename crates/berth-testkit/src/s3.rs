@@ -236,6 +236,11 @@ impl S3Server {
         self.dir.path().join("buckets").join(bucket).join(key)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the server logged so far (startup messages and errors; requests are not logged).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("versitygw.log")).unwrap_or_default()
@@ -251,7 +256,9 @@ impl Drop for S3Server {
 }
 
 /// Starts versitygw with only the environment it needs (the caller's `VGW_*` variables would
-/// change its behaviour), its log in `dir/versitygw.log`.
+/// change its behaviour), its log in `dir/versitygw.log`, through `setpriv --pdeathsig KILL`
+/// (util-linux, on every Debian), so the kernel kills it when the test that started it dies
+/// without dropping it (a killed or timed-out test process).
 fn spawn(
     binary: &Path,
     dir: &Path,
@@ -261,7 +268,9 @@ fn spawn(
 ) -> Result<Child, S3ServerError> {
     let log = File::create(dir.join("versitygw.log")).map_err(S3ServerError::Prepare)?;
     let log_err = log.try_clone().map_err(S3ServerError::Prepare)?;
-    Command::new(binary)
+    Command::new("setpriv")
+        .args(["--pdeathsig", "KILL", "--"])
+        .arg(binary)
         .env_clear()
         .env("ROOT_ACCESS_KEY_ID", access_key)
         .env("ROOT_SECRET_ACCESS_KEY", secret_key)

@@ -243,3 +243,52 @@ async fn parts_under_5_mib_and_another_region_are_refused_as_by_aws() {
         "{refused}"
     );
 }
+
+/// Set in the child process of [`a_server_dies_with_a_killed_test_process`].
+const ORPHAN_CHILD: &str = "BERTH_TEST_S3_ORPHAN_CHILD";
+
+/// In the child: starts a server, prints its pid, and waits to be killed. In the test itself:
+/// runs that child, kills it with SIGKILL (no drop runs), and awaits the server's end, which
+/// only the kernel's parent-death signal brings (versitygw outlived killed tests before).
+#[test]
+fn a_server_dies_with_a_killed_test_process() {
+    use std::io::BufRead as _;
+    if std::env::var_os(ORPHAN_CHILD).is_some() {
+        let Some(server) = server() else { return };
+        println!("pid {}", server.pid());
+        std::thread::sleep(Duration::from_secs(600));
+        return;
+    }
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_server_dies_with_a_killed_test_process",
+            "--nocapture",
+        ])
+        .env(ORPHAN_CHILD, "1")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let pid = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("pid ").map(str::to_string));
+    let Some(pid) = pid else {
+        let _ = child.wait();
+        assert!(!berth_testkit::in_ci(), "the child started no server");
+        return; // skipped: no versitygw outside CI
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+    berth_testkit::wait_until(
+        "the orphaned server to die",
+        Duration::from_secs(10),
+        || {
+            let gone = !proc.exists()
+                || std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z "));
+            gone.then_some(())
+        },
+    );
+}
