@@ -2,7 +2,8 @@
 //! operator image of the binary under test, and the shipped Redis example on the real nodes.
 //! - Each member's agent labels its role (the label's field manager is `berth-agent`), and
 //!   while roles hold no agent writes anything.
-//! - A failover made by hand with redis-cli (no operator action) moves the labels.
+//! - A failover made by hand with redis-cli (no operator action) moves the labels, and so does
+//!   the switchover of a RoleAware config rollout, whose new pods get their agents.
 //! - An agent's token, bound to its pod, may change only that pod's role label (the Role
 //!   and the admission policy of `deploy/rbac.yaml`).
 //! - A killed agent shows as `Degraded` (`AgentDown`) while the app keeps serving, and the
@@ -301,6 +302,30 @@ fn the_redis_examples_agents_label_roles_follow_a_failover_keep_to_their_pod_and
         (degraded(cluster, ns)["status"] == "False").then_some(())
     });
     assert_eq!(single_master(cluster, ns, "redis", 3), new);
+
+    // a RoleAware config rollout: new pods get their agents, the switchover moves the master,
+    // and the labels follow
+    let old_revision = update_revision(cluster, ns, "redis");
+    let changed = real_example("redis", ns, &["extraConfig=slowlog-max-len 256"]);
+    apply(cluster, &changed);
+    rolled_out(cluster, ns, "redis", &old_revision);
+    let after = single_master(cluster, ns, "redis", 3);
+    assert_ne!(
+        after, new,
+        "the switchover moved the master off the last member updated"
+    );
+    let switchovers = step_events(cluster, ns, &["Switchover"]);
+    assert_eq!(switchovers.len(), 1, "{switchovers:?}");
+    // (the operator labels the switchover's target itself, probing it every 100 ms until it
+    // reports the writable role; the agents label the rest)
+    for pod in member_pods(cluster, ns, "redis") {
+        let statuses = pod["status"]["initContainerStatuses"].as_array().unwrap();
+        let agent = statuses
+            .iter()
+            .find(|c| c["name"] == "berth-agent")
+            .unwrap();
+        assert_eq!(agent["ready"], true, "{}", pod["metadata"]["name"]);
+    }
 }
 
 /// Whether `pod`'s `Ready` condition is `True`.
