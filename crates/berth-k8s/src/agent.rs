@@ -426,6 +426,11 @@ pub fn label_patch(wanted: &Labelled) -> serde_json::Value {
     }})
 }
 
+/// Whether any of `pods` has an agent in [`trouble`].
+pub fn any_trouble(pods: &[Pod], now: k8s_openapi::jiff::Timestamp) -> bool {
+    pods.iter().any(|p| trouble(p, now).is_some())
+}
+
 /// Whether `pod`'s agent labels its role: it has one and it is not down ([`trouble`]). An
 /// agent starting is given its grace; the operator probes the other members itself.
 pub fn owns_role(pod: &Pod, now: k8s_openapi::jiff::Timestamp) -> bool {

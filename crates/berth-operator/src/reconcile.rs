@@ -170,7 +170,10 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     let holds = crate::partition::hold_parts(ctx, &admitted, &uid, &mut objects);
     crate::partition::set_current_revisions(ctx, &holds).await?;
     let mut applied_generations = BTreeMap::new();
-    if !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
+    // The agents' ServiceAccount, Role and RoleBinding are not cached: an app whose agents are
+    // down applies again, which brings back any of them deleted since.
+    let agents_down = berth_k8s::agent::any_trouble(&app_pods(ctx, &validated), Timestamp::now());
+    if agents_down || !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
         if let Some(refusal) = claims::check(app, ctx, &objects, &namespace).await {
             return refuse(app, ctx, &validated, refusal).await;
         }
@@ -637,10 +640,15 @@ fn observe(ctx: &Context, app: &ValidatedApp) -> Observed {
             observed.daemon_sets.insert(name, o);
         }
     }
+    observed.pods = app_pods(ctx, app);
+    observed
+}
+
+/// The app's pods, from the cache.
+fn app_pods(ctx: &Context, app: &ValidatedApp) -> Vec<k8s_openapi::api::core::v1::Pod> {
     let selector =
         std::collections::BTreeMap::from([(names::LABEL_INSTANCE.to_string(), app.name())]);
-    observed.pods = watch::select(&s.pods, &namespace, &selector);
-    observed
+    watch::select(&ctx.stores.pods, &app.namespace(), &selector)
 }
 
 async fn write_status(app: &StatefulApp, ctx: &Context, mut new: StatefulAppStatus) -> Result<()> {

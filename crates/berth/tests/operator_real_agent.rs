@@ -394,6 +394,11 @@ fn agents_that_cannot_write_a_role_change_take_their_members_out_of_the_write_se
         || (write_endpoints(cluster, ns) == [new.clone()]).then_some(()),
     );
     assert_eq!(roles(cluster, ns, "redis")[&master], "slave");
+    // the operator, seeing the agents down, applied the app again: the RoleBinding is back
+    wait_until("the agents' RoleBinding back", TIMEOUT, || {
+        let out = cluster.run(&["get", "rolebinding", "redis-berth-agent", "-n", ns], "");
+        out.status.success().then_some(())
+    });
     assert!(
         operator.log().contains("role changed"),
         "the operator labelled: {}",
