@@ -159,8 +159,8 @@ fn agent_container(main: &Container, sidecar: &Sidecar) -> Container {
     }
 }
 
-/// The sidecar's readiness, checked every second: `berth agent ready` fails while the agent
-/// has a label change it could not write (it keeps its state in [`DIR`]).
+/// The sidecar's readiness, checked every second (3 s to answer, for a loaded node):
+/// `berth agent ready` fails while the agent must be unready (it keeps that in [`DIR`]).
 fn readiness() -> Probe {
     Probe {
         exec: Some(ExecAction {
@@ -169,7 +169,7 @@ fn readiness() -> Probe {
         period_seconds: Some(1),
         failure_threshold: Some(1),
         success_threshold: Some(1),
-        timeout_seconds: Some(1),
+        timeout_seconds: Some(3),
         ..Default::default()
     }
 }
