@@ -165,9 +165,11 @@ fn agent_restarts(cluster: &Cluster, ns: &str, pod: &str) -> i64 {
 /// The Redis example on the real nodes under an operator running role agents (the operator
 /// image of the binary under test), Ready with its roles labelled.
 struct RedisWithAgents {
-    cluster: &'static Cluster,
-    ns: TestNamespace,
+    /// Dropped first (fields drop in order): stopped before the namespace goes, so it cannot
+    /// put its finalizer back on the app the namespace's drop releases.
     operator: Operator,
+    ns: TestNamespace,
+    cluster: &'static Cluster,
     /// The member labelled master.
     master: String,
 }
@@ -184,9 +186,9 @@ impl RedisWithAgents {
         start_on_real_nodes(cluster, &ns.name, "redis", &app, 3);
         let master = single_master(cluster, &ns.name, "redis", 3);
         Some(Self {
-            cluster,
-            ns,
             operator,
+            ns,
+            cluster,
             master,
         })
     }
