@@ -7,6 +7,14 @@
 #   native: the same N StatefulSets (as `berth render` prints them) applied at once with no
 #           operator; time until every one has 3 ready replicas.
 # Prints one Markdown table row per N. Needs: scripts/testenv build, cargo.
+#
+# BERTH_BENCH_ROLES=agent|exec (default: none) gives every app roles (leader, follower) and a role
+# probe every 2 s: with `agent`, the operator runs with --agent-image, so every member gets the
+# role agent (kwok marks its containers running and ready; no agent process runs on fake nodes,
+# so this measures what the operator itself costs when agents own the roles); with `exec`, the
+# operator execs every probe (kwok runs it on this machine). Then, after convergence, the
+# operator's API requests are counted over BERTH_BENCH_IDLE seconds (default 60) while nothing
+# changes, and reported per app per minute (watches are long requests: they count when opened).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,6 +25,9 @@ export BERTH_TESTENV_KCM_PORT=18257 BERTH_TESTENV_SCHEDULER_PORT=18259 BERTH_TES
 export BERTH_TESTENV_NODE_PODS=1100
 METRICS=127.0.0.1:18090
 TIMEOUT=${BERTH_BENCH_TIMEOUT:-1800}
+ROLES=${BERTH_BENCH_ROLES:-none}
+IDLE=${BERTH_BENCH_IDLE:-60}
+case $ROLES in none | agent | exec) ;; *) echo "BERTH_BENCH_ROLES: none, agent or exec, not $ROLES" >&2; exit 1 ;; esac
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
@@ -36,9 +47,19 @@ spec:
   - name: db
     replicas: 3
     template: {spec: {containers: [{name: db, image: "registry.k8s.io/pause:3.10"}]}}
-    state: {topology: {ports: [{name: db, port: 5432}]}}
+    state:
+      topology:
+        ports: [{name: db, port: 5432}]
+YAML
+  [[ $ROLES == none ]] && return
+  cat <<YAML
+        roles: [{name: leader, writable: true}, {name: follower}]
+        roleProbe: {exec: [sh, -c, "echo follower"], periodSeconds: 2}
 YAML
 }
+
+# operator_args: the role agent's image when agents own the roles (kwok pulls nothing).
+operator_args() { [[ $ROLES == agent ]] && echo "--agent-image berth.local/berth-operator:bench"; true; }
 
 # wait_count WHAT COMMAND TARGET: polls COMMAND (prints a number) until it reaches TARGET.
 wait_count() {
@@ -82,7 +103,9 @@ run_one() {
   log "N=$n native: ${native} ms"
   kubectl delete namespace bench-native --wait=false >/dev/null
 
-  "$BERTH" operator --namespace bench-berth --metrics-addr "$METRICS" --health-addr 127.0.0.1:18091 >/tmp/berth-bench-operator.log 2>&1 &
+  # shellcheck disable=SC2046 # operator_args is words on purpose
+  "$BERTH" operator --namespace bench-berth --metrics-addr "$METRICS" --health-addr 127.0.0.1:18091 \
+    $(operator_args) >/tmp/berth-bench-operator.log 2>&1 &
   local op=$!
   trap 'kill $op 2>/dev/null || true' RETURN
   wait_count "operator metrics" "curl -sf http://$METRICS/metrics >/dev/null && echo 1" 1
@@ -97,13 +120,20 @@ run_one() {
   requests=$(curl -s "http://$METRICS/metrics" | awk '/^berth_api_requests_total/ {print $2}')
   rss=$(awk '/VmHWM/ {print $2}' "/proc/$op/status")
   log "N=$n berth: ${berth} ms, peak RSS ${rss} kB, $((requests - before)) API requests"
-  printf '| %d | %.1f | %.1f | %.2f | %.1f | %.1f |\n' "$n" "$(bc -l <<<"$native/1000")" "$(bc -l <<<"$berth/1000")" \
-    "$(bc -l <<<"$berth/$native")" "$(bc -l <<<"$rss/1024")" "$(bc -l <<<"($requests-$before)/$n")"
+  # while nothing changes: requests over the idle window (and the peak RSS again after it)
+  sleep "$IDLE"
+  local idle
+  idle=$(curl -s "http://$METRICS/metrics" | awk '/^berth_api_requests_total/ {print $2}')
+  rss=$(awk '/VmHWM/ {print $2}' "/proc/$op/status")
+  log "N=$n berth: $((idle - requests)) API requests in ${IDLE} s idle; peak RSS ${rss} kB"
+  printf '| %d | %s | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f |\n' "$n" "$ROLES" "$(bc -l <<<"$native/1000")" "$(bc -l <<<"$berth/1000")" \
+    "$(bc -l <<<"$berth/$native")" "$(bc -l <<<"$rss/1024")" "$(bc -l <<<"($requests-$before)/$n")" \
+    "$(bc -l <<<"($idle-$requests)*60/$IDLE/$n")"
   kill "$op" 2>/dev/null || true
   wait "$op" 2>/dev/null || true
   scripts/testenv down >/dev/null 2>&1 || true
 }
 
-echo "| apps (×3 members) | native StatefulSets: all ready (s) | berth: all Ready (s) | ratio | operator peak RSS (MiB) | API requests per app |"
-echo "|---|---|---|---|---|---|"
+echo "| apps (×3 members) | role probes | native StatefulSets: all ready (s) | berth: all Ready (s) | ratio | operator peak RSS (MiB) | API requests per app | idle API requests per app per minute |"
+echo "|---|---|---|---|---|---|---|---|"
 for n in "${@:-100}"; do run_one "$n"; done
