@@ -31,9 +31,15 @@ case $ROLES in none | agent | exec) ;; *) echo "BERTH_BENCH_ROLES: none, agent o
 
 log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-cargo build --release --quiet --bin berth
-BERTH=$PWD/target/release/berth
-[[ -n ${CARGO_TARGET_DIR:-} ]] && BERTH=$CARGO_TARGET_DIR/release/berth
+# BERTH_BENCH_BIN=PATH measures that prebuilt berth instead of building this checkout (to compare
+# two builds on the same machine, e.g. before and after a change).
+if [[ -n ${BERTH_BENCH_BIN:-} ]]; then
+  BERTH=$BERTH_BENCH_BIN
+else
+  cargo build --release --quiet --bin berth
+  BERTH=$PWD/target/release/berth
+  [[ -n ${CARGO_TARGET_DIR:-} ]] && BERTH=$CARGO_TARGET_DIR/release/berth
+fi
 
 # app_manifest I: a 3-member StatefulApp without volumes (so only controllers are measured).
 app_manifest() {
