@@ -27,16 +27,6 @@ use serde_json::Value;
 /// The example's role probe period.
 const PERIOD: Duration = Duration::from_secs(2);
 
-/// `redis-cli ARGS` in a member, against its own server (it listens on its pod IP only).
-fn member_cli(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
-    sh(
-        cluster,
-        ns,
-        member,
-        &format!("redis-cli -h \"$BERTH_POD_IP\" {args}"),
-    )
-}
-
 /// How many times each member's agent wrote a role label, from its log.
 fn role_writes(cluster: &Cluster, ns: &str) -> BTreeMap<String, usize> {
     member_pods(cluster, ns, "redis")

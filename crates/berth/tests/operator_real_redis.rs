@@ -44,16 +44,6 @@ fn helper_pod(ns: &str, name: &str, script: &str, privileged: bool) -> String {
     .to_string()
 }
 
-/// `redis-cli ARGS` in a member, against its own server (it listens on its pod IP only).
-fn member_cli(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
-    sh(
-        cluster,
-        ns,
-        member,
-        &format!("redis-cli -h \"$BERTH_POD_IP\" {args}"),
-    )
-}
-
 /// The keys with `prefix` a member holds.
 fn keys(cluster: &Cluster, ns: &str, member: &str, prefix: &str) -> Option<BTreeSet<String>> {
     let listed = member_cli(

@@ -40,6 +40,16 @@ pub fn sh(cluster: &Cluster, ns: &str, pod: &str, script: &str) -> Option<String
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
+/// `redis-cli ARGS` in a Redis member, against its own server (it listens on its pod IP only).
+pub fn member_cli(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
+    sh(
+        cluster,
+        ns,
+        member,
+        &format!("redis-cli -h \"$BERTH_POD_IP\" {args}"),
+    )
+}
+
 /// The pods of app `instance`, as JSON.
 pub fn member_pods(cluster: &Cluster, ns: &str, instance: &str) -> Vec<Value> {
     let selector = format!("app.kubernetes.io/instance={instance}");
