@@ -18,8 +18,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 MIB=${1:-1024}
 WORK=$(mktemp -d /tmp/berth-backup-bench.XXXXXX)
 PORT=${BERTH_BENCH_S3_PORT:-19900}
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-now_ms() { date +%s%3N; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 cargo build --release --quiet --bin berth -p berth
 cargo build --release --quiet -p berth-backup --example s3copy

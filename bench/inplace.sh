@@ -21,8 +21,8 @@ export BERTH_TESTENV_KCM_PORT=19257 BERTH_TESTENV_SCHEDULER_PORT=19259 BERTH_TES
 export BERTH_TESTENV_KWOK_SERVER_PORT=19250
 TIMEOUT=${BERTH_BENCH_TIMEOUT:-900}
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-now_ms() { date +%s%3N; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 cargo build --release --quiet --bin berth
 BERTH=${CARGO_TARGET_DIR:-$PWD/target}/release/berth
@@ -43,15 +43,6 @@ spec:
     state: {topology: {ports: [{name: db, port: 5432}]}}
     update: {podUpdatePolicy: $2}
 YAML
-}
-
-# wait_for WHAT COMMAND: polls COMMAND every 100 ms until it succeeds.
-wait_for() {
-  local what=$1 cmd=$2 start=$SECONDS
-  until eval "$cmd" >/dev/null 2>&1; do
-    ((SECONDS - start > TIMEOUT)) && { log "timed out waiting for $what"; return 1; }
-    sleep 0.1
-  done
 }
 
 # rolled_out NAMESPACE [OLD_REVISION]: the app is Ready at its generation with every member on

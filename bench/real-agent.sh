@@ -36,7 +36,8 @@ ROUNDS=${1:-5}
 TIMEOUT=${BERTH_BENCH_TIMEOUT:-300}
 QUIET=60
 WORK=$(mktemp -d /tmp/berth-real-agent.XXXXXX)
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 eval "$(scripts/testenv env)"
 real=$(kubectl get nodes -l berth.io/node-kind=real -o name | wc -l)
@@ -132,15 +133,6 @@ for line in open(log):
         sys.exit(0)
 sys.exit(1)
 PY
-
-# wait_for WHAT COMMAND: runs COMMAND until it succeeds (every ~0.1 s plus its own time).
-wait_for() {
-  local what=$1 cmd=$2 start=$SECONDS
-  until eval "$cmd" >/dev/null 2>&1; do
-    ((SECONDS - start > TIMEOUT)) && { log "timed out waiting for $what"; return 1; }
-    sleep 0.1
-  done
-}
 
 # roles: "pod role" per member ("-" without a role label).
 roles() {

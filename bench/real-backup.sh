@@ -30,8 +30,8 @@ PORT=${BERTH_BENCH_S3_PORT:-19901}
 NS=bench-real-backup
 IMAGE=berth.local/redis:deb12
 WORK=$(mktemp -d /tmp/berth-real-backup.XXXXXX)
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-now_ms() { date +%s%3N; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 eval "$(scripts/testenv env)"
 real=$(kubectl get nodes -l berth.io/node-kind=real -o name | wc -l)

@@ -26,8 +26,8 @@ ROUNDS=${2:-1}
 TIMEOUT=${BERTH_BENCH_TIMEOUT:-900}
 OLD_IMAGE=berth.local/etcd:deb12 NEW_IMAGE=berth.local/etcd:deb12-tools
 WORK=$(mktemp -d /tmp/berth-real-inplace.XXXXXX)
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-now_ms() { date +%s%3N; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 eval "$(scripts/testenv env)"
 real=$(kubectl get nodes -l berth.io/node-kind=real -o name | wc -l)
@@ -77,15 +77,6 @@ spec:
     state: {topology: {ports: [{name: db, port: 5432}]}}
     update: {podUpdatePolicy: $1}
 YAML
-}
-
-# wait_for WHAT COMMAND: polls COMMAND every 100 ms until it succeeds.
-wait_for() {
-  local what=$1 cmd=$2 start=$SECONDS
-  until eval "$cmd" >/dev/null 2>&1; do
-    ((SECONDS - start > TIMEOUT)) && { log "timed out waiting for $what"; return 1; }
-    sleep 0.1
-  done
 }
 
 # rolled_out [OLD_REVISION]: the app is Ready at its generation with every member on its update

@@ -30,8 +30,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS=${1:-2}
 TIMEOUT=${BERTH_BENCH_TIMEOUT:-300}
 WORK=$(mktemp -d /tmp/berth-real-rollout.XXXXXX)
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-now() { date +%s.%N; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 eval "$(scripts/testenv env)"
 real=$(kubectl get nodes -l berth.io/node-kind=real -o name | wc -l)
@@ -92,15 +92,6 @@ outage = sum(o[0] for o in outages)
 print(f"| {strategy} | {len(acked)} | {len(failed)} | {gap * 1000:.0f} | {outage * 1000:.0f} | "
       f"{t1 - t0:.1f} | {lost} | {before} → {after} |", flush=True)
 PY
-
-# wait_for WHAT COMMAND: runs COMMAND until it succeeds (every ~0.1 s plus its own time).
-wait_for() {
-  local what=$1 cmd=$2 start=$SECONDS
-  until eval "$cmd" >/dev/null 2>&1; do
-    ((SECONDS - start > TIMEOUT)) && { log "timed out waiting for $what"; return 1; }
-    sleep 0.1
-  done
-}
 
 # app STRATEGY [KEY=VALUE...]: the example with the update strategy, resolved for namespace $NS.
 app() {

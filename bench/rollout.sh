@@ -25,7 +25,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS=${1:-1}
 SLOT=${BERTH_BENCH_SLOT:-190}
 WORK=$(mktemp -d /tmp/berth-rollout-bench.XXXXXX)
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 if [[ -z ${BERTH:-} ]]; then
   cargo build --quiet --bin berth

@@ -29,7 +29,8 @@ ROLES=${BERTH_BENCH_ROLES:-none}
 IDLE=${BERTH_BENCH_IDLE:-60}
 case $ROLES in none | agent | exec) ;; *) echo "BERTH_BENCH_ROLES: none, agent or exec, not $ROLES" >&2; exit 1 ;; esac
 
-log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 # BERTH_BENCH_BIN=PATH measures that prebuilt berth instead of building this checkout (to compare
 # two builds on the same machine, e.g. before and after a change).
@@ -80,7 +81,6 @@ wait_count() {
   done
 }
 
-now_ms() { date +%s%3N; }
 
 run_one() {
   local n=$1 i apps=/tmp/berth-bench-apps.yaml sts=/tmp/berth-bench-sts.yaml
