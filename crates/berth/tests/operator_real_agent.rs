@@ -66,14 +66,7 @@ fn role_label_managers(cluster: &Cluster, ns: &str, pod: &str) -> Vec<String> {
 
 /// The app's Degraded condition.
 fn degraded(cluster: &Cluster, ns: &str) -> Value {
-    let app = app(cluster, ns, "redis");
-    app["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == "Degraded")
-        .cloned()
-        .unwrap_or(Value::Null)
+    condition(&app(cluster, ns, "redis"), "Degraded")
 }
 
 /// Makes `new` the master by hand, as an outside failover tool would: no operator action.

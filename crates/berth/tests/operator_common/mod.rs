@@ -142,11 +142,16 @@ pub fn wait_phase(cluster: &Cluster, ns: &str, name: &str, phase: &str) -> Value
 
 /// The app's `Ready` condition (`Null` when it has none).
 pub fn ready_condition(a: &Value) -> Value {
+    condition(a, "Ready")
+}
+
+/// The app's condition of type `kind` (`Null` when it has none).
+pub fn condition(a: &Value, kind: &str) -> Value {
     a["status"]["conditions"]
         .as_array()
         .into_iter()
         .flatten()
-        .find(|c| c["type"] == "Ready")
+        .find(|c| c["type"] == kind)
         .cloned()
         .unwrap_or(Value::Null)
 }
