@@ -14,6 +14,8 @@
 //! ([`crate::topology::report_from_probe_output`]). The term is kept next to the label (the
 //! pod annotation `berth.io/role-term`), so an older report never overwrites a newer one.
 
+use std::time::Duration;
+
 use crate::spec::RoleSpec;
 
 /// A role probe's report: the role a member holds, and the term it holds it in, if the probe
@@ -75,13 +77,32 @@ fn is_older(reported: Option<u64>, known: Option<u64>) -> bool {
     matches!((reported, known), (Some(r), Some(k)) if r < k)
 }
 
-/// Whether the agent must fail its readiness: it has a label change to make (`pending`) and
-/// could not write it, or its member holds a writable role and the API server has been out
-/// of reach for longer than a probe period (`api_lost`). Then the pod leaves every Service
-/// until the label is right again; a member holding a read-only role keeps serving reads
-/// through an API server outage.
-pub fn unready(pending: bool, holds_writable: bool, api_lost: bool) -> bool {
-    pending || (holds_writable && api_lost)
+/// What an agent knows when it judges its readiness.
+#[derive(Clone, Debug)]
+pub struct AgentView<'a> {
+    /// A label change it had to make could not be written (or its pod is not known yet).
+    pub pending: bool,
+    /// The label its pod carries, once known.
+    pub label: Option<&'a Labelled>,
+    /// The part's writable roles.
+    pub writable: &'a [String],
+    /// How long its watch of the API server has been failing, if it is.
+    pub api_lost_for: Option<Duration>,
+    /// The probe period.
+    pub period: Duration,
+}
+
+/// Whether the agent must fail its readiness: a label change is pending, or its member holds a
+/// writable role and the API server has been out of reach for longer than a probe period.
+/// Then the pod leaves every Service until the label is right again; a member holding a
+/// read-only role keeps serving reads through an API server outage.
+pub fn unready(view: &AgentView) -> bool {
+    let holds_writable = view
+        .label
+        .and_then(|l| l.role.as_ref())
+        .is_some_and(|r| view.writable.contains(r));
+    let api_lost = view.api_lost_for.is_some_and(|d| d > view.period);
+    view.pending || (holds_writable && api_lost)
 }
 
 /// A member as the operator sees it: its name and its pod's label.

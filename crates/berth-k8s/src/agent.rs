@@ -426,9 +426,16 @@ pub fn label_patch(wanted: &Labelled) -> serde_json::Value {
     }})
 }
 
-/// Whether any of `pods` has an agent in [`trouble`].
-pub fn any_trouble(pods: &[Pod], now: k8s_openapi::jiff::Timestamp) -> bool {
-    pods.iter().any(|p| trouble(p, now).is_some())
+/// Whether an app must apply its objects again although none changed: one of its agents is
+/// in [`trouble`]. Its agents' ServiceAccount, Role and RoleBinding are not in the operator's
+/// caches, so a deleted one comes back only through an apply. `pods` (the app's) is read only
+/// for an app with agent parts.
+pub fn must_reapply(
+    app: &ValidatedApp,
+    pods: impl FnOnce() -> Vec<Pod>,
+    now: k8s_openapi::jiff::Timestamp,
+) -> bool {
+    app.parts().iter().any(wanted) && pods().iter().any(|p| trouble(p, now).is_some())
 }
 
 /// Whether `pod`'s agent labels its role: it has one and it is not down ([`trouble`]). An

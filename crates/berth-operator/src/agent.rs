@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use berth_core::agent::{Labelled, Observation, next_label, unready};
+use berth_core::agent::{AgentView, Labelled, Observation, next_label, unready};
 use berth_k8s::agent::{label_patch, labelled};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -127,18 +127,14 @@ pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
         let seen = probe(&options.probe, options.period).await;
         let pending = step(&api, &pod, &view, &seen).await;
         let view = view.lock().unwrap_or_else(|e| e.into_inner());
-        let holds_writable = view
-            .labelled
-            .as_ref()
-            .and_then(|l| l.role.as_ref())
-            .is_some_and(|r| options.writable.contains(r));
-        let api_lost = view
-            .lost_since
-            .is_some_and(|t| t.elapsed() > options.period);
-        set_unready(
-            &options.state_dir,
-            unready(pending, holds_writable, api_lost),
-        )?;
+        let judged = AgentView {
+            pending,
+            label: view.labelled.as_ref(),
+            writable: &options.writable,
+            api_lost_for: view.lost_since.map(|t| t.elapsed()),
+            period: options.period,
+        };
+        set_unready(&options.state_dir, unready(&judged))?;
     }
 }
 

@@ -170,12 +170,12 @@ async fn apply_app(app: &StatefulApp, ctx: &Context) -> Result<Action> {
     let holds = crate::partition::hold_parts(ctx, &admitted, &uid, &mut objects);
     crate::partition::set_current_revisions(ctx, &holds).await?;
     let mut applied_generations = BTreeMap::new();
-    // The agents' ServiceAccount, Role and RoleBinding are not cached: an app whose agents are
-    // down applies again, which brings back any of them deleted since.
-    let has_agents =
-        ctx.agent_image.is_some() && validated.parts().iter().any(berth_k8s::agent::wanted);
-    let agents_down =
-        has_agents && berth_k8s::agent::any_trouble(&app_pods(ctx, &validated), Timestamp::now());
+    let agents_down = ctx.agent_image.is_some()
+        && berth_k8s::agent::must_reapply(
+            &validated,
+            || app_pods(ctx, &validated),
+            Timestamp::now(),
+        );
     if agents_down || !ctx.unchanged_since_last_apply(&app_key(app), &objects, &namespace) {
         if let Some(refusal) = claims::check(app, ctx, &objects, &namespace).await {
             return refuse(app, ctx, &validated, refusal).await;

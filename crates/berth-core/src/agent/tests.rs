@@ -71,10 +71,28 @@ fn a_failed_probe_clears_the_role_and_keeps_the_term() {
 
 #[test]
 fn readiness_fails_only_for_an_unwritten_change_or_a_cut_off_writer() {
-    assert!(unready(true, false, false));
-    assert!(unready(false, true, true));
-    assert!(!unready(false, false, true));
-    assert!(!unready(false, true, false));
+    use std::time::Duration;
+    let writable = ["leader".to_string()];
+    let (leader, follower) = (
+        labelled(Some("leader"), None),
+        labelled(Some("follower"), None),
+    );
+    let view = |pending, label, lost: Option<u64>| AgentView {
+        pending,
+        label,
+        writable: &writable,
+        api_lost_for: lost.map(Duration::from_secs),
+        period: Duration::from_secs(2),
+    };
+    assert!(unready(&view(true, Some(&follower), None)));
+    assert!(unready(&view(false, Some(&leader), Some(3))));
+    assert!(
+        !unready(&view(false, Some(&leader), Some(1))),
+        "within a period"
+    );
+    assert!(!unready(&view(false, Some(&follower), Some(3))));
+    assert!(!unready(&view(false, Some(&leader), None)));
+    assert!(!unready(&view(false, None, Some(3))));
 }
 
 fn roles() -> Vec<RoleSpec> {

@@ -288,3 +288,23 @@ fn a_label_patch_is_what_labelled_reads_back() {
         "4"
     );
 }
+
+#[test]
+fn an_app_with_an_agent_in_trouble_applies_again() {
+    use k8s_openapi::jiff::{SignedDuration, Timestamp};
+    let now = Timestamp::now();
+    let mut dead = status(false, false);
+    dead.restart_count = 1;
+    let healthy = started(status(true, true), now - SignedDuration::from_secs(60));
+    let redis = redis(|_| {});
+    assert!(must_reapply(&redis, || vec![running_pod(dead)], now));
+    assert!(!must_reapply(&redis, || vec![running_pod(healthy)], now));
+    let web = load(&Inputs {
+        app_file: "web.yaml".into(),
+        app_text: include_str!("../../../../examples/web.yaml").into(),
+        ..Default::default()
+    })
+    .unwrap();
+    let unread = || -> Vec<Pod> { panic!("an app without agents reads no pods") };
+    assert!(!must_reapply(&web, unread, now));
+}
