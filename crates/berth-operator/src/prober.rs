@@ -149,23 +149,15 @@ impl Prober {
     fn stale_writers(&self, pods: &PodsByPart) -> Vec<(Arc<Pod>, Labelled)> {
         let mut out = Vec::new();
         for target in self.targets() {
-            let members = pods.members(&target);
-            let labelled: Vec<Labelled> = members.iter().map(|p| agent::labelled(p)).collect();
-            // Only a part with two members labelled and a term among them can hold a stale
-            // writer: the common case costs no allocation beyond the labels.
-            let labelled_count = labelled.iter().filter(|l| l.role.is_some()).count();
-            if target.exclusive.is_empty()
-                || labelled_count < 2
-                || labelled.iter().all(|l| l.term.is_none())
-            {
+            if target.exclusive.is_empty() {
                 continue;
             }
+            let members = pods.members(&target);
             let labels: Vec<MemberLabel> = members
                 .iter()
-                .zip(labelled)
-                .map(|(pod, label)| MemberLabel {
+                .map(|pod| MemberLabel {
                     name: pod.name_any(),
-                    label,
+                    label: agent::labelled(pod),
                 })
                 .collect();
             let stale = berth_core::agent::stale_writers(&target.exclusive, &labels);
