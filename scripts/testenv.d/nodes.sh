@@ -455,6 +455,16 @@ stop_real_nodes() {
   undo_host_changes
 }
 
+# env_real_nodes: for `env`, while real nodes run (their count recorded and their netns there):
+# the netns and the address on its link that pods (through the netns) and the host (over the
+# veth) both reach, so a test server started there with `nsenter --net` serves both, without a
+# firewall change (berth-testkit's S3Server::start_for_pods). Nothing without real nodes.
+env_real_nodes() {
+  (($(real_node_count) > 0)) && [[ -e $NETNS_PATH ]] || return 0
+  printf 'export BERTH_TESTENV_NETNS=%q\n' "$NETNS_PATH"
+  printf 'export BERTH_TESTENV_POD_NET_IP=%s\n' "$NS_LINK_IP"
+}
+
 # status_real_nodes: the real nodes' processes (nothing when none were started)
 status_real_nodes() {
   local name pid rc=0

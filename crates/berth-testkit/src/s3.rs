@@ -1,17 +1,24 @@
 //! A real S3-compatible server for tests: versitygw (built by `scripts/testenv build`) serving a
-//! fresh temporary directory with its posix backend on `127.0.0.1`, stopped when dropped.
+//! fresh temporary directory with its posix backend, stopped when dropped.
 //!
-//! [`S3Server::start`] finds the binary in `BERTH_TEST_VERSITYGW`, else in the testenv bin dir.
-//! Without it, tests skip outside CI and fail in CI (see [`S3Server::start_or_skip`]).
+//! - [`S3Server::start`]: on `127.0.0.1`, for the test process and the operator on the host.
+//! - [`S3Server::start_for_pods`]: inside the real nodes' network namespace
+//!   (`BERTH_TESTENV_NETNS`), on the address of its link to the host (`BERTH_TESTENV_POD_NET_IP`,
+//!   e.g. 10.200.255.2), which pods on real nodes reach through the netns and the host directly
+//!   over the link; both printed by `scripts/testenv env` while real nodes run. Nothing else
+//!   changes (the host firewall stays as it is).
+//!
+//! The binary is `BERTH_TEST_VERSITYGW`, else the one in the testenv bin dir. Without it, tests
+//! skip outside CI and fail in CI (see [`S3Server::start_or_skip`]).
 
 use std::fs::File;
 use std::io::{self, Read as _, Write as _};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{in_ci, testenv_tool};
+use crate::{exported, in_ci, testenv, testenv_tool};
 
 /// The region the server is started with (not versitygw's default, so that clients must pass it).
 pub const REGION: &str = "berth-test-1";
@@ -21,6 +28,15 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How often to start it again on a new port when another process took the free port first.
 const PORT_ATTEMPTS: usize = 3;
+
+/// How long a connection to the server may take (it runs on this machine).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The network namespace of the real nodes (`scripts/testenv env`: `/run/netns/berth-testenv-I`).
+pub const NETNS_VAR: &str = "BERTH_TESTENV_NETNS";
+
+/// The address in that namespace which pods and the host both reach (`scripts/testenv env`).
+pub const POD_NET_IP_VAR: &str = "BERTH_TESTENV_POD_NET_IP";
 
 /// Why the server could not be started or a bucket created.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +56,29 @@ pub enum S3ServerError {
     /// No free port could be found.
     #[error("failed to find a free port on 127.0.0.1")]
     FreePort(#[source] io::Error),
+    /// The port picked for the server already answers there (another process listens on it).
+    #[error("something already listens on {address}")]
+    PortTaken {
+        /// The address that answered.
+        address: SocketAddr,
+    },
+    /// A variable [`S3Server::start_for_pods`] needs is neither set nor printed by
+    /// `scripts/testenv env` (no real nodes run).
+    #[error(
+        "{variable} is not set (and `scripts/testenv env` does not print it): the S3 server for \
+         pods needs the test cluster's real nodes: `scripts/testenv up --real-nodes N`, then \
+         `eval \"$(scripts/testenv env)\"`"
+    )]
+    PodNetwork {
+        /// The variable.
+        variable: &'static str,
+    },
+    /// `BERTH_TESTENV_POD_NET_IP` is not an IPv4 address.
+    #[error("{POD_NET_IP_VAR}={value:?} is not an IPv4 address")]
+    PodNetIp {
+        /// Its value.
+        value: String,
+    },
     /// The binary could not be started.
     #[error("failed to start {}", path.display())]
     Spawn {
@@ -88,7 +127,9 @@ pub struct S3Server {
     child: Child,
     /// Holds `buckets/` (the posix backend's root: one directory per bucket) and `versitygw.log`.
     dir: tempfile::TempDir,
-    /// The port it listens on, on 127.0.0.1.
+    /// The address it listens on: 127.0.0.1, or the pod network's in [`S3Server::start_for_pods`].
+    ip: Ipv4Addr,
+    /// The port it listens on.
     port: u16,
     /// The root account's access key.
     access_key: String,
@@ -96,10 +137,87 @@ pub struct S3Server {
     secret_key: String,
 }
 
+/// Where a server listens: an address, and the network namespace it runs in.
+#[derive(Debug)]
+struct Listen {
+    /// The network namespace to enter (`nsenter --net`), or `None` for the test process's own.
+    netns: Option<PathBuf>,
+    /// The address to listen on.
+    ip: Ipv4Addr,
+}
+
+impl Listen {
+    /// 127.0.0.1 of the test process's network namespace.
+    fn localhost() -> Self {
+        Self {
+            netns: None,
+            ip: Ipv4Addr::LOCALHOST,
+        }
+    }
+
+    /// The real nodes' namespace and its address that pods and the host reach.
+    fn pod_network() -> Result<Self, S3ServerError> {
+        let netns = PathBuf::from(testenv_var(NETNS_VAR)?);
+        let value = testenv_var(POD_NET_IP_VAR)?;
+        let ip = value
+            .parse()
+            .map_err(|_| S3ServerError::PodNetIp { value })?;
+        Ok(Self {
+            netns: Some(netns),
+            ip,
+        })
+    }
+
+    /// A port for the server: free on the host a moment ago, and in another namespace also not
+    /// answering there (its ports cannot be bound from here, but a refused connection tells).
+    fn pick_port(&self) -> Result<u16, S3ServerError> {
+        let port = free_port()?;
+        let address = SocketAddr::from((self.ip, port));
+        if self.netns.is_some() && TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).is_ok() {
+            return Err(S3ServerError::PortTaken { address });
+        }
+        Ok(port)
+    }
+}
+
+/// The value of the testenv variable `name`: from the environment (`eval "$(scripts/testenv
+/// env)"`, as `scripts/test` does), else from what `scripts/testenv env` prints now.
+fn testenv_var(name: &'static str) -> Result<String, S3ServerError> {
+    if let Some(value) = std::env::var(name).ok().filter(|v| !v.is_empty()) {
+        return Ok(value);
+    }
+    exported(&testenv(&["env"]), name).ok_or(S3ServerError::PodNetwork { variable: name })
+}
+
 /// The server's binary: `BERTH_TEST_VERSITYGW`, else the one `scripts/testenv build` built.
 pub fn versitygw_path() -> PathBuf {
     std::env::var_os("BERTH_TEST_VERSITYGW")
         .map_or_else(|| testenv_tool("versitygw"), PathBuf::from)
+}
+
+/// The binary, if it exists.
+///
+/// # Panics
+/// In CI when it does not: there, tests never skip.
+fn versitygw_binary() -> Result<PathBuf, S3ServerError> {
+    let binary = versitygw_path();
+    if binary.is_file() {
+        return Ok(binary);
+    }
+    let missing = S3ServerError::Missing { path: binary };
+    assert!(!in_ci(), "CI needs the S3 server: {missing}");
+    Err(missing)
+}
+
+impl S3ServerError {
+    /// Whether another process had the port: starting again on another port may succeed.
+    fn port_taken(&self) -> bool {
+        match self {
+            Self::PortTaken { .. } => true,
+            Self::Exited { log, .. } => log.contains("address already in use"),
+            _ => false,
+        }
+    }
 }
 
 impl S3Server {
@@ -113,20 +231,32 @@ impl S3Server {
     /// # Panics
     /// In CI (`CI` set) when the binary does not exist: there, tests never skip.
     pub fn start() -> Result<Self, S3ServerError> {
-        let binary = versitygw_path();
-        if !binary.is_file() {
-            let missing = S3ServerError::Missing { path: binary };
-            assert!(!in_ci(), "CI needs the S3 server: {missing}");
-            return Err(missing);
-        }
+        Self::start_on(&Listen::localhost())
+    }
+
+    /// Starts versitygw as [`S3Server::start`] does, but in the real nodes' network namespace
+    /// (`BERTH_TESTENV_NETNS`, entered with `nsenter --net`: needs root, as real nodes do) on
+    /// `BERTH_TESTENV_POD_NET_IP` and a port nothing answers on, so that pods on real nodes and
+    /// the host both reach [`S3Server::endpoint`]. The variables come from the environment, else
+    /// from `scripts/testenv env`, which prints them while real nodes run.
+    ///
+    /// # Errors
+    /// [`S3ServerError::PodNetwork`] naming the variable that is missing (no real nodes), and the
+    /// errors of [`S3Server::start`].
+    ///
+    /// # Panics
+    /// In CI (`CI` set) when the binary does not exist.
+    pub fn start_for_pods() -> Result<Self, S3ServerError> {
+        Self::start_on(&Listen::pod_network()?)
+    }
+
+    /// Starts the server on `listen`, again on another port while another process had the port.
+    fn start_on(listen: &Listen) -> Result<Self, S3ServerError> {
+        let binary = versitygw_binary()?;
         let mut attempt = 1;
         loop {
-            match Self::start_once(&binary) {
-                Err(S3ServerError::Exited { log, .. })
-                    if log.contains("address already in use") && attempt < PORT_ATTEMPTS =>
-                {
-                    attempt += 1;
-                }
+            match Self::start_once(&binary, listen) {
+                Err(e) if e.port_taken() && attempt < PORT_ATTEMPTS => attempt += 1,
                 result => return result,
             }
         }
@@ -148,19 +278,21 @@ impl S3Server {
         }
     }
 
-    fn start_once(binary: &Path) -> Result<Self, S3ServerError> {
+    fn start_once(binary: &Path, listen: &Listen) -> Result<Self, S3ServerError> {
         let dir = tempfile::Builder::new()
             .prefix("berth-s3-")
             .tempdir()
             .map_err(S3ServerError::Prepare)?;
         std::fs::create_dir(dir.path().join("buckets")).map_err(S3ServerError::Prepare)?;
-        let port = free_port()?;
+        let port = listen.pick_port()?;
         let access_key = format!("BERTH{}", random_hex(8).to_uppercase());
         let secret_key = random_hex(20);
-        let child = spawn(binary, dir.path(), port, &access_key, &secret_key)?;
+        let keys = (access_key.as_str(), secret_key.as_str());
+        let child = spawn(binary, dir.path(), listen, port, keys)?;
         let mut server = Self {
             child,
             dir,
+            ip: listen.ip,
             port,
             access_key,
             secret_key,
@@ -173,7 +305,7 @@ impl S3Server {
     fn await_ready(&mut self) -> Result<(), S3ServerError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if answers_http(self.port) {
+            if answers_http(self.address()) {
                 return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -192,9 +324,15 @@ impl S3Server {
         }
     }
 
-    /// The S3 endpoint, `http://127.0.0.1:PORT` (path-style requests only).
+    /// The S3 endpoint, `http://IP:PORT` (path-style requests only): IP is 127.0.0.1, or
+    /// `BERTH_TESTENV_POD_NET_IP` for [`S3Server::start_for_pods`].
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}", self.address())
+    }
+
+    /// The address the server listens on.
+    pub fn address(&self) -> SocketAddr {
+        SocketAddr::from((self.ip, self.port))
     }
 
     /// The root account's access key id.
@@ -255,26 +393,41 @@ impl Drop for S3Server {
     }
 }
 
-/// Starts versitygw with only the environment it needs (the caller's `VGW_*` variables would
-/// change its behaviour), its log in `dir/versitygw.log`, through `setpriv --pdeathsig KILL`
-/// (util-linux, on every Debian), so the kernel kills it when the test that started it dies
-/// without dropping it (a killed or timed-out test process).
+/// Starts versitygw on `listen` and `port` with only the environment it needs (the caller's
+/// `VGW_*` variables would change its behaviour), its log in `dir/versitygw.log`, through
+/// `setpriv --pdeathsig KILL` (util-linux, on every Debian), so the kernel kills it when the test
+/// that started it dies without dropping it (a killed or timed-out test process). In another
+/// network namespace, setpriv runs `nsenter --net=NETNS` (util-linux), which execs the binary
+/// without forking (it forks only to enter a PID namespace): the child is still the server,
+/// with the parent-death signal (kept across exec), and killing it on drop kills the server.
 fn spawn(
     binary: &Path,
     dir: &Path,
+    listen: &Listen,
     port: u16,
-    access_key: &str,
-    secret_key: &str,
+    (access_key, secret_key): (&str, &str),
 ) -> Result<Child, S3ServerError> {
     let log = File::create(dir.join("versitygw.log")).map_err(S3ServerError::Prepare)?;
     let log_err = log.try_clone().map_err(S3ServerError::Prepare)?;
-    Command::new("setpriv")
-        .args(["--pdeathsig", "KILL", "--"])
+    let mut command = Command::new("setpriv");
+    command.args(["--pdeathsig", "KILL", "--"]);
+    if let Some(netns) = &listen.netns {
+        command
+            .arg("nsenter")
+            .arg(format!("--net={}", netns.display()))
+            .arg("--");
+    }
+    command
         .arg(binary)
         .env_clear()
         .env("ROOT_ACCESS_KEY_ID", access_key)
         .env("ROOT_SECRET_ACCESS_KEY", secret_key)
-        .args(["--port", &format!("127.0.0.1:{port}"), "--region", REGION])
+        .args([
+            "--port",
+            &format!("{}:{port}", listen.ip),
+            "--region",
+            REGION,
+        ])
         .args(["--quiet", "posix"])
         .arg(dir.join("buckets"))
         .current_dir(dir)
@@ -296,13 +449,14 @@ fn free_port() -> Result<u16, S3ServerError> {
         .map_err(S3ServerError::FreePort)
 }
 
-/// Whether an HTTP server answers `GET /` on 127.0.0.1:`port` (an unsigned request: versitygw
-/// answers 403, which is enough).
-fn answers_http(port: u16) -> bool {
+/// Whether an HTTP server answers `GET /` on `address` (an unsigned request: versitygw answers
+/// 403, which is enough).
+fn answers_http(address: SocketAddr) -> bool {
     let exchange = || -> io::Result<bool> {
-        let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+        let mut stream = TcpStream::connect_timeout(&address, CONNECT_TIMEOUT)?;
         stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-        stream.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
+        let request = format!("GET / HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes())?;
         let mut head = [0u8; 8];
         stream.read_exact(&mut head)?;
         Ok(head.starts_with(b"HTTP/1."))

@@ -2,6 +2,9 @@
 //! (`object_store`'s AmazonS3, path-style, plain HTTP): a multipart upload of 20 MiB reads back
 //! byte for byte, lists and deletes; a wrong secret key and a missing bucket fail with the errors
 //! berth has to report. Skipped without `scripts/testenv build` outside CI; failing in CI.
+//! The server started for pods (`S3Server::start_for_pods`, in the real nodes' netns) serves the
+//! host and a pod on a real node alike; skipped without real nodes outside CI, like
+//! `real_nodes.rs`. Either server dies with a killed test process.
 
 use std::time::{Duration, Instant};
 
@@ -244,7 +247,7 @@ async fn parts_under_5_mib_and_another_region_are_refused_as_by_aws() {
     );
 }
 
-/// Set in the child process of [`a_server_dies_with_a_killed_test_process`].
+/// Set in the child process of the tests that kill it: `host` or `pods`, which server to start.
 const ORPHAN_CHILD: &str = "BERTH_TEST_S3_ORPHAN_CHILD";
 
 /// In the child: starts a server, prints its pid, and waits to be killed. In the test itself:
@@ -252,43 +255,177 @@ const ORPHAN_CHILD: &str = "BERTH_TEST_S3_ORPHAN_CHILD";
 /// only the kernel's parent-death signal brings (versitygw outlived killed tests before).
 #[test]
 fn a_server_dies_with_a_killed_test_process() {
+    orphaned_server_dies("a_server_dies_with_a_killed_test_process", "host");
+}
+
+/// The same for the server in the real nodes' netns: `nsenter` must exec it, not fork it, or the
+/// parent-death signal would kill `nsenter` only.
+#[test]
+fn a_server_for_pods_dies_with_a_killed_test_process() {
+    if std::env::var_os(ORPHAN_CHILD).is_none() {
+        let Some(cluster) = berth_testkit::cluster() else {
+            return;
+        };
+        if berth_testkit::real_nodes(cluster, 1).is_none() {
+            return;
+        }
+    }
+    orphaned_server_dies("a_server_for_pods_dies_with_a_killed_test_process", "pods");
+}
+
+/// The body of the tests above: `test` is the caller's name (run again in the child), `mode`
+/// the server the child starts.
+fn orphaned_server_dies(test: &str, mode: &str) {
     use std::io::BufRead as _;
     if std::env::var_os(ORPHAN_CHILD).is_some() {
-        let Some(server) = server() else { return };
-        println!("pid {}", server.pid());
+        let server = if mode == "pods" {
+            S3Server::start_for_pods()
+                .unwrap_or_else(|e| panic!("the S3 server for pods did not start: {e}"))
+        } else {
+            let Some(server) = server() else { return };
+            server
+        };
+        println!("server {} {}", server.pid(), server.address());
         std::thread::sleep(Duration::from_secs(600));
         return;
     }
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_server_dies_with_a_killed_test_process",
-            "--nocapture",
-        ])
-        .env(ORPHAN_CHILD, "1")
+        .args(["--exact", test, "--nocapture"])
+        .env(ORPHAN_CHILD, mode)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let pid = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("pid ").map(str::to_string));
-    let Some(pid) = pid else {
+    let started = stdout.lines().map_while(Result::ok).find_map(|l| {
+        let (pid, address) = l.strip_prefix("server ")?.split_once(' ')?;
+        Some((pid.to_string(), address.parse().ok()?))
+    });
+    let Some((pid, address)) = started else {
         let _ = child.wait();
-        assert!(!berth_testkit::in_ci(), "the child started no server");
+        assert!(
+            !berth_testkit::in_ci() && mode == "host",
+            "the child started no server"
+        );
         return; // skipped: no versitygw outside CI
     };
     child.kill().unwrap();
     child.wait().unwrap();
-    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
     berth_testkit::wait_until(
         "the orphaned server to die",
         Duration::from_secs(10),
-        || {
-            let gone = !proc.exists()
-                || std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z "));
-            gone.then_some(())
-        },
+        || server_gone(&pid, address).then_some(()),
     );
+}
+
+/// Whether the server is gone: process `pid` (or a zombie: killed, not reaped yet), and nothing
+/// answers on its `address` any more (what would stay if a wrapper died in its place).
+fn server_gone(pid: &str, address: std::net::SocketAddr) -> bool {
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let exited = !proc.exists()
+        || std::fs::read_to_string(proc.join("stat")).is_ok_and(|s| s.contains(") Z "));
+    exited && std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err()
+}
+
+/// A pod on a real node that only waits (the redis image has bash and coreutils' timeout).
+const PROBE_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probe}
+spec:
+  nodeSelector: {berth.io/node-kind: real}
+  tolerations: [{key: berth.io/node-kind, value: real, effect: NoSchedule}]
+  terminationGracePeriodSeconds: 1
+  containers:
+    - {name: probe, image: "berth.local/redis:deb12", imagePullPolicy: Never, command: [sleep, infinity]}
+"#;
+
+/// Starts the probe pod in `ns` and waits until it is Ready.
+fn probe_pod(cluster: &berth_testkit::Cluster, ns: &str) {
+    cluster.ok(&["apply", "-n", ns, "-f", "-"], PROBE_POD);
+    let ready = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#;
+    berth_testkit::wait_until("the probe pod Ready", Duration::from_secs(120), || {
+        let out = cluster.run(&["get", "pod", "probe", "-n", ns, "-o", ready], "");
+        (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+    });
+}
+
+/// `GET url` from the probe pod (bash's /dev/tcp: the image has no HTTP client), the whole
+/// response; `None` when the pod cannot connect.
+fn pod_get(cluster: &berth_testkit::Cluster, ns: &str, url: &reqwest::Url) -> Option<String> {
+    let (host, port) = (url.host_str()?, url.port()?);
+    let target = match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_string(),
+    };
+    let script = format!(
+        "exec 3<>/dev/tcp/{host}/{port} && \
+         printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' '{target}' '{host}:{port}' >&3 && cat <&3"
+    );
+    let command = [
+        "exec", "-n", ns, "probe", "--", "timeout", "10", "bash", "-c", &script,
+    ];
+    let out = cluster.run(&command, "");
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The server for pods listens on the pod network's address, not 127.0.0.1: the host writes and
+/// reads an object through its endpoint, a pod on a real node reads the same object (a presigned
+/// GET), and once dropped the server process is gone.
+#[tokio::test]
+async fn a_server_for_pods_serves_the_host_and_pods_on_real_nodes() {
+    use object_store::signer::{Method, Signer as _};
+    let Some(cluster) = berth_testkit::cluster() else {
+        return;
+    };
+    if berth_testkit::real_nodes(cluster, 1).is_none() {
+        return;
+    }
+    let start = Instant::now();
+    let server = S3Server::start_for_pods()
+        .unwrap_or_else(|e| panic!("the S3 server for pods did not start: {e}"));
+    eprintln!(
+        "versitygw answered on {} after {:?}",
+        server.endpoint(),
+        start.elapsed()
+    );
+    assert!(
+        !server.address().ip().is_loopback(),
+        "it listens on the pod network: {}",
+        server.endpoint()
+    );
+    let exe = std::fs::read_link(format!("/proc/{}/exe", server.pid())).unwrap();
+    assert_eq!(
+        exe,
+        berth_testkit::s3::versitygw_path().canonicalize().unwrap(),
+        "the child is the server itself (nsenter execs it), so drop and the parent-death signal reach it"
+    );
+    server.create_bucket("backups").unwrap();
+    let store = client(&server, "backups", server.secret_key());
+    let path = Path::from("app/greeting.txt");
+    let body = "hello from the host";
+    store
+        .put(&path, PutPayload::from_static(body.as_bytes()))
+        .await
+        .expect("the host writes");
+    let read = store.get(&path).await.unwrap().bytes().await.unwrap();
+    assert_eq!(read, body.as_bytes(), "the host reads it back");
+
+    let ns = berth_testkit::TestNamespace::new(cluster, "s3-pods");
+    probe_pod(cluster, &ns.name);
+    let url = store
+        .signed_url(Method::GET, &path, Duration::from_secs(600))
+        .await
+        .expect("a presigned URL");
+    let response = pod_get(cluster, &ns.name, &url)
+        .unwrap_or_else(|| panic!("the pod reaches {}", server.endpoint()));
+    assert!(
+        response.starts_with("HTTP/1.1 200") && response.ends_with(body),
+        "the pod reads the object: {response}"
+    );
+
+    let (pid, address) = (server.pid().to_string(), server.address());
+    drop(server);
+    assert!(server_gone(&pid, address), "the server is gone after drop");
 }
