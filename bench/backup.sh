@@ -8,7 +8,9 @@
 #   berth backup:      a one-member app whose backup action is `cat FILE`, streamed by berth
 #   physical download: s3copy down (the bucket straight to a file)
 #   berth restore:     `berth up --restore-from` of a new app whose restore action writes the data
-#                      into its volume (download and checksum, then the action)
+#                      into its volume: streamed into the action as it downloads and checked at
+#                      its end (`restoreInput: Stdin`; BERTH_BENCH_RESTORE_INPUT=File measures the
+#                      download, checksum, then the action reading the scratch file)
 # and reports seconds, MiB/s, the ratio to the physical limit and the peak RSS of the process
 # carrying the bytes (`/usr/bin/time`), as a Markdown table. Only 127.0.0.1 is used.
 # Needs: scripts/testenv build, cargo, /usr/bin/time. Disk: about 4x MIB free in /tmp.
@@ -67,6 +69,7 @@ spec:
         backup:
           action: {exec: ["cat", "$WORK/data"], timeoutSeconds: 3600}
           restore: {exec: ["/bin/sh", "-c", "cat > {{ volumes.data }}/restored"], timeoutSeconds: 3600}
+          restoreInput: ${BERTH_BENCH_RESTORE_INPUT:-Stdin}
           repository:
             endpoint: $ENDPOINT
             bucket: bench

@@ -22,6 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         region: std::env::var("AWS_REGION")?,
         path_style: true,
         credentials: None,
+        carrier: Default::default(),
     };
     let credentials = Credentials {
         access_key_id: std::env::var("AWS_ACCESS_KEY_ID")?,

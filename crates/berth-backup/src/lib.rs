@@ -13,12 +13,15 @@
 
 use std::sync::Arc;
 
+pub mod action;
+pub mod transfer;
+
 use berth_core::backup::{Location, Manifest};
 use berth_core::spec::RepositorySpec;
 use futures::StreamExt as _;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart};
+use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
@@ -30,7 +33,8 @@ pub const MAX_IN_FLIGHT: usize = 2;
 const READ_SIZE: usize = 1 << 20;
 
 /// An S3 access key. Its `Debug` shows only the key id.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Credentials {
     /// The access key id.
     pub access_key_id: String,
@@ -83,6 +87,14 @@ pub enum Error {
     /// Writing downloaded data failed.
     #[error("writing the downloaded data: {0}")]
     Write(#[source] std::io::Error),
+    /// A backup URL that is not one.
+    #[error("`{url}` is not a backup's URL: {reason}")]
+    BadUrl {
+        /// The URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
     /// A manifest that is not one.
     #[error("s3://{bucket}/{key} is not a backup manifest: {source}")]
     Manifest {
@@ -124,11 +136,18 @@ impl Repository {
     ) -> Result<Self, Error> {
         // reqwest's rustls needs a process-wide provider; another caller may have set one.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = spec.endpoint.starts_with("http://");
+        // Plain HTTP needs no CA certificates; without this the client would refuse to start
+        // in an image that has none (a member's, running `berth agent transfer`).
+        // (The client options replace the builder's, `allow_http` included: set here.)
+        let options = ClientOptions::new()
+            .with_allow_http(http)
+            .with_no_system_certificates(http);
         let mut builder = AmazonS3Builder::new()
+            .with_client_options(options)
             .with_endpoint(&spec.endpoint)
             .with_bucket_name(bucket)
             .with_region(&spec.region)
-            .with_allow_http(spec.endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(!spec.path_style);
         builder = match credentials {
             Some(c) => builder
@@ -202,7 +221,20 @@ impl Repository {
     pub async fn download(
         &self,
         key: &str,
-        out: &mut (impl AsyncWrite + Unpin),
+        out: &mut (impl AsyncWrite + Unpin + Send),
+    ) -> Result<Stored, Error> {
+        self.download_into(key, &mut [out]).await
+    }
+
+    /// Streams `key` into every one of `outs` (a restore action and a scratch file), hashing it
+    /// on the way; each chunk is written to all of them before the next is read.
+    ///
+    /// # Errors
+    /// A failed request or write.
+    pub async fn download_into(
+        &self,
+        key: &str,
+        outs: &mut [&mut (dyn AsyncWrite + Unpin + Send)],
     ) -> Result<Stored, Error> {
         let path = Path::from(key);
         let got = self.store.get(&path).await;
@@ -215,9 +247,13 @@ impl Repository {
             let chunk = chunk.map_err(|e| self.failed("reading", key, e))?;
             hasher.update(&chunk);
             size += chunk.len() as u64;
-            out.write_all(&chunk).await.map_err(Error::Write)?;
+            action::write_all(outs, &chunk)
+                .await
+                .map_err(Error::Write)?;
         }
-        out.flush().await.map_err(Error::Write)?;
+        for out in outs.iter_mut() {
+            out.flush().await.map_err(Error::Write)?;
+        }
         Ok(Stored {
             size,
             sha256: hex(&hasher.finalize()),

@@ -9,15 +9,14 @@
 //! `berth up --secret`, read when needed and never written anywhere.
 
 use std::path::Path;
-use std::process::Stdio;
 
+use berth_backup::action::{self, ActionError, RestoreRun};
 use berth_backup::{Credentials, Repository, Stored};
 use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest};
 use berth_core::load::ValidatedApp;
 use berth_core::restore;
 use berth_core::spec::{BackupSpec, PartSpec, RepositorySpec};
 use serde::{Deserialize, Serialize};
-use tokio::io::AsyncReadExt as _;
 
 use crate::error::{BackupError, HomeError, RestoreError, SecretError};
 use crate::home::{AppState, Home, append_event, write_atomic};
@@ -318,7 +317,7 @@ fn run_backup(
 }
 
 /// Runs `action` in `plan`'s member with its stdout streamed to the data object; a failed or
-/// timed-out action removes what was stored.
+/// timed-out action removes what was stored (`berth_backup::action::backup`).
 async fn stream_action(
     repo: &Repository,
     at: &Location,
@@ -326,38 +325,11 @@ async fn stream_action(
     action: &ActionPlan,
 ) -> Result<Stored, String> {
     let (program, args) = action.argv.split_first().ok_or("empty command")?;
-    let mut child = crate::member::member_command(plan, program)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| format!("cannot run {program}: {e}"))?;
-    let mut stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut stderr = child.stderr.take().ok_or("no stderr")?;
-    let errors = tokio::spawn(async move {
-        let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text).await;
-        text
-    });
-    let run = async {
-        let stored = repo.upload(&at.data_key(), &mut stdout).await;
-        (stored, child.wait().await)
-    };
-    let outcome = tokio::time::timeout(action.timeout, run).await;
-    let failure = match outcome {
-        Err(_) => format!("timed out after {}s", action.timeout.as_secs()),
-        Ok((Err(e), _)) => e.to_string(),
-        Ok((Ok(stored), Ok(status))) if status.success() => return Ok(stored),
-        Ok((Ok(_), status)) => {
-            let text = errors.await.unwrap_or_default();
-            let tail = berth_core::exec::output_tail(&text, &[]);
-            let code = status.ok().and_then(|s| s.code());
-            format!("the backup action exited with {code:?}: {tail}")
-        }
-    };
-    let _ = repo.delete(at).await;
-    Err(failure)
+    let mut command = crate::member::member_command(plan, program);
+    command.args(args);
+    berth_backup::action::backup(repo, at, command, action.timeout)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Deletes the part's backups that retention expires (from the repository, then the records).
@@ -423,8 +395,10 @@ pub fn run_schedules(home: &Home, app: &str) {
 }
 
 /// Restores the new app `app` (planned as `plans`) from the backup at `url` before any member
-/// starts: downloads it once into the app's directory while hashing it, checks it against its
-/// manifest, then runs the part's restore action in each member with the data on stdin.
+/// starts: reads its manifest, then runs the part's restore action in each member, the data
+/// checked against the manifest before any member starts (`restoreInput: File` checks it before
+/// the first action runs; `Stdin` streams it into the first member's action and checks it as
+/// it ends, keeping a copy in the app's directory only when other members need it).
 /// Does nothing when the app was already restored from it.
 ///
 /// # Errors
@@ -476,6 +450,9 @@ pub fn restore(
     })
 }
 
+/// Restores every member: the first from the repository (the data checked against its
+/// manifest, streamed or through `data` as the part's `restoreInput` says, and kept in `data`
+/// when other members need it), the others from `data`.
 fn fetch_and_restore(
     spec: &BackupSpec,
     creds: Option<&Credentials>,
@@ -484,45 +461,38 @@ fn fetch_and_restore(
     members: &[&MemberPlan],
     url: &str,
 ) -> Result<(), RestoreError> {
-    let repo_err = |source| RestoreError::Repository {
-        url: url.into(),
-        source,
-    };
-    let file_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| RestoreError::File {
+    let repo = Repository::open(&spec.repository, &at.bucket, creds).map_err(|source| {
+        RestoreError::Repository {
             url: url.into(),
-            path,
             source,
         }
-    };
-    let repo = Repository::open(&spec.repository, &at.bucket, creds).map_err(repo_err)?;
+    })?;
     let rt = runtime().map_err(RestoreError::Runtime)?;
     rt.block_on(async {
-        let manifest = repo.manifest(at).await.map_err(repo_err)?;
-        let mut file = tokio::fs::File::create(data)
-            .await
-            .map_err(file_err(data))?;
-        let stored = repo
-            .download(&at.data_key(), &mut file)
-            .await
-            .map_err(repo_err)?;
-        backup::verify(&manifest, stored.size, &stored.sha256).map_err(|source| {
-            RestoreError::Corrupt {
-                url: url.into(),
-                source,
-            }
-        })?;
-        for member in members {
-            restore_member(member, data, url).await?;
+        for (i, member) in members.iter().enumerate() {
+            let (command, timeout) = restore_command(member, url)?;
+            let done = if i == 0 {
+                let run = RestoreRun {
+                    input: spec.restore_input,
+                    scratch: data.to_path_buf(),
+                    keep: members.len() > 1,
+                    timeout,
+                };
+                action::restore(&repo, at, command, &run).await.map(drop)
+            } else {
+                action::restore_verified(command, data, timeout).await
+            };
+            done.map_err(|e| restore_failure(e, member, url))?;
         }
         Ok(())
     })
 }
 
-/// Creates the member's directories and files and runs its restore action with the data on
-/// stdin and at `BERTH_RESTORE_FILE`.
-async fn restore_member(plan: &MemberPlan, data: &Path, url: &str) -> Result<(), RestoreError> {
+/// Creates the member's directories and files; its restore action as a command in it.
+fn restore_command(
+    plan: &MemberPlan,
+    url: &str,
+) -> Result<(tokio::process::Command, std::time::Duration), RestoreError> {
     let fail = |reason: String| RestoreError::Member {
         url: url.into(),
         member: plan.name.clone(),
@@ -537,20 +507,23 @@ async fn restore_member(plan: &MemberPlan, data: &Path, url: &str) -> Result<(),
         .argv
         .split_first()
         .ok_or_else(|| fail("empty command".into()))?;
-    let stdin = std::fs::File::open(data).map_err(|e| fail(format!("{}: {e}", data.display())))?;
-    let run = crate::member::member_command(plan, program)
-        .args(args)
-        .env("BERTH_RESTORE_FILE", data)
-        .stdin(Stdio::from(stdin))
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(action.timeout, run)
-        .await
-        .map_err(|_| fail(format!("timed out after {}s", action.timeout.as_secs())))?
-        .map_err(|e| fail(format!("cannot run {program}: {e}")))?;
-    if output.status.success() {
-        return Ok(());
+    let mut command = crate::member::member_command(plan, program);
+    command.args(args);
+    Ok((command, action.timeout))
+}
+
+/// A failed restore as the error `up` reports: the repository's, a corrupt backup, the scratch
+/// file's, or the member's action.
+fn restore_failure(error: ActionError, plan: &MemberPlan, url: &str) -> RestoreError {
+    let url = url.to_string();
+    match error {
+        ActionError::Store(source) => RestoreError::Repository { url, source },
+        ActionError::Corrupt { source, .. } => RestoreError::Corrupt { url, source },
+        ActionError::Scratch { path, source } => RestoreError::File { url, path, source },
+        other => RestoreError::Member {
+            url,
+            member: plan.name.clone(),
+            reason: other.to_string(),
+        },
     }
-    let tail = berth_core::exec::output_tail(&output.stderr, &output.stdout);
-    Err(fail(format!("exit {:?}: {tail}", output.status.code())))
 }

@@ -72,6 +72,7 @@ fn ids_sort_by_time_and_urls_round_trip() {
         region: "us-east-1".into(),
         path_style: true,
         credentials: None,
+        carrier: Default::default(),
     };
     let dir = format!("{}/{}", part_prefix(&repo, "redis", "redis"), "X");
     assert_eq!(dir, "team/redis/redis/X");

@@ -24,9 +24,13 @@ pub struct BackupSpec {
     #[serde(default)]
     pub from: BackupSource,
     /// Reads a backup into a member's volumes before its first start, when the app is created
-    /// from a backup (`restoreFrom`): the data comes on stdin and is also at the path in
-    /// `BERTH_RESTORE_FILE`. Runs in every member, with the member's env and volumes.
+    /// from a backup (`restoreFrom`): the data comes on stdin (and, with `restoreInput: File`,
+    /// is also at the path in `BERTH_RESTORE_FILE`). Runs in every member, with the member's env
+    /// and volumes.
     pub restore: ActionSpec,
+    /// How `restore` gets the data.
+    #[serde(default)]
+    pub restore_input: RestoreInput,
     /// Where backups are stored.
     pub repository: RepositorySpec,
     /// When backups are taken without being asked for.
@@ -53,6 +57,38 @@ pub enum BackupSource {
     Any,
 }
 
+/// How the restore action gets a backup's data.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RestoreInput {
+    /// Downloaded whole into a scratch file first and checked against the manifest; the action
+    /// then reads it on stdin and at `BERTH_RESTORE_FILE` (for tools that need a file, such as
+    /// `etcdctl snapshot restore`). Needs the backup's size in scratch space.
+    #[default]
+    #[serde(alias = "file")]
+    File,
+    /// Streamed from the store into the action's stdin as it downloads, with no scratch file;
+    /// checked against the manifest when the stream ends, before the member starts (a mismatch
+    /// fails the restore, and what the action wrote is never started on). About twice as fast.
+    #[serde(alias = "stdin")]
+    Stdin,
+}
+
+/// Which process moves a backup's bytes on Kubernetes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Carrier {
+    /// berth's binary inside the member's pod (the role agent's sidecar for a backup, the
+    /// `berth-restore` init container for a restore), straight between the member and the store:
+    /// the pods must reach the endpoint. Needs the operator's agent image (`--agent-image`);
+    /// without it, or in a pod without the agent, the operator carries them.
+    #[default]
+    #[serde(alias = "member")]
+    Member,
+    /// The operator, through the API server's `pods/exec` stream: only the operator must reach
+    /// the endpoint, but every byte crosses the API server.
+    #[serde(alias = "operator")]
+    Operator,
+}
+
 /// An S3-compatible object store.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -75,6 +111,10 @@ pub struct RepositorySpec {
     /// with `berth up --secret NAME=PATH`). Without it, anonymous requests. Never logged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<CredentialsRef>,
+    /// Which process moves the bytes on Kubernetes (the local engine's are always the `berth`
+    /// process on the machine).
+    #[serde(default)]
+    pub carrier: Carrier,
 }
 
 fn default_region() -> String {

@@ -1,0 +1,251 @@
+//! The actions against a real S3 server (versitygw on 127.0.0.1): a backup's bytes restored
+//! both ways, a corrupt or failing restore refused with its reason, and actions that talk a lot
+//! never stalling the stream.
+
+use std::path::Path;
+use std::time::Duration;
+
+use berth_core::backup::{FORMAT_VERSION, Location, Manifest};
+use berth_core::spec::{RepositorySpec, RestoreInput};
+use berth_testkit::s3::S3Server;
+use tokio::process::Command;
+
+use super::{ActionError, RestoreRun, backup, restore, restore_verified};
+use crate::{Credentials, Repository, Stored};
+
+const BUCKET: &str = "actions";
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn sh(script: &str) -> Command {
+    let mut command = Command::new("/bin/sh");
+    command.args(["-c", script]);
+    command
+}
+
+fn repository(server: &S3Server) -> Repository {
+    server.create_bucket(BUCKET).unwrap();
+    let spec = RepositorySpec {
+        endpoint: server.endpoint(),
+        bucket: BUCKET.into(),
+        prefix: String::new(),
+        region: server.region().into(),
+        path_style: true,
+        credentials: None,
+        carrier: Default::default(),
+    };
+    let credentials = Credentials {
+        access_key_id: server.access_key().into(),
+        secret_access_key: server.secret_key().into(),
+    };
+    Repository::open(&spec, BUCKET, Some(&credentials)).unwrap()
+}
+
+fn at(id: &str) -> Location {
+    Location {
+        bucket: BUCKET.into(),
+        dir: format!("app/part/{id}"),
+    }
+}
+
+/// A backup of `script`'s stdout, with its manifest.
+async fn backed_up(repo: &Repository, id: &str, script: &str) -> Stored {
+    let at = at(id);
+    let stored = backup(repo, &at, sh(script), MINUTE).await.unwrap();
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        id: id.into(),
+        app: "app".into(),
+        part: "part".into(),
+        member: "app-0".into(),
+        revision: "r".into(),
+        engine: "test".into(),
+        started_at: 0,
+        finished_at: 0,
+        size: stored.size,
+        sha256: stored.sha256.clone(),
+    };
+    repo.put_manifest(&at, &manifest).await.unwrap();
+    stored
+}
+
+fn run(input: RestoreInput, scratch: &Path, keep: bool) -> RestoreRun {
+    RestoreRun {
+        input,
+        scratch: scratch.to_path_buf(),
+        keep,
+        timeout: MINUTE,
+    }
+}
+
+/// 3 MiB of numbered lines: several download chunks, more than any pipe holds.
+const DATA: &str = "seq 1 400000";
+
+#[tokio::test]
+async fn both_inputs_restore_the_same_bytes_and_stdin_needs_no_scratch_file() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    let repo = repository(&server);
+    let stored = backed_up(&repo, "b1", DATA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (scratch, out) = (dir.path().join("scratch"), dir.path().join("out"));
+    let into_out = format!("cat > {}", out.display());
+
+    let streamed = run(RestoreInput::Stdin, &scratch, false);
+    let streamed = restore(&repo, &at("b1"), sh(&into_out), &streamed).await;
+    assert_eq!(streamed.unwrap(), stored);
+    let expected = std::process::Command::new("seq")
+        .args(["1", "400000"])
+        .output()
+        .unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), expected.stdout);
+    assert!(!scratch.exists(), "a streamed restore wrote a scratch file");
+
+    // File: the action finds the data at BERTH_RESTORE_FILE too; the file is gone afterwards.
+    let from_file = format!(
+        "cmp -s \"$BERTH_RESTORE_FILE\" - && cp \"$BERTH_RESTORE_FILE\" {}",
+        out.display()
+    );
+    std::fs::remove_file(&out).unwrap();
+    let filed = run(RestoreInput::File, &scratch, false);
+    let filed = restore(&repo, &at("b1"), sh(&from_file), &filed).await;
+    assert_eq!(filed.unwrap(), stored);
+    assert_eq!(std::fs::read(&out).unwrap(), expected.stdout);
+    assert!(!scratch.exists());
+}
+
+#[tokio::test]
+async fn a_kept_stream_feeds_the_other_members_from_the_scratch_file() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    let repo = repository(&server);
+    backed_up(&repo, "b2", DATA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = dir.path().join("scratch");
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    let keep = run(RestoreInput::Stdin, &scratch, true);
+    restore(
+        &repo,
+        &at("b2"),
+        sh(&format!("cat > {}", first.display())),
+        &keep,
+    )
+    .await
+    .unwrap();
+    let again = sh(&format!("cat > {}", second.display()));
+    restore_verified(again, &scratch, MINUTE).await.unwrap();
+    assert_eq!(
+        std::fs::read(&first).unwrap(),
+        std::fs::read(&second).unwrap()
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_backup_fails_a_streamed_restore_for_good() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    let repo = repository(&server);
+    backed_up(&repo, "b3", DATA).await;
+    let object = server.object_file(BUCKET, &at("b3").data_key());
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&object, bytes).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for input in [RestoreInput::Stdin, RestoreInput::File] {
+        let got = restore(
+            &repo,
+            &at("b3"),
+            sh("cat > /dev/null"),
+            &run(input, &dir.path().join("s"), false),
+        )
+        .await;
+        let error = got.unwrap_err();
+        assert!(
+            matches!(error, ActionError::Corrupt { .. }),
+            "{input:?}: {error}"
+        );
+        assert!(error.is_permanent());
+        assert!(error.to_string().contains("sha256"), "{error}");
+    }
+    let missing = restore(
+        &repo,
+        &at("none"),
+        sh("cat"),
+        &run(RestoreInput::Stdin, &dir.path().join("s"), false),
+    )
+    .await;
+    let missing = missing.unwrap_err();
+    assert!(
+        missing.is_permanent() && missing.to_string().contains("not found"),
+        "{missing}"
+    );
+}
+
+#[tokio::test]
+async fn an_action_that_stops_reading_is_reported_with_its_own_failure() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    let repo = repository(&server);
+    backed_up(&repo, "b4", DATA).await;
+    let dir = tempfile::tempdir().unwrap();
+    let quits = sh("head -c 10 > /dev/null; echo 'disk full' >&2; exit 3");
+    let got = restore(
+        &repo,
+        &at("b4"),
+        quits,
+        &run(RestoreInput::Stdin, &dir.path().join("s"), false),
+    )
+    .await;
+    match got.unwrap_err() {
+        ActionError::Exited { code, tail, .. } => {
+            assert_eq!(code, Some(3));
+            assert!(tail.contains("disk full"), "{tail}");
+        }
+        other => panic!("expected the action's exit, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn chatty_actions_do_not_stall_and_a_failed_backup_leaves_nothing() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    let repo = repository(&server);
+    backed_up(&repo, "b5", DATA).await;
+    let dir = tempfile::tempdir().unwrap();
+    // A restore action printing more than a pipe holds while it reads.
+    let chatty = || sh("tee /dev/stderr");
+    for input in [RestoreInput::Stdin, RestoreInput::File] {
+        let got = restore(
+            &repo,
+            &at("b5"),
+            sh("cat >/dev/null"),
+            &run(input, &dir.path().join("s"), false),
+        )
+        .await;
+        got.unwrap();
+        let (b5, settings) = (at("b5"), run(input, &dir.path().join("s"), false));
+        let talk = restore(&repo, &b5, chatty(), &settings);
+        tokio::time::timeout(MINUTE, talk)
+            .await
+            .expect("stalled")
+            .unwrap();
+    }
+    let failed = backup(&repo, &at("b6"), sh("seq 1 100000; exit 1"), MINUTE).await;
+    assert!(matches!(
+        failed,
+        Err(ActionError::Exited { code: Some(1), .. })
+    ));
+    assert!(!server.object_file(BUCKET, &at("b6").data_key()).exists());
+    let slow = backup(
+        &repo,
+        &at("b7"),
+        sh("echo x; sleep 30"),
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(matches!(slow, Err(ActionError::TimedOut { .. })));
+}
