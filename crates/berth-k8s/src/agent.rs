@@ -27,7 +27,7 @@ use std::collections::BTreeSet;
 use berth_core::agent::Labelled;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
-use berth_core::spec::{PartSpec, WorkloadKind};
+use berth_core::spec::{Carrier, PartSpec, RepositorySpec, WorkloadKind};
 use k8s_openapi::api::core::v1::{
     ConfigMapProjection, Container, DownwardAPIProjection, DownwardAPIVolumeFile,
     EmptyDirVolumeSource, ExecAction, KeyToPath, ObjectFieldSelector, Pod, PodTemplateSpec, Probe,
@@ -141,7 +141,7 @@ fn agent_container(main: &Container, sidecar: &Sidecar) -> Container {
         .filter(|m| m.mount_path != TOKEN_DIR)
         .cloned()
         .collect();
-    mounts.push(mount(VOLUME, DIR, false));
+    mounts.push(binary_mount());
     mounts.push(mount(TOKEN_VOLUME, TOKEN_DIR, true));
     Container {
         name: CONTAINER.to_string(),
@@ -171,6 +171,46 @@ fn readiness() -> Probe {
         success_threshold: Some(1),
         timeout_seconds: Some(3),
         ..Default::default()
+    }
+}
+
+/// The agent's binary volume at [`DIR`], for another container of the pod to run it.
+pub fn binary_mount() -> VolumeMount {
+    mount(VOLUME, DIR, false)
+}
+
+/// Whether member `pod` runs the agent's sidecar, so the operator can have it take a backup
+/// itself (`berth agent transfer` in [`CONTAINER`]).
+pub fn carries(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let inits = spec.and_then(|s| s.init_containers.as_ref());
+    inits.into_iter().flatten().any(|c| c.name == CONTAINER)
+}
+
+/// What a member's pod may be asked to move itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transfer {
+    /// Take a backup (in the agent's sidecar).
+    Backup,
+    /// Restore one (in the `berth-restore` init container).
+    Restore,
+}
+
+/// The container of member `pod` that moves a backup's bytes itself (`berth agent transfer`),
+/// or `None` when the operator carries them: the repository's `carrier` is `Operator`, or the
+/// pod has no agent binary in that container (the operator runs without `--agent-image`, or
+/// the part has no role probe).
+pub fn transfer_container(
+    repository: &RepositorySpec,
+    pod: &Pod,
+    transfer: Transfer,
+) -> Option<&'static str> {
+    if repository.carrier != Carrier::Member {
+        return None;
+    }
+    match transfer {
+        Transfer::Backup => carries(pod).then_some(CONTAINER),
+        Transfer::Restore => crate::restore::carries(pod).then_some(crate::restore::INIT_CONTAINER),
     }
 }
 

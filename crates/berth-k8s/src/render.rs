@@ -155,11 +155,11 @@ fn render_part(
         files: &files,
         context: &context,
     })?;
-    if mode == Mode::Operator && restores(app, index) {
-        crate::restore::add_init_container(&mut pod, part);
-    }
     if let Some(image) = agent_image {
         add_agent(app, index, image, &mut pod)?;
+    }
+    if mode == Mode::Operator && restores(app, index) {
+        crate::restore::add_init_container(&mut pod, part);
     }
     if wants_in_place(part, mode) {
         crate::inplace::prepare_template(&mut pod);

@@ -39,6 +39,9 @@ const SCRATCH_VOLUME: &str = "berth-restore";
 
 /// Adds the init container that holds a member until it is restored, first among the pod's
 /// init containers (the user's run after it, on restored data), built from the first container.
+/// In a pod with the role agent ([`crate::agent`]) it comes right after the agent's install
+/// container and mounts the agent's binary, so the member can download its backup itself
+/// (`berth agent transfer`, [`carries`]).
 pub fn add_init_container(template: &mut PodTemplateSpec, part: &PartSpec) {
     let Some(spec) = template.spec.as_mut() else {
         return;
@@ -52,6 +55,13 @@ pub fn add_init_container(template: &mut PodTemplateSpec, part: &PartSpec) {
         mount_path: DIR.to_string(),
         ..Default::default()
     });
+    let inits = spec.init_containers.get_or_insert_with(Vec::new);
+    let install = inits
+        .iter()
+        .position(|c| c.name == crate::agent::INSTALL_CONTAINER);
+    if install.is_some() {
+        mounts.push(crate::agent::binary_mount());
+    }
     let volume = part.state.persistent.first();
     if let Some(volume) = volume {
         mounts.push(VolumeMount {
@@ -73,14 +83,26 @@ pub fn add_init_container(template: &mut PodTemplateSpec, part: &PartSpec) {
         working_dir: main.working_dir.clone(),
         ..Default::default()
     };
-    spec.init_containers
-        .get_or_insert_with(Vec::new)
-        .insert(0, wait);
+    inits.insert(install.map_or(0, |i| i + 1), wait);
     spec.volumes.get_or_insert_with(Vec::new).push(Volume {
         name: SCRATCH_VOLUME.to_string(),
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Default::default()
     });
+}
+
+/// Whether member `pod`'s `berth-restore` container has berth's binary, so the operator can have
+/// it download its backup itself.
+pub fn carries(pod: &Pod) -> bool {
+    let spec = pod.spec.as_ref();
+    let inits = spec.and_then(|s| s.init_containers.as_ref());
+    inits.into_iter().flatten().any(|c| {
+        c.name == INIT_CONTAINER
+            && c.volume_mounts
+                .iter()
+                .flatten()
+                .any(|m| m.mount_path == crate::agent::DIR)
+    })
 }
 
 /// The init container's command: wait for the operator, unless the volume has the marker.

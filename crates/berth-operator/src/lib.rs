@@ -36,6 +36,7 @@ mod restore;
 mod rollout;
 mod run;
 mod telemetry;
+mod transfer;
 mod watch;
 
 pub use run::{Options, run};

@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use berth_backup::transfer::Request;
 use berth_backup::{Repository, Stored};
 use berth_core::backup::{self, Location};
 use berth_core::exec::ExecKind;
@@ -31,6 +32,7 @@ use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::restore::{self, Failure, Step};
 use berth_core::spec::{BackupSpec, RestorePhase, RestoreStatus, StatefulApp};
+use berth_k8s::agent::{self, Transfer};
 use berth_k8s::restore as member;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, Patch, PatchParams};
@@ -193,8 +195,9 @@ impl Job {
                 Step::Restore(ordinal) => {
                     let pod = self.pod(ordinal);
                     tracing::info!(pod = %pod, url = %status.url, "restore: streaming the backup");
+                    let began = std::time::Instant::now();
                     match self.restore_member(&pod).await {
-                        Ok(stored) => {
+                        Ok((stored, carrier)) => {
                             status = restore::restored(
                                 &status,
                                 ordinal,
@@ -204,8 +207,11 @@ impl Job {
                             );
                             self.save(&status).await;
                             let note = format!(
-                                "restored {pod} from {} ({} bytes, sha256 {})",
-                                status.url, stored.size, stored.sha256
+                                "restored {pod} from {} ({} bytes, sha256 {}, in {:.2}s, the bytes carried by {carrier})",
+                                status.url,
+                                stored.size,
+                                stored.sha256,
+                                began.elapsed().as_secs_f64()
                             );
                             self.announce(EventType::Normal, "MemberRestored", &note)
                                 .await;
@@ -237,8 +243,9 @@ impl Job {
         format!("{}-{ordinal}", self.workload)
     }
 
-    /// Streams the backup into member `pod`, checks it and runs the restore action there.
-    async fn restore_member(&self, pod: &str) -> Result<Stored, Failure> {
+    /// Streams the backup into member `pod`, checks it and runs the restore action there; what
+    /// was restored and who carried the bytes.
+    async fn restore_member(&self, pod: &str) -> Result<(Stored, &'static str), Failure> {
         let at = self.at.as_ref().ok_or_else(|| {
             Failure::Permanent(format!("`{}` is not a backup's URL", self.status.url))
         })?;
@@ -247,6 +254,10 @@ impl Job {
         let creds = creds.map_err(Failure::Transient)?;
         let repo = Repository::open(repository, &at.bucket, creds.as_ref())
             .map_err(|e| Failure::Permanent(e.to_string()))?;
+        if let Some(container) = self.carrier(pod).await? {
+            let stored = self.in_pod(pod, container, creds).await?;
+            return Ok((stored, "its own pod"));
+        }
         let manifest = repo.manifest(at).await.map_err(classify)?;
         let stored = self.receive(pod, &repo, at).await?;
         backup::verify(&manifest, stored.size, &stored.sha256)
@@ -258,13 +269,64 @@ impl Job {
         let command = member::restore_command(action);
         let run = exec(&self.client, &self.namespace, pod, command);
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok(())) => Ok(stored),
+            Ok(Ok(())) => Ok((stored, "the operator")),
             Ok(Err(why)) => Err(Failure::Permanent(format!("the restore action {why}"))),
             Err(_) => Err(Failure::Permanent(format!(
                 "the restore action in {pod} timed out after {}s",
                 self.timeout.as_secs()
             ))),
         }
+    }
+
+    /// The container of member `pod` that downloads the backup itself, if any
+    /// (`berth_k8s::agent::transfer_container`).
+    async fn carrier(&self, pod: &str) -> Result<Option<&'static str>, Failure> {
+        let api: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let found = api.get(pod).await;
+        let found = found.map_err(|e| Failure::Transient(format!("cannot read pod {pod}: {e}")))?;
+        let repository = &self.spec.repository;
+        Ok(agent::transfer_container(
+            repository,
+            &found,
+            Transfer::Restore,
+        ))
+    }
+
+    /// Has member `pod` download, check and restore the backup itself (`berth agent transfer`
+    /// in `container`).
+    async fn in_pod(
+        &self,
+        pod: &str,
+        container: &str,
+        credentials: Option<berth_backup::Credentials>,
+    ) -> Result<Stored, Failure> {
+        let action = self
+            .action
+            .as_ref()
+            .map_err(|why| Failure::Permanent(why.clone()))?;
+        let request = Request::Restore {
+            repository: self.spec.repository.clone(),
+            credentials,
+            url: self.status.url.clone(),
+            command: action.clone(),
+            input: self.spec.restore_input,
+            scratch: member::DATA.into(),
+            timeout_seconds: self.timeout.as_secs(),
+        };
+        let client = &self.client;
+        let carried = crate::transfer::in_pod(
+            client,
+            &self.namespace,
+            pod,
+            container,
+            &request,
+            self.timeout,
+        )
+        .await;
+        carried.map_err(|e| match e.is_permanent() {
+            true => Failure::Permanent(e.to_string()),
+            false => Failure::Transient(e.to_string()),
+        })
     }
 
     /// Streams the data object into the member's scratch directory; what was streamed.

@@ -1,5 +1,7 @@
 //! `berth agent`: the role agent in members' pods (see `berth_operator::agent`). The operator
 //! adds it to parts with a role probe when it has an agent image; nobody runs it by hand.
+//! `berth agent transfer` is how the operator has a member's pod move a backup's bytes
+//! itself (`berth_backup::transfer`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -39,6 +41,9 @@ pub enum AgentCommand {
         /// Where to copy it.
         dest: PathBuf,
     },
+    /// Move a backup's bytes between this pod and the store: one JSON request on stdin
+    /// (`berth_backup::transfer::Request`, sent by the operator), one JSON outcome on stdout.
+    Transfer,
     /// Exit 0 when the agent is ready, 1 when not (the sidecar's readiness probe).
     Ready {
         /// The agent's directory.
@@ -63,6 +68,7 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
                 Err(CliError::NotReady)
             }
         }
+        AgentCommand::Transfer => transfer(),
         AgentCommand::Run {
             period,
             writable,
@@ -83,5 +89,31 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
                 .block_on(berth_operator::agent::run(options))
                 .map_err(CliError::Agent)
         }
+    }
+}
+
+/// Reads the operator's transfer request from stdin, performs it, prints the outcome as one
+/// JSON line. The outcome says whether it worked; exit 1 only when no request could be read.
+fn transfer() -> Result<(), CliError> {
+    use berth_backup::transfer::{Outcome, Request};
+    let request: Result<Request, String> = serde_json::from_reader(std::io::stdin().lock())
+        .map_err(|e| format!("the transfer request on stdin does not decode: {e}"));
+    let outcome = match &request {
+        Ok(request) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(CliError::Runtime)?;
+            runtime.block_on(berth_backup::transfer::serve(request.clone()))
+        }
+        Err(message) => Outcome::Failed {
+            message: message.clone(),
+            permanent: true,
+        },
+    };
+    println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+    match request {
+        Ok(_) => Ok(()),
+        Err(message) => Err(CliError::Transfer(message)),
     }
 }

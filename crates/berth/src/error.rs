@@ -67,6 +67,9 @@ pub enum CliError {
     /// `berth agent ready`: the agent has a label change it could not write.
     #[error("the role agent is not ready: a role change could not be written")]
     NotReady,
+    /// `berth agent transfer`: no request could be read.
+    #[error("{0}")]
+    Transfer(String),
     /// The cluster preview (`plan --kubeconfig`) failed: the API server's own message.
     #[error("{}", .0.user_message())]
     Cluster(#[source] berth_operator::Error),

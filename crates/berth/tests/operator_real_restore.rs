@@ -1,14 +1,18 @@
 //! `restoreFrom` under `berth operator` on the test cluster's real nodes: a backup taken on
 //! this machine by the local engine (`berth up` + `berth backup` of the shipped Redis example,
 //! 10,000 keys) restores into a new app on the cluster, every member holding exactly those
-//! keys, each member held by its `berth-restore` init container until the operator streamed
-//! the verified backup into it and ran the example's restore action. Then the backup's data is
-//! damaged in the bucket: a new app restored from it fails (`status.restore` Failed naming the
-//! checksum, the app Degraded with `RestoreFailed`) and its member's container never starts.
+//! keys, each member held by its `berth-restore` init container until it was restored and
+//! released. With `--agent-image`, each member downloads the backup itself (`berth agent
+//! transfer`, the example's `restoreInput: Stdin` streaming it into the restore action) from a
+//! versitygw in the nodes' network namespace, and a backup of the new app is uploaded by its
+//! member's pod: the bytes never cross the API server. Then the backup's data is damaged in the
+//! bucket: a new app restored from it fails (`status.restore` Failed naming the checksum, the
+//! app Degraded with `RestoreFailed`) and its member's container never starts.
 //! And an etcd backup the operator took on the cluster restores into a new 3-member etcd whose
-//! members start together: a new cluster of the new app's members, with the keys.
-//! The versitygw runs on 127.0.0.1: the operator, on the host, carries the bytes; pods never
-//! talk to S3. Skipped without 2 real nodes, Redis or the S3 server outside CI, failing in CI.
+//! members start together: a new cluster of the new app's members, with the keys. That test's
+//! operator has no agent image and its versitygw is on 127.0.0.1: the operator carries the
+//! bytes (`restoreInput: File`) and pods never talk to S3.
+//! Skipped without 2 real nodes, Redis or the S3 server outside CI, failing in CI.
 
 mod local_common;
 mod operator_common;
@@ -146,8 +150,8 @@ fn damaged_backup_fails(cluster: &Cluster, ns: &str, server: &S3Server, url: &st
         "{conditions:?}"
     );
     let pod = cluster.get_json(&["pod", "broken-redis-0", "-n", ns]);
-    let init = &pod["status"]["initContainerStatuses"][0];
-    assert_eq!(init["name"], "berth-restore");
+    let inits = pod["status"]["initContainerStatuses"].as_array().unwrap();
+    let init = inits.iter().find(|c| c["name"] == "berth-restore").unwrap();
     assert!(init["state"]["running"].is_object(), "{init}");
     let main = &pod["status"]["containerStatuses"][0];
     assert!(main["state"]["running"].is_null(), "{main}");
@@ -157,7 +161,7 @@ fn damaged_backup_fails(cluster: &Cluster, ns: &str, server: &S3Server, url: &st
 
 #[test]
 fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
-    let Some((cluster, ns, server)) = real_nodes_and_s3("real-restore", BUCKET) else {
+    let Some((cluster, ns, server)) = real_nodes_and_pod_s3("real-restore", BUCKET) else {
         return;
     };
     if !require(REDIS) {
@@ -166,7 +170,9 @@ fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
     let (url, sha256) = local_backup(&server);
 
     let ns = &ns.name;
-    let operator = Operator::start(cluster, ns, &[]);
+    let (repository, tag) = operator_image();
+    let image = format!("{repository}:{tag}");
+    let operator = Operator::start(cluster, ns, &["--agent-image", &image]);
     apply(cluster, &credentials(ns, &server));
     let started = Instant::now();
     let manifest = restored_app(ns, &server, "copy", &url, 3);
@@ -184,6 +190,12 @@ fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
     assert_keys(cluster, ns, "copy");
     let restored = step_events(cluster, ns, &["MemberRestored"]);
     assert_eq!(restored.len(), 3, "{restored:?}");
+    assert!(
+        restored
+            .iter()
+            .all(|(_, note)| note.contains("the bytes carried by its own pod")),
+        "{restored:?}"
+    );
     // a restored member's pod, recreated, starts without waiting for a restore
     let before = pod_uids(cluster, ns, "copy");
     cluster.run(
@@ -207,8 +219,37 @@ fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
     assert_eq!(step_events(cluster, ns, &["MemberRestored"]).len(), 3);
     assert_keys(cluster, ns, "copy");
     eprintln!("restored {KEYS} keys into 3 members on the cluster in {took:?}");
+    backup_by_the_member(cluster, ns, &server, &operator);
 
     damaged_backup_fails(cluster, ns, &server, &url);
+}
+
+/// A backup of the restored app, uploaded by its member's agent: it succeeds, says so, and its
+/// data and manifest are in the bucket.
+fn backup_by_the_member(cluster: &Cluster, ns: &str, server: &S3Server, operator: &Operator) {
+    let backup = json!({
+        "apiVersion": "berth.io/v1alpha1", "kind": "StatefulAppBackup",
+        "metadata": {"name": "of-the-copy", "namespace": ns},
+        "spec": {"app": "copy"},
+    });
+    apply(cluster, &backup.to_string());
+    let done = wait_until("the copy's backup to finish", REAL_TIMEOUT, || {
+        let b = cluster.get_json(&["statefulappbackup", "of-the-copy", "-n", ns]);
+        matches!(b["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(b)
+    });
+    let status = &done["status"];
+    assert_eq!(status["phase"], "Succeeded", "{done}\n{}", operator.log());
+    let started = step_events(cluster, ns, &["BackupStarted"]);
+    assert_eq!(started.len(), 1, "{started:?}");
+    assert!(
+        started[0].1.contains("the bytes carried by its own pod"),
+        "{started:?}"
+    );
+    let key = status["key"].as_str().unwrap();
+    let data = std::fs::metadata(server.object_file(BUCKET, key)).unwrap();
+    assert_eq!(Some(data.len()), status["size"].as_u64());
+    let manifest = key.replace("/data", "/manifest.json");
+    assert!(server.object_file(BUCKET, &manifest).is_file());
 }
 
 /// The etcd example as app `name` on the real nodes, backed up to `server`, restored from

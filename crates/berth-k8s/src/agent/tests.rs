@@ -308,3 +308,80 @@ fn an_app_with_an_agent_in_trouble_applies_again() {
     let unread = || -> Vec<Pod> { panic!("an app without agents reads no pods") };
     assert!(!must_reapply(&web, unread, now));
 }
+
+/// The Redis example created from a backup.
+fn restored_redis() -> ValidatedApp {
+    redis(|text| {
+        *text = text.replacen(
+            "\nspec:\n",
+            "\nspec:\n  restoreFrom: {url: \"s3://berth-backups/redis/redis/X\"}\n",
+            1,
+        );
+    })
+}
+
+fn as_pod(spec: PodSpec) -> Pod {
+    Pod {
+        spec: Some(spec),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn with_the_agent_a_member_moves_its_own_backups() {
+    let app = restored_redis();
+    let spec = pod_spec(&render_for_operator(&app, Some(IMAGE)).unwrap());
+    let names: Vec<&str> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .map(|c| c.name.as_str())
+        .collect();
+    // The binary is installed before the restore waits, and the agent starts after it.
+    let install = names.iter().position(|n| *n == INSTALL_CONTAINER).unwrap();
+    assert_eq!(
+        names[install + 1],
+        crate::restore::INIT_CONTAINER,
+        "{names:?}"
+    );
+    assert_eq!(names.last(), Some(&CONTAINER));
+    let pod = as_pod(spec);
+    assert!(carries(&pod) && crate::restore::carries(&pod));
+    let mut repository = app.parts()[0].state.backup.clone().unwrap().repository;
+    assert_eq!(
+        transfer_container(&repository, &pod, Transfer::Backup),
+        Some(CONTAINER)
+    );
+    assert_eq!(
+        transfer_container(&repository, &pod, Transfer::Restore),
+        Some(crate::restore::INIT_CONTAINER)
+    );
+    repository.carrier = berth_core::spec::Carrier::Operator;
+    assert_eq!(
+        transfer_container(&repository, &pod, Transfer::Backup),
+        None
+    );
+    assert_eq!(
+        transfer_container(&repository, &pod, Transfer::Restore),
+        None
+    );
+}
+
+#[test]
+fn without_the_agent_the_operator_moves_the_bytes() {
+    let app = restored_redis();
+    let spec = pod_spec(&render_for_operator(&app, None).unwrap());
+    let first = &spec.init_containers.as_ref().unwrap()[0];
+    assert_eq!(first.name, crate::restore::INIT_CONTAINER);
+    let pod = as_pod(spec);
+    assert!(!carries(&pod) && !crate::restore::carries(&pod));
+    let repository = app.parts()[0].state.backup.clone().unwrap().repository;
+    assert_eq!(
+        transfer_container(&repository, &pod, Transfer::Backup),
+        None
+    );
+    assert_eq!(
+        transfer_container(&repository, &pod, Transfer::Restore),
+        None
+    );
+}

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use berth_backup::transfer::Request;
 use berth_backup::{Credentials, Repository, Stored};
 use berth_core::backup::{self, Candidate, Location, Manifest};
 use berth_core::exec::ExecKind;
@@ -14,6 +15,7 @@ use berth_core::spec::{
     BackupPhase, BackupSpec, PartSpec, RepositorySpec, StatefulApp, StatefulAppBackup,
     StatefulAppBackupStatus,
 };
+use berth_k8s::agent::{self, Transfer};
 use berth_k8s::roles;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::runtime::events::EventType;
@@ -71,10 +73,22 @@ pub(super) async fn take(ctx: &BackupContext, backup: &StatefulAppBackup) -> Res
         ..Default::default()
     };
     write_status(ctx, backup, &status).await?;
-    let note = format!("backup {} of {}: running in {member}", at.id(), plan.part);
+    let carrier = match agent::transfer_container(repository, &plan.pod, Transfer::Backup) {
+        Some(_) => "its own pod",
+        None => "the operator",
+    };
+    let note = format!(
+        "backup {} of {}: running in {member}, the bytes carried by {carrier}",
+        at.id(),
+        plan.part
+    );
     announce(ctx, backup, EventType::Normal, "BackupStarted", &note).await;
+    let began = std::time::Instant::now();
     match store(ctx, &plan, &at, &status, &namespace).await {
-        Ok(stored) => succeed(ctx, backup, status, &stored, at.id()).await,
+        Ok(stored) => {
+            let took = began.elapsed();
+            succeed(ctx, backup, status, &stored, (at.id(), took)).await
+        }
         Err(reason) => fail(ctx, backup, status, reason).await,
     }
 }
@@ -202,8 +216,7 @@ async fn store(
     let creds = credentials(&ctx.client, namespace, repository).await?;
     let repo = Repository::open(repository, &repository.bucket, creds.as_ref())
         .map_err(|e| e.to_string())?;
-    let command = plan.command.clone();
-    let stored = stream::stream(&ctx.client, &plan.pod, command, plan.timeout, &repo, at).await?;
+    let stored = carry(ctx, plan, at, &repo, creds).await?;
     let manifest = Manifest {
         format_version: backup::FORMAT_VERSION,
         id: at.id().to_string(),
@@ -226,6 +239,45 @@ async fn store(
         return Err(e.to_string());
     }
     Ok(stored)
+}
+
+/// Moves the action's output into the repository: in the member's pod when it has the agent
+/// and the repository's carrier is `Member`, else through the operator's exec stream. Nothing
+/// is left stored when it fails.
+async fn carry(
+    ctx: &BackupContext,
+    plan: &Plan,
+    at: &Location,
+    repo: &Repository,
+    credentials: Option<Credentials>,
+) -> Result<Stored, String> {
+    let repository = &plan.spec.repository;
+    let command = plan.command.clone();
+    let Some(container) = agent::transfer_container(repository, &plan.pod, Transfer::Backup) else {
+        return stream::stream(&ctx.client, &plan.pod, command, plan.timeout, repo, at).await;
+    };
+    let request = Request::Backup {
+        repository: repository.clone(),
+        credentials,
+        url: at.url(),
+        command,
+        timeout_seconds: plan.timeout.as_secs(),
+    };
+    let namespace = plan.pod.namespace().unwrap_or_default();
+    let pod = plan.pod.name_any();
+    let carried = crate::transfer::in_pod(
+        &ctx.client,
+        &namespace,
+        &pod,
+        container,
+        &request,
+        plan.timeout,
+    )
+    .await;
+    if carried.is_err() {
+        let _ = repo.delete(at).await;
+    }
+    carried.map_err(|e| e.to_string())
 }
 
 /// The access key the repository names, from its Secret in the app's namespace. Errors name
@@ -265,7 +317,7 @@ async fn succeed(
     backup: &StatefulAppBackup,
     mut status: StatefulAppBackupStatus,
     stored: &Stored,
-    id: &str,
+    (id, took): (&str, Duration),
 ) -> Result<()> {
     status.phase = Some(BackupPhase::Succeeded);
     status.finish_time = Some(rfc3339(now()));
@@ -275,8 +327,10 @@ async fn succeed(
     write_status(ctx, backup, &status).await?;
     ctx.metrics.backup_finished("succeeded");
     let note = format!(
-        "backup {id}: succeeded, {} bytes, sha256 {}",
-        stored.size, stored.sha256
+        "backup {id}: succeeded, {} bytes, sha256 {}, in {:.2}s",
+        stored.size,
+        stored.sha256,
+        took.as_secs_f64()
     );
     tracing::info!(backup = %backup.name_any(), "{note}");
     announce(ctx, backup, EventType::Normal, "BackupSucceeded", &note).await;

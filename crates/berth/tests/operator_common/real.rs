@@ -202,6 +202,24 @@ pub fn real_nodes_and_s3(
     Some((cluster, ns, server))
 }
 
+/// [`real_nodes_and_s3`] with the versitygw in the nodes' network namespace, where both this
+/// host and the pods reach it (`S3Server::start_for_pods`).
+pub fn real_nodes_and_pod_s3(
+    prefix: &str,
+    bucket: &str,
+) -> Option<(
+    &'static Cluster,
+    berth_testkit::TestNamespace,
+    berth_testkit::s3::S3Server,
+)> {
+    let (cluster, ns) = super::setup(prefix)?;
+    real_nodes(cluster, 2)?;
+    let server = berth_testkit::s3::S3Server::start_for_pods()
+        .unwrap_or_else(|e| panic!("the S3 server for pods did not start: {e}"));
+    server.create_bucket(bucket).unwrap();
+    Some((cluster, ns, server))
+}
+
 /// `etcdctl ARGS` in a member, against its own server (it listens on its pod IP only).
 pub fn etcdctl(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
     let script = format!("etcdctl --endpoints=http://$BERTH_POD_IP:2379 {args}");
