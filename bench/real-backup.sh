@@ -1,32 +1,43 @@
 #!/usr/bin/env bash
 # bench/real-backup.sh [MIB]: backup and restore throughput under `berth operator` on the test
-# control plane's real nodes, where the operator carries the bytes through the `pods/exec`
-# stream (issue 12; the Kubernetes twin of bench/backup.sh).
+# control plane's real nodes (issue 12; the Kubernetes twin of bench/backup.sh), with either
+# carrier of the bytes (BERTH_BENCH_CARRIER):
+#   member (default): `--agent-image` (the release binary's operator image) and
+#                     `repository.carrier: Member`: `berth agent transfer` in the member's pod
+#                     moves the bytes straight between the pod and versitygw, which runs in the
+#                     nodes' network namespace (scripts/testenv's, on BERTH_TESTENV_POD_NET_IP),
+#                     reachable from the pods and this host; the restore streams
+#                     (`restoreInput: Stdin`)
+#   operator:         no agent, versitygw on 127.0.0.1, the operator carries the bytes through the
+#                     `pods/exec` stream (`restoreInput: File`)
 #
 # Needs the shared test control plane with real nodes running (`scripts/testenv up
 # --real-nodes 2`; used, never started or stopped here), scripts/testenv build (versitygw) and
-# cargo. Starts versitygw on 127.0.0.1 (the operator runs on this host; pods never talk to S3)
-# and, in a fresh namespace, a release `berth operator` watching only it. Then:
+# cargo. In a fresh namespace, a release `berth operator` watching only it. Then:
 #   fill:               a one-member app on a real node gets MIB (default 1024) MiB of random
 #                       data in its volume (written inside the pod)
 #   exec limit:         `kubectl exec cat` of that file to /dev/null on this host: the exec
 #                       stream alone (kubelet -> API server -> client)
 #   physical upload:    s3copy up (berth-backup's own client) of the same number of bytes from a
 #                       local file straight to the bucket
-#   operator backup:    a StatefulAppBackup whose action is `cat FILE`, from creation to
-#                       Succeeded (the exec stream into the multipart upload)
+#   backup:             a StatefulAppBackup whose action is `cat FILE`, from creation to
+#                       Succeeded; and the transfer alone, as its BackupSucceeded event says
 #   physical download:  s3copy down of that backup's data to a local file
-#   operator restore:   a new app with `restoreFrom` that backup, from creation to
-#                       status.restore Succeeded (download -> exec stdin -> the member's scratch
-#                       dir -> checksum -> restore action `cat > volume`), its sha256 checked
-# and prints seconds, MiB/s, the ratio to the physical limit and the operator's peak RSS
-# (VmHWM) as a Markdown table. Only 127.0.0.1 and the script's own links are used.
+#   restore:            a new app with `restoreFrom` that backup, from creation to
+#                       status.restore Succeeded (pod start, init containers, the transfer, the
+#                       restore action `cat > volume`), its sha256 checked; and the member's
+#                       transfer alone, as its MemberRestored event says
+# and prints seconds, MiB/s, the ratio to the physical limit and the peak RSS of the process
+# carrying the bytes (the operator's VmHWM so far; with the member carrier, the highest VmHWM
+# of `berth agent transfer` sampled every 50 ms from /proc on this host, where the nodes'
+# containers run) as a Markdown table. Only 127.0.0.1 and the script's own links are used.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MIB=${1:-1024}
 TIMEOUT=${BERTH_BENCH_TIMEOUT:-1800}
 PORT=${BERTH_BENCH_S3_PORT:-19901}
+CARRIER=${BERTH_BENCH_CARRIER:-member}
 NS=bench-real-backup
 IMAGE=berth.local/redis:deb12
 WORK=$(mktemp -d /tmp/berth-real-backup.XXXXXX)
@@ -42,12 +53,25 @@ TARGET=${CARGO_TARGET_DIR:-$PWD/target}/release
 BERTH=$TARGET/berth
 S3COPY=$TARGET/examples/s3copy
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench-secret-key AWS_REGION=us-east-1
-ENDPOINT=http://127.0.0.1:$PORT
+case $CARRIER in
+  member)
+    [[ -n ${BERTH_TESTENV_NETNS:-} && -n ${BERTH_TESTENV_POD_NET_IP:-} ]] ||
+      { log "no nodes' network namespace in scripts/testenv env"; exit 1; }
+    HOST=$BERTH_TESTENV_POD_NET_IP
+    IN_NETNS=(nsenter "--net=$BERTH_TESTENV_NETNS" --)
+    AGENT_IMAGE=$(scripts/testenv operator-image "$BERTH")
+    OPERATOR_ARGS=(--agent-image "$AGENT_IMAGE")
+    INPUT=Stdin ;;
+  operator) HOST=127.0.0.1 IN_NETNS=() OPERATOR_ARGS=() INPUT=File ;;
+  *) log "BERTH_BENCH_CARRIER must be member or operator"; exit 1 ;;
+esac
+CARRIER_FIELD=${CARRIER^}
+ENDPOINT=http://$HOST:$PORT
 
 mkdir -p "$WORK/s3/bench"
 ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY \
-  "$BERTH_TESTENV_BIN/versitygw" --port "127.0.0.1:$PORT" --region "$AWS_REGION" --quiet \
-  posix "$WORK/s3" > "$WORK/gw.log" 2>&1 &
+  "${IN_NETNS[@]}" "$BERTH_TESTENV_BIN/versitygw" --port "$HOST:$PORT" --region "$AWS_REGION" \
+  --quiet posix "$WORK/s3" > "$WORK/gw.log" 2>&1 &
 GW=$!
 OPERATOR=
 teardown() {
@@ -58,7 +82,7 @@ teardown() {
   rm -rf "$WORK"
 }
 trap teardown EXIT
-until (exec 3<> "/dev/tcp/127.0.0.1/$PORT") 2> /dev/null; do
+until (exec 3<> "/dev/tcp/$HOST/$PORT") 2> /dev/null; do
   kill -0 "$GW" || { cat "$WORK/gw.log" >&2; exit 1; }
   sleep 0.1
 done
@@ -69,7 +93,7 @@ kubectl create namespace "$NS" >/dev/null
 kubectl create secret generic store -n "$NS" --from-literal=accessKeyId="$AWS_ACCESS_KEY_ID" \
   --from-literal=secretAccessKey="$AWS_SECRET_ACCESS_KEY" >/dev/null
 "$BERTH" operator --namespace "$NS" --metrics-addr 127.0.0.1:0 --health-addr 127.0.0.1:0 \
-  2> "$WORK/operator.log" > /dev/null &
+  "${OPERATOR_ARGS[@]}" 2> "$WORK/operator.log" > /dev/null &
 OPERATOR=$!
 
 # app NAME [RESTORE_URL]: a one-member app on a real node holding its volume, whose backup
@@ -95,12 +119,17 @@ spec:
           image: $IMAGE
           command: ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]
     state:
+      topology:
+        roles: [{name: leader, writable: true}]
+        roleProbe: {exec: ["/bin/sh", "-c", "echo leader"], periodSeconds: 10}
       persistent:
       - {name: data, size: $((MIB * 3))Mi, mountPath: /data}
       backup:
         action: {exec: ["cat", "/data/blob"], timeoutSeconds: $TIMEOUT}
         restore: {exec: ["/bin/sh", "-c", "cat > /data/restored"], timeoutSeconds: $TIMEOUT}
+        restoreInput: $INPUT
         repository:
+          carrier: $CARRIER_FIELD
           endpoint: $ENDPOINT
           bucket: bench
           region: $AWS_REGION
@@ -110,6 +139,30 @@ YAML
 }
 
 hwm_mib() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$OPERATOR/status"; }
+# sample_transfers FILE: until killed, the highest VmHWM (KiB) of any `berth agent transfer`.
+sample_transfers() {
+  local top=0 pid kib
+  while true; do
+    for pid in $(pgrep -f "berth agent transfer" || true); do
+      kib=$(awk '/VmHWM/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+      ((${kib:-0} > top)) && { top=$kib; echo "$top" > "$1"; }
+    done
+    sleep 0.05
+  done
+}
+# carried_rss STEP: the peak RSS column for a step.
+carried_rss() {
+  if [[ $CARRIER == member ]]; then
+    awk '{ printf "%.1f (berth agent transfer)", $1 / 1024 }' "$WORK/$1.hwm" 2>/dev/null || echo "not sampled"
+  else
+    echo "$(hwm_mib) (operator)"
+  fi
+}
+# event_seconds REASON: the seconds the newest REASON event of the namespace names ("in X.XXs").
+event_seconds() {
+  kubectl get events -n "$NS" --field-selector "reason=$1" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' |
+    sed -n 's/.* in \([0-9.]*\)s.*/\1/p' | tail -1
+}
 # seconds MIB_S LIMIT_MIB_S RATIO for a step of MS against a limit of LIMIT_MS
 row() {
   awk -v what="$1" -v ms="$2" -v limit="$3" -v rss="$4" -v mib="$MIB" 'BEGIN {
@@ -134,7 +187,8 @@ t0=$(now_ms)
 up_ms=$(($(now_ms) - t0))
 rm -f "$WORK/data"
 
-log "operator backup"
+log "backup ($CARRIER carries the bytes)"
+sample_transfers "$WORK/backup.hwm" & SAMPLER=$!
 t0=$(now_ms)
 kubectl apply --server-side -f - >/dev/null <<YAML
 apiVersion: berth.io/v1alpha1
@@ -144,7 +198,9 @@ spec: {app: source}
 YAML
 until [[ $(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.phase}') =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done
 backup_ms=$(($(now_ms) - t0))
-backup_rss=$(hwm_mib)
+kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true
+backup_rss=$(carried_rss backup)
+backup_transfer_ms=$(awk -v s="$(event_seconds BackupSucceeded)" 'BEGIN { printf "%d", s * 1000 }')
 [[ $(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.phase}') == Succeeded ]] || {
   kubectl get sabk bench -n "$NS" -o yaml >&2; exit 1; }
 url=$(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.url}')
@@ -157,20 +213,25 @@ t0=$(now_ms)
 down_ms=$(($(now_ms) - t0))
 rm -f "$WORK/downloaded"
 
-log "operator restore from $url"
+log "restore from $url ($CARRIER carries the bytes)"
+sample_transfers "$WORK/restore.hwm" & SAMPLER=$!
 t0=$(now_ms)
 app copy "$url" | kubectl apply --server-side -f - >/dev/null
 until [[ $(kubectl get sapp copy -n "$NS" -o jsonpath='{.status.restore.phase}') =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done
 restore_ms=$(($(now_ms) - t0))
-restore_rss=$(hwm_mib)
+kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true
+restore_rss=$(carried_rss restore)
+restore_transfer_ms=$(awk -v s="$(event_seconds MemberRestored)" 'BEGIN { printf "%d", s * 1000 }')
 [[ $(kubectl get sapp copy -n "$NS" -o jsonpath='{.status.restore.phase}') == Succeeded ]] || {
   kubectl get sapp copy -n "$NS" -o yaml >&2; exit 1; }
 kubectl wait sapp/copy -n "$NS" --for=jsonpath='{.status.phase}'=Ready --timeout="${TIMEOUT}s" >/dev/null
 restored=$(kubectl exec -n "$NS" copy-0 -- sha256sum /data/restored | cut -d' ' -f1)
 [[ $restored == "$sha" ]] || { log "restored data differs: $restored, backup $sha"; exit 1; }
 
-echo "| step | MiB | seconds | MiB/s | physical limit (MiB/s) | ratio | operator peak RSS so far (MiB) |"
+echo "| step ($CARRIER carries the bytes) | MiB | seconds | MiB/s | physical limit (MiB/s) | ratio | peak RSS of the carrying process (MiB) |"
 echo "|---|---|---|---|---|---|---|"
-row "operator backup (exec stdout -> S3)" "$backup_ms" "$up_ms" "$backup_rss"
-row "operator restore (S3 -> exec stdin -> restore action)" "$restore_ms" "$down_ms" "$restore_rss"
+row "backup: StatefulAppBackup created -> Succeeded" "$backup_ms" "$up_ms" "$backup_rss"
+row "backup: the transfer (BackupSucceeded event)" "$backup_transfer_ms" "$up_ms" "$backup_rss"
+row "restore: app created -> restore Succeeded" "$restore_ms" "$down_ms" "$restore_rss"
+row "restore: the member's transfer (MemberRestored event)" "$restore_transfer_ms" "$down_ms" "$restore_rss"
 awk -v ms="$exec_ms" -v mib="$MIB" 'BEGIN { printf "\nThe exec stream alone (`kubectl exec cat FILE > /dev/null`): %.2f s, %.0f MiB/s.\n", ms / 1000, mib / (ms / 1000) }'

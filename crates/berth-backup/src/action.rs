@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use berth_core::backup::{self, Location, VerifyError};
 use berth_core::spec::RestoreInput;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufWriter};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
@@ -27,6 +27,10 @@ use crate::{Error, Repository, Stored};
 
 /// The most of an action's output kept for its failure message.
 const TAIL: usize = 16 << 10;
+/// How much of a download is gathered before it is written to the action's stdin or a file:
+/// the store's client hands over small chunks, and a write (and a wake-up of the action) per
+/// chunk costs more than the copy.
+const WRITE_SIZE: usize = 1 << 20;
 /// The variable naming the scratch file a `File` restore action reads.
 pub const RESTORE_FILE_ENV: &str = "BERTH_RESTORE_FILE";
 
@@ -259,16 +263,21 @@ async fn stream_into(
 ) -> Result<Stored, ActionError> {
     command.stdin(Stdio::piped());
     let mut running = Running::spawn(&mut command, false)?;
-    let mut stdin = running.child.stdin.take();
+    let mut stdin = running.child.stdin.take().map(|pipe| {
+        // A pipe holds 64 KiB by default: the action would wake up for every 64 KiB.
+        let _ = rustix::pipe::fcntl_setpipe_size(&pipe, WRITE_SIZE);
+        BufWriter::with_capacity(WRITE_SIZE, pipe)
+    });
     let mut kept = match run.keep {
-        true => Some(
+        true => Some(BufWriter::with_capacity(
+            WRITE_SIZE,
             tokio::fs::File::create(&run.scratch)
                 .await
                 .map_err(|source| ActionError::Scratch {
                     path: run.scratch.clone(),
                     source,
                 })?,
-        ),
+        )),
         false => None,
     };
     let mut outs: Vec<&mut (dyn AsyncWrite + Unpin + Send)> = Vec::new();

@@ -9,7 +9,8 @@
 //! The client is `object_store` (Apache Arrow's, maintained, used by many data systems): it
 //! speaks S3 with SigV4, path-style or virtual-hosted requests, multipart uploads and retries,
 //! over reqwest with rustls and the `ring` provider (the one the Kubernetes client already
-//! uses, so no second crypto library is built).
+//! uses, so no second crypto library is built). TLS roots are the system's, else Mozilla's
+//! (`webpki-root-certs`, from the rustls project) for images that carry none.
 
 use std::sync::Arc;
 
@@ -21,7 +22,9 @@ use berth_core::spec::RepositorySpec;
 use futures::StreamExt as _;
 use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::{ClientOptions, ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart};
+use object_store::{
+    Certificate, ClientOptions, ObjectStore, ObjectStoreExt as _, PutPayload, WriteMultipart,
+};
 use sha2::{Digest as _, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
@@ -136,15 +139,8 @@ impl Repository {
     ) -> Result<Self, Error> {
         // reqwest's rustls needs a process-wide provider; another caller may have set one.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = spec.endpoint.starts_with("http://");
-        // Plain HTTP needs no CA certificates; without this the client would refuse to start
-        // in an image that has none (a member's, running `berth agent transfer`).
-        // (The client options replace the builder's, `allow_http` included: set here.)
-        let options = ClientOptions::new()
-            .with_allow_http(http)
-            .with_no_system_certificates(http);
         let mut builder = AmazonS3Builder::new()
-            .with_client_options(options)
+            .with_client_options(client_options(&spec.endpoint))
             .with_endpoint(&spec.endpoint)
             .with_bucket_name(bucket)
             .with_region(&spec.region)
@@ -307,6 +303,27 @@ impl Repository {
         }
         Ok(())
     }
+}
+
+/// The client's settings for `endpoint`: plain HTTP needs no CA certificates; HTTPS uses the
+/// system's, or Mozilla's (as `webpki-root-certs` carries them) where the system has none, as in
+/// many a member's image running `berth agent transfer`. Without either, the client refuses to
+/// start. (These replace the builder's own settings, `allow_http` included.)
+fn client_options(endpoint: &str) -> ClientOptions {
+    let http = endpoint.starts_with("http://");
+    let options = ClientOptions::new().with_allow_http(http);
+    if http {
+        return options.with_no_system_certificates(true);
+    }
+    if !rustls_native_certs::load_native_certs().certs.is_empty() {
+        return options;
+    }
+    webpki_root_certs::TLS_SERVER_ROOT_CERTS
+        .iter()
+        .filter_map(|der| Certificate::from_der(der).ok())
+        .fold(options.with_no_system_certificates(true), |o, root| {
+            o.with_root_certificate(root)
+        })
 }
 
 /// Why copying into parts stopped.

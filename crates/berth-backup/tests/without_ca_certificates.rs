@@ -1,6 +1,6 @@
-//! A plain-HTTP repository works where the system has no CA certificates, as in a member's
-//! image running `berth agent transfer` (the Redis image has none): the client must not insist
-//! on loading them. The test runs itself again as a child process whose environment points the
+//! Repositories work where the system has no CA certificates, as in a member's image running
+//! `berth agent transfer` (the Redis image has none): a plain-HTTP one needs none, an HTTPS one
+//! falls back to Mozilla's roots. The test runs itself again as a child process whose environment points the
 //! system's CA locations at nothing.
 
 use berth_backup::{Credentials, Repository};
@@ -33,8 +33,18 @@ fn a_plain_http_repository_needs_no_ca_certificates() {
     assert!(text.contains("1 passed"), "{text}");
 }
 
-/// Stores an object and reads it back through a plain-HTTP repository.
+/// An HTTPS client starts, and a plain-HTTP repository stores an object and reads it back.
 async fn round_trip() {
+    let https = RepositorySpec {
+        endpoint: "https://s3.example.com".into(),
+        bucket: "b".into(),
+        prefix: String::new(),
+        region: "us-east-1".into(),
+        path_style: false,
+        credentials: None,
+        carrier: Default::default(),
+    };
+    Repository::open(&https, "b", None).expect("an HTTPS client without system CAs");
     let Some(server) = S3Server::start_or_skip() else {
         return;
     };
