@@ -119,9 +119,6 @@ spec:
           image: $IMAGE
           command: ["/bin/sh", "-c", "trap 'exit 0' TERM; sleep infinity & wait"]
     state:
-      topology:
-        roles: [{name: leader, writable: true}]
-        roleProbe: {exec: ["/bin/sh", "-c", "echo leader"], periodSeconds: 10}
       persistent:
       - {name: data, size: $((MIB * 3))Mi, mountPath: /data}
       backup:

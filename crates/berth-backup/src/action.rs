@@ -213,6 +213,33 @@ pub async fn restore_verified(
         .unwrap_or_else(|_| Err(timed_out("restore", timeout)))
 }
 
+/// Which way a transfer's bytes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From an action to the store (a backup).
+    Up,
+    /// From the store to an action (a restore).
+    Down,
+}
+
+/// The runtime a transfer runs on. A download gets two workers, so the store's connection is
+/// read while the previous chunk is hashed and written to the action; an upload one thread,
+/// which measured faster for it (`docs/benchmarks.md`: its parts already upload two at a time).
+///
+/// # Errors
+/// The runtime cannot start (no threads).
+pub fn runtime(direction: Direction) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = match direction {
+        Direction::Up => tokio::runtime::Builder::new_current_thread(),
+        Direction::Down => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(2);
+            builder
+        }
+    };
+    builder.enable_all().build()
+}
+
 fn timed_out(what: &'static str, timeout: Duration) -> ActionError {
     ActionError::TimedOut {
         what,

@@ -2,8 +2,8 @@
 //! objects so that each member's role probe runs inside its own pod (`berth agent run`), and
 //! how the operator reads whether an agent is running.
 //!
-//! For every StatefulSet part with a role probe, when the operator was given an agent image
-//! (`berth operator --agent-image`, its own image under Helm):
+//! For every StatefulSet part with a role probe or backups, when the operator was given an agent
+//! image (`berth operator --agent-image`, its own image under Helm):
 //! - an init container [`INSTALL_CONTAINER`] runs the agent image and copies the `berth` binary
 //!   into an `emptyDir` at [`DIR`] (`berth agent install`);
 //! - a native sidecar [`CONTAINER`] (an init container with `restartPolicy: Always`) runs
@@ -19,6 +19,10 @@
 //!   RoleBinding to the pods' ServiceAccounts. The chart's ValidatingAdmissionPolicy narrows
 //!   this to the pod the token is bound to, and to the role label and term annotation
 //!   (`charts/berth/templates/agent-policy.yaml`).
+//!
+//! - in a part without a role probe, the sidecar only waits, so the operator can have it take
+//!   backups in the pod (`berth agent transfer`, [`transfer_container`]); it gets no token, and
+//!   the app no Role for it.
 //!
 //! `berth render` never adds any of this: its output is for clusters without the operator.
 
@@ -64,16 +68,25 @@ pub fn account_name(app: &str) -> String {
 }
 
 /// Whether part `part` gets an agent: a StatefulSet (stable member names the Role can list)
-/// with a role probe.
+/// with a role probe, or with backups (the agent's binary takes them in the pod,
+/// [`transfer_container`]).
 pub fn wanted(part: &PartSpec) -> bool {
-    part.kind == WorkloadKind::StatefulSet && part.state.topology.role_probe.is_some()
+    part.kind == WorkloadKind::StatefulSet
+        && (part.state.topology.role_probe.is_some() || part.state.backup.is_some())
+}
+
+/// Whether part `part`'s agent labels its pods: it has a role probe. Only these agents get a
+/// token, the ServiceAccount and the Role; the others only serve backup transfers.
+fn labels(part: &PartSpec) -> bool {
+    wanted(part) && part.state.topology.role_probe.is_some()
 }
 
 /// What the sidecar runs: the rendered probe, its period and the part's writable roles.
 pub struct Sidecar<'a> {
     /// The agent image (the operator's).
     pub image: &'a str,
-    /// The role probe, rendered as the operator would exec it.
+    /// The role probe, rendered as the operator would exec it; empty for a part without one
+    /// (the agent then only serves backup transfers and needs no credentials).
     pub probe: &'a [String],
     /// Seconds between probes.
     pub period_seconds: i32,
@@ -101,6 +114,9 @@ pub fn add_to_template(template: &mut PodTemplateSpec, app: &str, sidecar: &Side
         empty_dir: Some(EmptyDirVolumeSource::default()),
         ..Default::default()
     });
+    if sidecar.probe.is_empty() {
+        return;
+    }
     volumes.push(token_volume());
     if spec.service_account_name.is_none() {
         spec.service_account_name = Some(account_name(app));
@@ -129,8 +145,10 @@ fn agent_container(main: &Container, sidecar: &Sidecar) -> Container {
     for role in &sidecar.writable {
         command.extend(["--writable".to_string(), role.clone()]);
     }
-    command.push("--".into());
-    command.extend(sidecar.probe.iter().cloned());
+    if !sidecar.probe.is_empty() {
+        command.push("--".into());
+        command.extend(sidecar.probe.iter().cloned());
+    }
     let mut env = main.env.clone().unwrap_or_default();
     env.push(crate::pod::field_env(ENV_POD, "metadata.name"));
     env.push(crate::pod::field_env(ENV_NAMESPACE, "metadata.namespace"));
@@ -142,7 +160,9 @@ fn agent_container(main: &Container, sidecar: &Sidecar) -> Container {
         .cloned()
         .collect();
     mounts.push(binary_mount());
-    mounts.push(mount(TOKEN_VOLUME, TOKEN_DIR, true));
+    if !sidecar.probe.is_empty() {
+        mounts.push(mount(TOKEN_VOLUME, TOKEN_DIR, true));
+    }
     Container {
         name: CONTAINER.to_string(),
         image: main.image.clone(),
@@ -283,7 +303,7 @@ pub struct Objects {
 /// The app's agent objects; none when no part gets an agent.
 pub fn objects(app: &ValidatedApp) -> Objects {
     let name = app.name();
-    let parts: Vec<&PartSpec> = app.parts().iter().filter(|p| wanted(p)).collect();
+    let parts: Vec<&PartSpec> = app.parts().iter().filter(|p| labels(p)).collect();
     if parts.is_empty() {
         return Objects::default();
     }

@@ -175,8 +175,8 @@ fn render_part(
     Ok(out)
 }
 
-/// Adds the role agent to part `index`'s pod template, running its probe as the operator
-/// would exec it.
+/// Adds the role agent to part `index`'s pod template, running its probe (if it has one) as the
+/// operator would exec it.
 fn add_agent(
     app: &ValidatedApp,
     index: usize,
@@ -185,9 +185,6 @@ fn add_agent(
 ) -> Result<(), RenderError> {
     let part = &app.parts()[index];
     let topology = &part.state.topology;
-    let Some(probe) = &topology.role_probe else {
-        return Ok(());
-    };
     let command = crate::roles::exec_command(app, index, berth_core::exec::ExecKind::RoleProbe)
         .map_err(|e| RenderError::Template {
             path: format!("spec.parts[{index}].state.topology.roleProbe.exec"),
@@ -197,7 +194,10 @@ fn add_agent(
     let sidecar = crate::agent::Sidecar {
         image,
         probe: &command,
-        period_seconds: probe.period_seconds,
+        period_seconds: topology
+            .role_probe
+            .as_ref()
+            .map_or(10, |p| p.period_seconds),
         writable: topology
             .roles
             .iter()

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use berth_backup::action::{self, ActionError, RestoreRun};
+use berth_backup::action::{self, ActionError, Direction, RestoreRun, runtime};
 use berth_backup::{Credentials, Repository, Stored};
 use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest};
 use berth_core::load::ValidatedApp;
@@ -85,12 +85,6 @@ fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
-
-fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
 }
 
 /// The part to back up: the named one, else the only one declaring `state.backup`.
@@ -293,7 +287,7 @@ fn run_backup(
         .backup
         .as_ref()
         .ok_or("the member has no backup action")?;
-    let rt = runtime().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let rt = runtime(Direction::Up).map_err(|e| format!("cannot start the async runtime: {e}"))?;
     rt.block_on(async {
         let stored = stream_action(repo, at, plan, action).await?;
         let manifest = Manifest {
@@ -348,7 +342,9 @@ fn expire(home: &Home, app: &str, repo: &Repository, spec: &BackupSpec, part: &s
     if gone.is_empty() {
         return;
     }
-    let Ok(rt) = runtime() else { return };
+    let Ok(rt) = runtime(Direction::Up) else {
+        return;
+    };
     let events = home.file(app, "events.log");
     let mut kept = Vec::new();
     for r in all {
@@ -432,14 +428,26 @@ pub fn restore(
     }
     let creds = credentials(home, &name, &spec.repository)?;
     let data = home.file(&name, "restore.data");
+    let began = std::time::Instant::now();
     let result = fetch_and_restore(spec, creds.as_ref(), &at, &data, &members, url);
     let _ = std::fs::remove_file(&data);
-    if let Err(e) = result {
-        for m in &members {
-            let _ = std::fs::remove_dir_all(&m.dir);
+    let stored = match result {
+        Ok(stored) => stored,
+        Err(e) => {
+            for m in &members {
+                let _ = std::fs::remove_dir_all(&m.dir);
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
+    let done = format!(
+        "restored from {url}: {} bytes, sha256 {}, {} member(s), in {:.2}s",
+        stored.size,
+        stored.sha256,
+        members.len(),
+        began.elapsed().as_secs_f64()
+    );
+    append_event(&home.file(&name, "events.log"), &done);
     let marker = serde_json::json!({ "url": url, "at": now() });
     write_atomic(&home.file(&name, RESTORED), marker.to_string().as_bytes()).map_err(|e| {
         RestoreError::File {
@@ -460,31 +468,35 @@ fn fetch_and_restore(
     data: &Path,
     members: &[&MemberPlan],
     url: &str,
-) -> Result<(), RestoreError> {
+) -> Result<Stored, RestoreError> {
     let repo = Repository::open(&spec.repository, &at.bucket, creds).map_err(|source| {
         RestoreError::Repository {
             url: url.into(),
             source,
         }
     })?;
-    let rt = runtime().map_err(RestoreError::Runtime)?;
+    let rt = runtime(Direction::Down).map_err(RestoreError::Runtime)?;
     rt.block_on(async {
-        for (i, member) in members.iter().enumerate() {
+        let (first, others) = members.split_first().ok_or_else(|| RestoreError::Member {
+            url: url.into(),
+            member: String::new(),
+            reason: "the part has no members".into(),
+        })?;
+        let (command, timeout) = restore_command(first, url)?;
+        let run = RestoreRun {
+            input: spec.restore_input,
+            scratch: data.to_path_buf(),
+            keep: !others.is_empty(),
+            timeout,
+        };
+        let stored = action::restore(&repo, at, command, &run).await;
+        let stored = stored.map_err(|e| restore_failure(e, first, url))?;
+        for member in others {
             let (command, timeout) = restore_command(member, url)?;
-            let done = if i == 0 {
-                let run = RestoreRun {
-                    input: spec.restore_input,
-                    scratch: data.to_path_buf(),
-                    keep: members.len() > 1,
-                    timeout,
-                };
-                action::restore(&repo, at, command, &run).await.map(drop)
-            } else {
-                action::restore_verified(command, data, timeout).await
-            };
+            let done = action::restore_verified(command, data, timeout).await;
             done.map_err(|e| restore_failure(e, member, url))?;
         }
-        Ok(())
+        Ok(stored)
     })
 }
 

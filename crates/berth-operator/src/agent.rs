@@ -48,9 +48,6 @@ pub enum AgentError {
         #[source]
         source: std::io::Error,
     },
-    /// No probe command was given.
-    #[error("no role probe command after `--`")]
-    NoProbe,
 }
 
 /// What `berth agent run` was told.
@@ -104,10 +101,13 @@ struct View {
 /// # Errors
 /// A missing variable, no client, or an unwritable state directory.
 pub async fn run(options: AgentOptions) -> Result<(), AgentError> {
-    if options.probe.is_empty() {
-        return Err(AgentError::NoProbe);
-    }
     crate::telemetry::init_logs(false);
+    if options.probe.is_empty() {
+        // A part without a role probe: the agent is only there for `berth agent transfer`.
+        tracing::info!("no role probe: waiting to serve backup transfers");
+        stopped().await;
+        return Ok(());
+    }
     let pod = env(berth_k8s::agent::ENV_POD)?;
     let namespace = env(berth_k8s::agent::ENV_NAMESPACE)?;
     let client = Client::try_default().await.map_err(AgentError::Client)?;

@@ -32,8 +32,9 @@ pub enum AgentCommand {
         /// The agent's directory (its readiness file).
         #[arg(long, default_value = berth_k8s::agent::DIR)]
         dir: PathBuf,
-        /// The role probe command and its arguments.
-        #[arg(last = true, required = true)]
+        /// The role probe command and its arguments; without one the agent only waits, to
+        /// serve `berth agent transfer`.
+        #[arg(last = true)]
         probe: Vec<String>,
     },
     /// Copy this binary to DEST (the agent's install init container).
@@ -95,15 +96,17 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
 /// Reads the operator's transfer request from stdin, performs it, prints the outcome as one
 /// JSON line. The outcome says whether it worked; exit 1 only when no request could be read.
 fn transfer() -> Result<(), CliError> {
+    use berth_backup::action::Direction;
     use berth_backup::transfer::{Outcome, Request};
     let request: Result<Request, String> = serde_json::from_reader(std::io::stdin().lock())
         .map_err(|e| format!("the transfer request on stdin does not decode: {e}"));
     let outcome = match &request {
         Ok(request) => {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(CliError::Runtime)?;
+            let direction = match request {
+                Request::Backup { .. } => Direction::Up,
+                Request::Restore { .. } => Direction::Down,
+            };
+            let runtime = berth_backup::action::runtime(direction).map_err(CliError::Runtime)?;
             runtime.block_on(berth_backup::transfer::serve(request.clone()))
         }
         Err(message) => Outcome::Failed {

@@ -42,9 +42,10 @@ pub struct OperatorArgs {
     /// This replica's identity in the Lease (the pod name).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
-    /// Run role probes inside members' pods: the `berth` binary of this image (the
-    /// operator's own) becomes a sidecar of every StatefulSet part with a role probe, and
-    /// labels its member's role itself. Without it, the operator execs every probe.
+    /// Run role probes and backups inside members' pods: the `berth` binary of this image (the
+    /// operator's own) becomes a sidecar of every StatefulSet part with a role probe or
+    /// backups; it labels its member's role itself, and moves backups' bytes between the pod and
+    /// the store. Without it, the operator execs every probe and carries every backup.
     #[arg(long, env = "BERTH_AGENT_IMAGE", value_name = "IMAGE")]
     pub agent_image: Option<String>,
 }

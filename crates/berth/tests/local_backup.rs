@@ -108,6 +108,16 @@ fn a_backup_restores_into_a_new_app_with_exactly_its_keys() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Streamed into the first member (`restoreInput: Stdin`), kept for the other two, then gone.
+    let events = std::fs::read_to_string(restored.home.path().join("redis/events.log")).unwrap();
+    let line = format!("restored from {url}: ");
+    assert!(
+        events
+            .lines()
+            .any(|l| l.contains(&line) && l.contains("3 member(s)")),
+        "{events}"
+    );
+    assert!(!restored.home.path().join("redis/restore.data").exists());
     for ordinal in 0..3 {
         wait_until("a restored member serves the keys", WAIT, || {
             dbsize(&member_addr(84, ordinal)) == Some(u64::from(FIRST))

@@ -385,3 +385,39 @@ fn without_the_agent_the_operator_moves_the_bytes() {
         None
     );
 }
+
+#[test]
+fn a_part_with_backups_but_no_role_probe_gets_an_agent_without_credentials() {
+    let mut app = redis(|_| {});
+    app.app.spec.parts[0].state.topology.role_probe = None;
+    let objects = render_for_operator(&app, Some(IMAGE)).unwrap();
+    let spec = pod_spec(&objects);
+    let agent = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == CONTAINER)
+        .expect("the agent's sidecar");
+    let command = agent.command.as_ref().unwrap();
+    assert!(!command.contains(&"--".to_string()), "{command:?}");
+    let mounts = agent.volume_mounts.iter().flatten();
+    assert!(mounts.clone().all(|m| m.mount_path != TOKEN_DIR));
+    assert!(mounts.clone().any(|m| m.mount_path == DIR));
+    assert!(
+        spec.service_account_name.is_none(),
+        "no ServiceAccount of ours"
+    );
+    assert!(
+        !kinds(&objects)
+            .iter()
+            .any(|k| k == "Role" || k == "RoleBinding"),
+        "{:?}",
+        kinds(&objects)
+    );
+    let repository = &app.parts()[0].state.backup.as_ref().unwrap().repository;
+    let pod = as_pod(spec);
+    assert_eq!(
+        transfer_container(repository, &pod, Transfer::Backup),
+        Some(CONTAINER)
+    );
+}
