@@ -18,15 +18,19 @@
 #                       data in its volume (written inside the pod)
 #   exec limit:         `kubectl exec cat` of that file to /dev/null on this host: the exec
 #                       stream alone (kubelet -> API server -> client)
-#   physical upload:    s3copy up (berth-backup's own client) of the same number of bytes from a
-#                       local file straight to the bucket
+#   physical upload:    s3copy up (berth-backup's own client) of the same number of bytes
+#                       straight to the bucket: with the member carrier from the member's pod
+#                       (the binary copied into it, reading its volume), else from a local file
+#                       on this host (where the operator runs); the time includes the exec
 #   backup:             a StatefulAppBackup whose action is `cat FILE`, from creation to
 #                       Succeeded; and the transfer alone, as its BackupSucceeded event says
-#   physical download:  s3copy down of that backup's data to a local file
+#   physical download:  s3copy down of that backup's data, in the pod to its volume (member) or
+#                       on this host to a local file (operator)
 #   restore:            a new app with `restoreFrom` that backup, from creation to
 #                       status.restore Succeeded (pod start, init containers, the transfer, the
 #                       restore action `cat > volume`), its sha256 checked; and the member's
-#                       transfer alone, as its MemberRestored event says
+#                       transfer alone, as its MemberRestored event says (from the operator's
+#                       exec to the answer, and, with the member carrier, the pod's own time)
 # and prints seconds, MiB/s, the ratio to the physical limit and the peak RSS of the process
 # carrying the bytes (the operator's VmHWM so far; with the member carrier, the highest VmHWM
 # of `berth agent transfer` sampled every 50 ms from /proc on this host, where the nodes'
@@ -74,11 +78,17 @@ ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_
   --quiet posix "$WORK/s3" > "$WORK/gw.log" 2>&1 &
 GW=$!
 OPERATOR=
+# The hostPath directories of the bench's volumes (kwok's provisioner never removes them, so
+# each run would leave 3x MIB behind until `scripts/testenv down`).
+VOLUMES=${BERTH_TESTENV_DIR:-${BERTH_TESTENV_CACHE:-$HOME/.cache/berth-testenv}/run}/volumes
 teardown() {
+  local pvs
+  pvs=$(kubectl get pvc -n "$NS" -o jsonpath='{.items[*].spec.volumeName}' 2>/dev/null || true)
   kubectl delete sapp --all -n "$NS" --timeout=120s >/dev/null 2>&1 || true
   [[ -n $OPERATOR ]] && { kill "$OPERATOR" 2>/dev/null; wait "$OPERATOR" 2>/dev/null || true; }
   kubectl delete namespace "$NS" --timeout=300s >/dev/null 2>&1 || true
   kill "$GW" 2>/dev/null || true
+  for pv in $pvs; do [[ $pv == pvc-* ]] && rm -rf "${VOLUMES:?}/$pv"; done
   rm -rf "$WORK"
 }
 trap teardown EXIT
@@ -177,12 +187,28 @@ t0=$(now_ms)
 kubectl exec -n "$NS" source-0 -- cat /data/blob > /dev/null
 exec_ms=$(($(now_ms) - t0))
 
+# in_pod POD ARGS...: s3copy ARGS in POD's main container (copied there first): the physical
+# limit where a member carries the bytes, from the pod's network to its volume.
+in_pod() {
+  local pod=$1
+  shift
+  kubectl exec -i -n "$NS" "$pod" -c main -- sh -c 'cat > /data/s3copy && chmod +x /data/s3copy' < "$S3COPY"
+  kubectl exec -n "$NS" "$pod" -c main -- env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+    AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" AWS_REGION="$AWS_REGION" /data/s3copy "$@" > /dev/null
+}
+
 log "physical upload"
-head -c "$((MIB << 20))" /dev/urandom > "$WORK/data"
-t0=$(now_ms)
-"$S3COPY" up "$ENDPOINT" bench physical/data "$WORK/data" > /dev/null
-up_ms=$(($(now_ms) - t0))
-rm -f "$WORK/data"
+if [[ $CARRIER == member ]]; then
+  t0=$(now_ms)
+  in_pod source-0 up "$ENDPOINT" bench physical/data /data/blob
+  up_ms=$(($(now_ms) - t0))
+else
+  head -c "$((MIB << 20))" /dev/urandom > "$WORK/data"
+  t0=$(now_ms)
+  "$S3COPY" up "$ENDPOINT" bench physical/data "$WORK/data" > /dev/null
+  up_ms=$(($(now_ms) - t0))
+  rm -f "$WORK/data"
+fi
 
 log "backup ($CARRIER carries the bytes)"
 sample_transfers "$WORK/backup.hwm" & SAMPLER=$!
@@ -205,10 +231,17 @@ sha=$(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.sha256}')
 key=$(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.key}')
 
 log "physical download"
-t0=$(now_ms)
-"$S3COPY" down "$ENDPOINT" bench "$key" "$WORK/downloaded" > /dev/null
-down_ms=$(($(now_ms) - t0))
-rm -f "$WORK/downloaded"
+if [[ $CARRIER == member ]]; then
+  t0=$(now_ms)
+  in_pod source-0 down "$ENDPOINT" bench "$key" /data/downloaded
+  down_ms=$(($(now_ms) - t0))
+  kubectl exec -n "$NS" source-0 -c main -- rm -f /data/downloaded
+else
+  t0=$(now_ms)
+  "$S3COPY" down "$ENDPOINT" bench "$key" "$WORK/downloaded" > /dev/null
+  down_ms=$(($(now_ms) - t0))
+  rm -f "$WORK/downloaded"
+fi
 
 log "restore from $url ($CARRIER carries the bytes)"
 sample_transfers "$WORK/restore.hwm" & SAMPLER=$!
@@ -219,6 +252,10 @@ restore_ms=$(($(now_ms) - t0))
 kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true
 restore_rss=$(carried_rss restore)
 restore_transfer_ms=$(awk -v s="$(event_seconds MemberRestored)" 'BEGIN { printf "%d", s * 1000 }')
+# the member's own time, as the same event says ("..., N.NNs there"; member carrier only)
+pod_s=$(kubectl get events -n "$NS" --field-selector reason=MemberRestored \
+  -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | sed -n 's/.*, \([0-9.]*\)s there.*/\1/p' | tail -1)
+restore_pod_ms=$(awk -v s="${pod_s:-0}" 'BEGIN { printf "%d", s * 1000 }')
 [[ $(kubectl get sapp copy -n "$NS" -o jsonpath='{.status.restore.phase}') == Succeeded ]] || {
   kubectl get sapp copy -n "$NS" -o yaml >&2; exit 1; }
 kubectl wait sapp/copy -n "$NS" --for=jsonpath='{.status.phase}'=Ready --timeout="${TIMEOUT}s" >/dev/null
@@ -231,4 +268,5 @@ row "backup: StatefulAppBackup created -> Succeeded" "$backup_ms" "$up_ms" "$bac
 row "backup: the transfer (BackupSucceeded event)" "$backup_transfer_ms" "$up_ms" "$backup_rss"
 row "restore: app created -> restore Succeeded" "$restore_ms" "$down_ms" "$restore_rss"
 row "restore: the member's transfer (MemberRestored event)" "$restore_transfer_ms" "$down_ms" "$restore_rss"
+((restore_pod_ms > 0)) && row "restore: in the pod (berth agent transfer's own time)" "$restore_pod_ms" "$down_ms" "$restore_rss"
 awk -v ms="$exec_ms" -v mib="$MIB" 'BEGIN { printf "\nThe exec stream alone (`kubectl exec cat FILE > /dev/null`): %.2f s, %.0f MiB/s.\n", ms / 1000, mib / (ms / 1000) }'

@@ -125,6 +125,10 @@ pub async fn backup(
     let outcome = tokio::time::timeout(timeout, async {
         let mut running = Running::spawn(&mut command, true)?;
         let mut stdout = running.child.stdout.take();
+        if let Some(pipe) = stdout.as_ref() {
+            // As for a restore's stdin: the action would stop every 64 KiB.
+            let _ = rustix::pipe::fcntl_setpipe_size(pipe, WRITE_SIZE);
+        }
         let stored = match stdout.as_mut() {
             Some(out) => repo.upload(&at.data_key(), out).await,
             None => repo.upload(&at.data_key(), &mut tokio::io::empty()).await,
@@ -380,8 +384,9 @@ impl Running {
     }
 }
 
-/// The last [`TAIL`] bytes `reader` gives.
-async fn tail(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
+/// The last [`TAIL`] bytes (16 KiB) `reader` gives: an action's output kept for its failure
+/// message.
+pub async fn tail(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
     let mut kept = Vec::new();
     let mut buf = vec![0u8; 4096];
     while let Ok(n) = reader.read(&mut buf).await {

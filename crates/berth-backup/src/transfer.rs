@@ -56,7 +56,7 @@ pub enum Request {
 }
 
 /// How a transfer ended.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub enum Outcome {
     /// The bytes stored or restored.
@@ -66,6 +66,9 @@ pub enum Outcome {
         size: u64,
         /// Their sha256.
         sha256: String,
+        /// How long the transfer took in the pod (0 from an agent that did not say).
+        #[serde(default)]
+        seconds: f64,
     },
     /// Why it failed, and whether trying again cannot help.
     #[serde(rename_all = "camelCase")]
@@ -77,12 +80,13 @@ pub enum Outcome {
     },
 }
 
-impl From<Result<Stored, ActionError>> for Outcome {
-    fn from(result: Result<Stored, ActionError>) -> Self {
+impl Outcome {
+    fn of(result: Result<Stored, ActionError>, took: Duration) -> Self {
         match result {
             Ok(stored) => Self::Done {
                 size: stored.size,
                 sha256: stored.sha256,
+                seconds: took.as_secs_f64(),
             },
             Err(e) => Self::Failed {
                 permanent: e.is_permanent(),
@@ -94,7 +98,9 @@ impl From<Result<Stored, ActionError>> for Outcome {
 
 /// Performs `request` in this process (the member's pod).
 pub async fn serve(request: Request) -> Outcome {
-    perform(request).await.into()
+    let began = std::time::Instant::now();
+    let result = perform(request).await;
+    Outcome::of(result, began.elapsed())
 }
 
 async fn perform(request: Request) -> Result<Stored, ActionError> {

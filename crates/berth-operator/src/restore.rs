@@ -245,7 +245,7 @@ impl Job {
 
     /// Streams the backup into member `pod`, checks it and runs the restore action there; what
     /// was restored and who carried the bytes.
-    async fn restore_member(&self, pod: &str) -> Result<(Stored, &'static str), Failure> {
+    async fn restore_member(&self, pod: &str) -> Result<(Stored, String), Failure> {
         let at = self.at.as_ref().ok_or_else(|| {
             Failure::Permanent(format!("`{}` is not a backup's URL", self.status.url))
         })?;
@@ -255,8 +255,9 @@ impl Job {
         let repo = Repository::open(repository, &at.bucket, creds.as_ref())
             .map_err(|e| Failure::Permanent(e.to_string()))?;
         if let Some(container) = self.carrier(pod).await? {
-            let stored = self.in_pod(pod, container, creds).await?;
-            return Ok((stored, "its own pod"));
+            let carried = self.in_pod(pod, container, creds).await?;
+            let who = format!("its own pod, {:.2}s there", carried.seconds);
+            return Ok((carried.stored, who));
         }
         let manifest = repo.manifest(at).await.map_err(classify)?;
         let stored = self.receive(pod, &repo, at).await?;
@@ -269,7 +270,7 @@ impl Job {
         let command = member::restore_command(action);
         let run = exec(&self.client, &self.namespace, pod, command);
         match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok(())) => Ok((stored, "the operator")),
+            Ok(Ok(())) => Ok((stored, "the operator".into())),
             Ok(Err(why)) => Err(Failure::Permanent(format!("the restore action {why}"))),
             Err(_) => Err(Failure::Permanent(format!(
                 "the restore action in {pod} timed out after {}s",
@@ -299,7 +300,7 @@ impl Job {
         pod: &str,
         container: &str,
         credentials: Option<berth_backup::Credentials>,
-    ) -> Result<Stored, Failure> {
+    ) -> Result<crate::transfer::Carried, Failure> {
         let action = self
             .action
             .as_ref()
@@ -419,12 +420,7 @@ async fn exec(
         .exec(pod, command, &params)
         .await
         .map_err(|e| format!("cannot exec in {pod}: {e}"))?;
-    let out = process
-        .stdout()
-        .map(|s| tokio::spawn(crate::backup::tail(s)));
-    let err = process
-        .stderr()
-        .map(|s| tokio::spawn(crate::backup::tail(s)));
+    let (out, err) = crate::backup::tails(&mut process);
     let status = process.take_status();
     crate::backup::ended(status, err, out)
         .await

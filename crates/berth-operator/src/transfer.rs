@@ -60,6 +60,14 @@ struct Broke {
     sent: bool,
 }
 
+/// What a pod's transfer stored or restored, and how long it took there.
+pub(crate) struct Carried {
+    /// The bytes.
+    pub(crate) stored: Stored,
+    /// Seconds in the pod (without the exec's own set-up).
+    pub(crate) seconds: f64,
+}
+
 /// Runs `request` in `container` of `pod`, waiting at most `limit` plus a grace period.
 pub(crate) async fn in_pod(
     client: &Client,
@@ -68,7 +76,7 @@ pub(crate) async fn in_pod(
     container: &str,
     request: &Request,
     limit: Duration,
-) -> Result<Stored, TransferError> {
+) -> Result<Carried, TransferError> {
     let broke = |b: Broke| TransferError::Exec {
         pod: pod.into(),
         container: container.into(),
@@ -86,7 +94,14 @@ pub(crate) async fn in_pod(
         })?
         .map_err(broke)?;
     match answer {
-        Outcome::Done { size, sha256 } => Ok(Stored { size, sha256 }),
+        Outcome::Done {
+            size,
+            sha256,
+            seconds,
+        } => Ok(Carried {
+            stored: Stored { size, sha256 },
+            seconds,
+        }),
         Outcome::Failed { message, permanent } => Err(TransferError::Failed { message, permanent }),
     }
 }
@@ -118,12 +133,7 @@ async fn exchange(
         .exec(pod, command, &params)
         .await
         .map_err(|e| unsent(format!("cannot exec: {e}")))?;
-    let out = process
-        .stdout()
-        .map(|s| tokio::spawn(crate::backup::tail(s)));
-    let err = process
-        .stderr()
-        .map(|s| tokio::spawn(crate::backup::tail(s)));
+    let (out, err) = crate::backup::tails(&mut process);
     let status = process.take_status();
     let mut stdin = process
         .stdin()

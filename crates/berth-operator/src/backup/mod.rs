@@ -15,7 +15,7 @@ mod schedule;
 mod stream;
 mod take;
 
-pub(crate) use stream::{ended, tail};
+pub(crate) use stream::{ended, tail, tails};
 pub(crate) use take::credentials;
 
 use std::collections::HashMap;

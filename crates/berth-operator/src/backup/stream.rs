@@ -10,20 +10,18 @@
 
 use std::time::Duration;
 
+pub(crate) use berth_backup::action::tail;
 use berth_backup::{Repository, Stored};
 use berth_core::backup::Location;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::AttachParams;
 use kube::{Api, Client, ResourceExt as _};
-use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::task::JoinHandle;
 
 /// How much of the action's stdout is buffered between the API server's stream and the upload
 /// (kube's default, 1 KiB, makes a wake-up per KiB).
 const STDOUT_BUFFER: usize = 1 << 20;
-/// The most of the action's stderr kept for its failure message.
-const STDERR_TAIL: usize = 16 << 10;
 
 /// Runs `command` in the pod's first container with its stdout streamed to `at`'s data object,
 /// within `timeout`; what was stored, or why it failed (then nothing is left stored).
@@ -84,6 +82,16 @@ async fn exec_into(
     }
 }
 
+/// An output being collected in the background as a bounded tail.
+pub(crate) type Collecting = Option<JoinHandle<Vec<u8>>>;
+
+/// An exec's stdout and stderr, each collected in the background as a bounded tail.
+pub(crate) fn tails(process: &mut kube::api::AttachedProcess) -> (Collecting, Collecting) {
+    let out = process.stdout().map(|s| tokio::spawn(tail(s)));
+    let err = process.stderr().map(|s| tokio::spawn(tail(s)));
+    (out, err)
+}
+
 /// How an exec that did not exit 0 ended: its exit code and the end of its output.
 #[derive(Debug)]
 pub(crate) struct Failed {
@@ -122,20 +130,4 @@ pub(crate) async fn ended(
         code: status.as_ref().and_then(crate::prober::exit_code),
         tail: berth_core::exec::output_tail(&stderr, &stdout),
     })
-}
-
-/// The last [`STDERR_TAIL`] bytes `reader` gives.
-pub(crate) async fn tail(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
-    let mut kept = Vec::new();
-    let mut buf = vec![0u8; 4096];
-    while let Ok(n) = reader.read(&mut buf).await {
-        if n == 0 {
-            break;
-        }
-        kept.extend_from_slice(&buf[..n]);
-        if kept.len() > STDERR_TAIL {
-            kept.drain(..kept.len() - STDERR_TAIL);
-        }
-    }
-    kept
 }

@@ -274,10 +274,17 @@ async fn carry(
         plan.timeout,
     )
     .await;
-    if carried.is_err() {
-        let _ = repo.delete(at).await;
+    match carried {
+        Ok(carried) => {
+            let seconds = carried.seconds;
+            tracing::info!(pod = %pod, seconds, "backup: the member's pod stored the bytes");
+            Ok(carried.stored)
+        }
+        Err(e) => {
+            let _ = repo.delete(at).await;
+            Err(e.to_string())
+        }
     }
-    carried.map_err(|e| e.to_string())
 }
 
 /// The access key the repository names, from its Secret in the app's namespace. Errors name

@@ -195,9 +195,22 @@ pub fn real_nodes_and_s3(
     berth_testkit::TestNamespace,
     berth_testkit::s3::S3Server,
 )> {
+    with_bucket(prefix, bucket, berth_testkit::s3::S3Server::start_or_skip)
+}
+
+/// The cluster with 2 real nodes, a namespace, and the S3 server `start` gives with `bucket`.
+fn with_bucket(
+    prefix: &str,
+    bucket: &str,
+    start: impl FnOnce() -> Option<berth_testkit::s3::S3Server>,
+) -> Option<(
+    &'static Cluster,
+    berth_testkit::TestNamespace,
+    berth_testkit::s3::S3Server,
+)> {
     let (cluster, ns) = super::setup(prefix)?;
     real_nodes(cluster, 2)?;
-    let server = berth_testkit::s3::S3Server::start_or_skip()?;
+    let server = start()?;
     server.create_bucket(bucket).unwrap();
     Some((cluster, ns, server))
 }
@@ -212,12 +225,10 @@ pub fn real_nodes_and_pod_s3(
     berth_testkit::TestNamespace,
     berth_testkit::s3::S3Server,
 )> {
-    let (cluster, ns) = super::setup(prefix)?;
-    real_nodes(cluster, 2)?;
-    let server = berth_testkit::s3::S3Server::start_for_pods()
-        .unwrap_or_else(|e| panic!("the S3 server for pods did not start: {e}"));
-    server.create_bucket(bucket).unwrap();
-    Some((cluster, ns, server))
+    with_bucket(prefix, bucket, || {
+        let started = berth_testkit::s3::S3Server::start_for_pods();
+        Some(started.unwrap_or_else(|e| panic!("the S3 server for pods did not start: {e}")))
+    })
 }
 
 /// `etcdctl ARGS` in a member, against its own server (it listens on its pod IP only).
