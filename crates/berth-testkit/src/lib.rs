@@ -255,6 +255,20 @@ pub fn token_kubeconfig(cluster: &Cluster, path: &Path, token: &str) -> PathBuf 
 /// The label (and taint key) of real nodes; kwok's nodes do not have it.
 pub const REAL_NODE_LABEL: &str = "berth.io/node-kind";
 
+/// A pod on a real node that only waits, for tests that look at the nodes' network from inside
+/// a pod (the redis image has bash and coreutils' timeout). Apply it with `-n NAMESPACE`.
+pub const PROBE_POD: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: probe}
+spec:
+  nodeSelector: {berth.io/node-kind: real}
+  tolerations: [{key: berth.io/node-kind, value: real, effect: NoSchedule}]
+  terminationGracePeriodSeconds: 1
+  containers:
+    - {name: probe, image: "berth.local/redis:deb12", imagePullPolicy: Never, command: [sleep, infinity]}
+"#;
+
 /// The names of the cluster's real nodes if there are at least `at_least`, else `None`.
 ///
 /// # Panics

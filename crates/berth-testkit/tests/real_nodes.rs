@@ -201,19 +201,6 @@ fn foreign_host_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-/// A pod on a real node that only waits (it has bash and coreutils' timeout).
-const PROBE_POD: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: probe}
-spec:
-  nodeSelector: {berth.io/node-kind: real}
-  tolerations: [{key: berth.io/node-kind, value: real, effect: NoSchedule}]
-  terminationGracePeriodSeconds: 1
-  containers:
-    - {name: probe, image: "berth.local/redis:deb12", imagePullPolicy: Never, command: [sleep, infinity]}
-"#;
-
 fn iptables(args: &[&str]) -> String {
     let out = Command::new("iptables")
         .args(args)
@@ -253,7 +240,10 @@ fn pods_reach_the_apiserver_and_nothing_outside_the_test_links() {
     );
 
     let ns = TestNamespace::new(cluster, "real-net");
-    cluster.ok(&["apply", "-n", &ns.name, "-f", "-"], PROBE_POD);
+    cluster.ok(
+        &["apply", "-n", &ns.name, "-f", "-"],
+        berth_testkit::PROBE_POD,
+    );
     ready_pod(cluster, &ns.name, "probe");
 
     // the apiserver, through the `kubernetes` Service and on the link
@@ -305,7 +295,10 @@ fn each_real_node_keeps_its_pods_logs_in_its_own_directory_and_its_config_is_str
         assert!(lenient.is_none(), "kubelet-n{n}: {}", lenient.unwrap());
     }
     let ns = TestNamespace::new(cluster, "real-logs");
-    cluster.ok(&["apply", "-n", &ns.name, "-f", "-"], PROBE_POD);
+    cluster.ok(
+        &["apply", "-n", &ns.name, "-f", "-"],
+        berth_testkit::PROBE_POD,
+    );
     let probe = ready_pod(cluster, &ns.name, "probe");
     let node = node_of(&probe);
     let n = node.strip_prefix("real-node-").expect("a real node's name");

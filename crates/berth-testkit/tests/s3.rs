@@ -326,22 +326,9 @@ fn server_gone(pid: &str, address: std::net::SocketAddr) -> bool {
     exited && std::net::TcpStream::connect_timeout(&address, Duration::from_secs(1)).is_err()
 }
 
-/// A pod on a real node that only waits (the redis image has bash and coreutils' timeout).
-const PROBE_POD: &str = r#"
-apiVersion: v1
-kind: Pod
-metadata: {name: probe}
-spec:
-  nodeSelector: {berth.io/node-kind: real}
-  tolerations: [{key: berth.io/node-kind, value: real, effect: NoSchedule}]
-  terminationGracePeriodSeconds: 1
-  containers:
-    - {name: probe, image: "berth.local/redis:deb12", imagePullPolicy: Never, command: [sleep, infinity]}
-"#;
-
 /// Starts the probe pod in `ns` and waits until it is Ready.
 fn probe_pod(cluster: &berth_testkit::Cluster, ns: &str) {
-    cluster.ok(&["apply", "-n", ns, "-f", "-"], PROBE_POD);
+    cluster.ok(&["apply", "-n", ns, "-f", "-"], berth_testkit::PROBE_POD);
     let ready = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#;
     berth_testkit::wait_until("the probe pod Ready", Duration::from_secs(120), || {
         let out = cluster.run(&["get", "pod", "probe", "-n", ns, "-o", ready], "");

@@ -185,16 +185,16 @@ pub fn pod_uids(cluster: &Cluster, ns: &str, instance: &str) -> BTreeMap<String,
         .collect()
 }
 
-/// The shared test cluster with 2 real nodes, a namespace, and a versitygw on 127.0.0.1 with
-/// `bucket`; `None` (skipped) outside CI when one is missing.
-pub fn real_nodes_and_s3(
-    prefix: &str,
-    bucket: &str,
-) -> Option<(
+/// The shared test cluster, a test namespace and an S3 server.
+pub type WithS3 = (
     &'static Cluster,
     berth_testkit::TestNamespace,
     berth_testkit::s3::S3Server,
-)> {
+);
+
+/// The shared test cluster with 2 real nodes, a namespace, and a versitygw on 127.0.0.1 with
+/// `bucket`; `None` (skipped) outside CI when one is missing.
+pub fn real_nodes_and_s3(prefix: &str, bucket: &str) -> Option<WithS3> {
     with_bucket(prefix, bucket, berth_testkit::s3::S3Server::start_or_skip)
 }
 
@@ -203,11 +203,7 @@ fn with_bucket(
     prefix: &str,
     bucket: &str,
     start: impl FnOnce() -> Option<berth_testkit::s3::S3Server>,
-) -> Option<(
-    &'static Cluster,
-    berth_testkit::TestNamespace,
-    berth_testkit::s3::S3Server,
-)> {
+) -> Option<WithS3> {
     let (cluster, ns) = super::setup(prefix)?;
     real_nodes(cluster, 2)?;
     let server = start()?;
@@ -217,14 +213,7 @@ fn with_bucket(
 
 /// [`real_nodes_and_s3`] with the versitygw in the nodes' network namespace, where both this
 /// host and the pods reach it (`S3Server::start_for_pods`).
-pub fn real_nodes_and_pod_s3(
-    prefix: &str,
-    bucket: &str,
-) -> Option<(
-    &'static Cluster,
-    berth_testkit::TestNamespace,
-    berth_testkit::s3::S3Server,
-)> {
+pub fn real_nodes_and_pod_s3(prefix: &str, bucket: &str) -> Option<WithS3> {
     with_bucket(prefix, bucket, || {
         let started = berth_testkit::s3::S3Server::start_for_pods();
         Some(started.unwrap_or_else(|e| panic!("the S3 server for pods did not start: {e}")))
