@@ -97,13 +97,7 @@ impl ActionError {
     /// unreachable store, a broken stream or a full scratch disk may get better.
     pub fn is_permanent(&self) -> bool {
         match self {
-            Self::Store(e) => matches!(
-                e,
-                Error::NotFound { .. }
-                    | Error::Manifest { .. }
-                    | Error::Open { .. }
-                    | Error::BadUrl { .. }
-            ),
+            Self::Store(e) => e.is_permanent(),
             Self::Scratch { .. } => false,
             _ => true,
         }

@@ -110,6 +110,18 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// Whether trying again cannot help: no backup (or bucket) there, a manifest that is not
+    /// one, settings or a URL the client refuses. An unreachable store or a broken stream may
+    /// get better.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::NotFound { .. } | Self::Manifest { .. } | Self::Open { .. } | Self::BadUrl { .. }
+        )
+    }
+}
+
 /// Bytes stored or read: how many and their sha256 (lower-case hex).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stored {

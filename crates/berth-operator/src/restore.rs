@@ -392,14 +392,11 @@ impl Job {
     }
 }
 
-/// A repository error as a restore failure: a missing backup or a manifest that is not one
-/// cannot get better; anything else (the store unreachable, a broken stream) may.
+/// A repository error as a restore failure (`berth_backup::Error::is_permanent`).
 fn classify(error: berth_backup::Error) -> Failure {
-    match error {
-        berth_backup::Error::NotFound { .. }
-        | berth_backup::Error::Manifest { .. }
-        | berth_backup::Error::Open { .. } => Failure::Permanent(error.to_string()),
-        other => Failure::Transient(other.to_string()),
+    match error.is_permanent() {
+        true => Failure::Permanent(error.to_string()),
+        false => Failure::Transient(error.to_string()),
     }
 }
 
