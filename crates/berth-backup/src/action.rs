@@ -18,6 +18,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use berth_core::backup::{self, Location, VerifyError};
+use berth_core::restore::{Facts, Failure};
 use berth_core::spec::RestoreInput;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufWriter};
 use tokio::process::{Child, Command};
@@ -78,9 +79,9 @@ pub enum ActionError {
         /// How it differs.
         source: VerifyError,
     },
-    /// A streamed restore broke after its action had begun to write: not tried again, since the
-    /// action would run on what it already wrote.
-    #[error("{0} (after the restore action had started, so it is not tried again)")]
+    /// A streamed restore's transfer broke after its action had begun to read the data (so
+    /// `berth_core::restore::Failure::of` never runs it again).
+    #[error("{0} (after the restore action had started)")]
     Started(Box<ActionError>),
     /// The scratch file could not be written or read.
     #[error("{}: {source}", path.display())]
@@ -93,13 +94,39 @@ pub enum ActionError {
 }
 
 impl ActionError {
-    /// Whether trying again cannot help: a missing or corrupt backup, a failing action. An
-    /// unreachable store, a broken stream or a full scratch disk may get better.
-    pub fn is_permanent(&self) -> bool {
+    /// What this failure tells the core's retry rule: an unreachable store, a broken stream or
+    /// a full scratch disk may pass, a missing or corrupt backup or a failing action cannot;
+    /// a stream that broke after the action started had reached the member.
+    pub fn facts(&self) -> Facts {
         match self {
-            Self::Store(e) => e.is_permanent(),
-            Self::Scratch { .. } => false,
-            _ => true,
+            Self::Store(e) => Facts {
+                may_pass: !e.is_permanent(),
+                reached_member: false,
+            },
+            Self::Scratch { .. } => Facts {
+                may_pass: true,
+                reached_member: false,
+            },
+            Self::Started(cause) => Facts {
+                reached_member: true,
+                ..cause.facts()
+            },
+            _ => Facts::default(),
+        }
+    }
+
+    /// Whether trying again cannot help or could harm (`berth_core::restore::Failure::of`).
+    pub fn is_permanent(&self) -> bool {
+        Failure::of(String::new(), self.facts()).is_permanent()
+    }
+
+    /// This failure of a streamed restore, which had started its action: a failure of the
+    /// stream (the store, the scratch file) is wrapped in [`Self::Started`]; the action's own
+    /// failures say so themselves.
+    fn after_start(self) -> Self {
+        match self {
+            Self::Store(_) | Self::Scratch { .. } => Self::Started(Box::new(self)),
+            other => other,
         }
     }
 }
@@ -183,8 +210,7 @@ pub async fn restore(
             }
             RestoreInput::Stdin => match stream_into(repo, at, command, run).await {
                 Ok(stored) => check(stored),
-                Err(e) if e.is_permanent() => Err(e),
-                Err(e) => Err(ActionError::Started(Box::new(e))),
+                Err(e) => Err(e.after_start()),
             },
         }
     })

@@ -153,6 +153,36 @@ pub enum Failure {
     Permanent(String),
 }
 
+/// What an engine knows about a failed restore step; [`Failure::of`] decides from it whether the
+/// step may run again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// The cause may go away by itself: an unreachable store or member, a broken stream, a full
+    /// scratch disk. Not a missing or corrupt backup, nor a restore action that failed.
+    pub may_pass: bool,
+    /// The step had reached the member: its restore action had begun to read the data, or its
+    /// pod's process had the request and may still be at work.
+    pub reached_member: bool,
+}
+
+impl Failure {
+    /// The one rule for retrying a restore step: it runs again only for a cause that may pass,
+    /// and only when it never reached the member. A restore action that began on part of the
+    /// data would run again on what it already wrote, and a request the member's process got
+    /// could be carried out twice at once.
+    pub fn of(reason: impl Into<String>, facts: Facts) -> Self {
+        match facts.may_pass && !facts.reached_member {
+            true => Self::Transient(reason.into()),
+            false => Self::Permanent(reason.into()),
+        }
+    }
+
+    /// Whether the step must not run again.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent(_))
+    }
+}
+
 /// The status after a failed step at `now`: a transient failure is retried after a backoff
 /// (2, 4, 8, ... seconds) up to [`MAX_ATTEMPTS`] in all; a permanent one, or the last attempt,
 /// makes the restore `Failed` for good: delete the app (and its claims) to try again.

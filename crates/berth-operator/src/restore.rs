@@ -30,7 +30,7 @@ use berth_core::backup::{self, Location};
 use berth_core::exec::ExecKind;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
-use berth_core::restore::{self, Failure, Step};
+use berth_core::restore::{self, Facts, Failure, Step};
 use berth_core::spec::{BackupSpec, RestorePhase, RestoreStatus, StatefulApp};
 use berth_k8s::agent::{self, Transfer};
 use berth_k8s::restore as member;
@@ -324,10 +324,7 @@ impl Job {
             self.timeout,
         )
         .await;
-        carried.map_err(|e| match e.is_permanent() {
-            true => Failure::Permanent(e.to_string()),
-            false => Failure::Transient(e.to_string()),
-        })
+        carried.map_err(|e| Failure::of(e.to_string(), e.facts()))
     }
 
     /// Streams the data object into the member's scratch directory; what was streamed.
@@ -394,10 +391,12 @@ impl Job {
 
 /// A repository error as a restore failure (`berth_backup::Error::is_permanent`).
 fn classify(error: berth_backup::Error) -> Failure {
-    match error.is_permanent() {
-        true => Failure::Permanent(error.to_string()),
-        false => Failure::Transient(error.to_string()),
-    }
+    let facts = Facts {
+        may_pass: !error.is_permanent(),
+        // The bytes went to the init container's scratch file, not yet to the restore action.
+        reached_member: false,
+    };
+    Failure::of(error.to_string(), facts)
 }
 
 /// Runs `command` in the member's init container; why it failed, if it did.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use berth_backup::Stored;
 use berth_backup::transfer::{Outcome, Request};
+use berth_core::restore::Facts;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::AttachParams;
 use kube::{Api, Client};
@@ -45,11 +46,19 @@ pub(crate) enum TransferError {
 }
 
 impl TransferError {
-    /// Whether trying again cannot help (or could run twice at once).
-    pub(crate) fn is_permanent(&self) -> bool {
+    /// What this failure tells the core's retry rule (`berth_core::restore::Failure::of`): the
+    /// pod's process already applied it to its own facts; an exec that broke may pass, but once
+    /// the request was sent it had reached the member.
+    pub(crate) fn facts(&self) -> Facts {
         match self {
-            Self::Failed { permanent, .. } => *permanent,
-            Self::Exec { sent, .. } => *sent,
+            Self::Failed { permanent, .. } => Facts {
+                may_pass: !permanent,
+                reached_member: false,
+            },
+            Self::Exec { sent, .. } => Facts {
+                may_pass: true,
+                reached_member: *sent,
+            },
         }
     }
 }

@@ -249,3 +249,19 @@ async fn chatty_actions_do_not_stall_and_a_failed_backup_leaves_nothing() {
     .await;
     assert!(matches!(slow, Err(ActionError::TimedOut { .. })));
 }
+
+#[test]
+fn a_stream_that_broke_after_its_action_started_is_never_retried() {
+    let broke = || ActionError::Store(crate::Error::Write(std::io::Error::other("reset")));
+    assert!(!broke().is_permanent(), "a broken stream alone may pass");
+    let started = broke().after_start();
+    assert!(matches!(started, ActionError::Started(_)), "{started}");
+    assert!(started.facts().reached_member && started.facts().may_pass);
+    assert!(started.is_permanent(), "{started}");
+    let exited = ActionError::Exited {
+        what: "restore",
+        code: Some(1),
+        tail: "disk full".into(),
+    };
+    assert!(matches!(exited.after_start(), ActionError::Exited { .. }));
+}

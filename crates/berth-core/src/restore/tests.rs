@@ -203,3 +203,41 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_step_that_reached_the_member_never_runs_again() {
+    let facts = |may_pass, reached_member| Facts {
+        may_pass,
+        reached_member,
+    };
+    assert_eq!(
+        Failure::of("store down", facts(true, false)),
+        Failure::Transient("store down".into())
+    );
+    for (may_pass, reached) in [(true, true), (false, false), (false, true)] {
+        let failure = Failure::of("x", facts(may_pass, reached));
+        assert!(failure.is_permanent(), "{may_pass} {reached}");
+        let status = failed(&running(3), &failure, 10);
+        assert_eq!(status.phase, RestorePhase::Failed);
+        assert_eq!(status.retry_at, None);
+    }
+}
+
+proptest! {
+    /// Whatever the facts and the attempt, a failure that reached the member ends the restore
+    /// at once; one that did not and may pass is retried while attempts remain.
+    #[test]
+    fn a_failure_retries_only_what_may_pass_and_never_reached_the_member(
+        may_pass: bool,
+        reached_member: bool,
+        earlier in 0..MAX_ATTEMPTS,
+    ) {
+        let mut status = running(3);
+        status.attempts = earlier;
+        let facts = Facts { may_pass, reached_member };
+        let next = failed(&status, &Failure::of("x", facts), 100);
+        let retried = next.phase == RestorePhase::Running;
+        prop_assert_eq!(retried, may_pass && !reached_member && earlier + 1 < MAX_ATTEMPTS);
+        prop_assert_eq!(next.retry_at.is_some(), retried);
+    }
+}
