@@ -399,7 +399,46 @@ start_real_nodes() {
   for ((n = 1; n <= REAL_NODES; n++)); do start_kubelet "$n"; done
   wait_for "up: kubelet-n1" "$UP_TIMEOUT" "$RUN/kubelet-n1.log" "$REAL_NODES real node(s) are Ready" -- nodes_ready
   start_kube_proxy   # after the nodes exist: it waits for its own node's object
+  start_volume_reaper
   log "up: $REAL_NODES real node(s) ready in $((SECONDS - start))s"
+}
+
+# reap_volumes: removes the directories of deleted PVs from $RUN/volumes. kwok's PVs are
+# hostPath volumes (see kwok_config) that only a real node's kubelet creates, when a pod mounts
+# one, and nothing removes them when the PV goes (the StorageClass says Delete): over a day of
+# tests they filled the disk and the kubelets evicted their images. Only `pvc-*` directories
+# are touched, and they are listed before the PVs: a directory exists only after its PV, so
+# one listed first whose PV is missing from the later list was deleted, never about to be
+# created. Nothing is removed when the PVs cannot be listed.
+reap_volumes() {
+  local dirs d pvs
+  [[ -d $RUN/volumes ]] || return 0
+  mapfile -t dirs < <(find "$RUN/volumes" -mindepth 1 -maxdepth 1 -type d -name 'pvc-*' -printf '%f\n')
+  ((${#dirs[@]} > 0)) || return 0
+  pvs=$(kubectl_ get pv -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}') || return 0
+  for d in "${dirs[@]}"; do
+    grep -qxF -- "$d" <<<"$pvs" && continue
+    rm -rf -- "${RUN:?}/volumes/$d"
+    log "reap: removed $RUN/volumes/$d (its PV is gone)"
+  done
+}
+
+# cmd_reap_volumes: reap_volumes every BERTH_TESTENV_REAP_SECONDS (default 10) until killed;
+# the volume-reaper component `up --real-nodes` starts.
+cmd_reap_volumes() {
+  local every=${BERTH_TESTENV_REAP_SECONDS:-10}
+  while true; do
+    reap_volumes
+    sleep "$every" & wait $!
+  done
+}
+
+start_volume_reaper() {
+  log "up: starting volume-reaper (log: $RUN/volume-reaper.log)"
+  readlink -f "$BASH" >"$RUN/volume-reaper.exe"   # what pid_of checks the pid runs
+  setsid "$BASH" "$ROOT/scripts/testenv" reap-volumes >"$RUN/volume-reaper.log" 2>&1 </dev/null &
+  echo "$!" >"$RUN/volume-reaper.pid"
+  await_exec volume-reaper "$!"
 }
 
 # ---------------------------------------------------------------------------
@@ -445,7 +484,7 @@ stop_real_nodes() {
   count=$(real_node_count)
   if ((count > 0)); then
     mapfile -t kubelets < <(real_node_components kubelet)
-    stop "${kubelets[@]}"
+    stop volume-reaper "${kubelets[@]}"
     for ((n = 1; n <= count; n++)); do remove_pods "$n"; done
     mapfile -t runtimes < <(real_node_components containerd)
     stop kube-proxy coredns "${runtimes[@]}"
@@ -470,7 +509,7 @@ status_real_nodes() {
   local name pid rc=0
   (($(real_node_count) > 0)) || return 0
   echo "real nodes: $(real_node_count) in netns $NETNS ($NET.0.0/16, link $HOST_LINK $HOST_LINK_IP)"
-  for name in $(real_node_components containerd) $(real_node_components kubelet) kube-proxy coredns; do
+  for name in $(real_node_components containerd) $(real_node_components kubelet) kube-proxy coredns volume-reaper; do
     if pid=$(pid_of "$name"); then
       printf '  %-24s running  pid %-7s log %s\n' "$name" "$pid" "$RUN/$name.log"
     else

@@ -1,8 +1,8 @@
 //! Real nodes of the test cluster (`scripts/testenv up --real-nodes 2`): a Redis pod with a
-//! volume runs in a real container and is found by DNS from another node; pods that do not
-//! tolerate real nodes stay on kwok's; and the nodes' networks reach the apiserver but nothing
-//! the test environment did not create. Skipped without real nodes outside CI (see
-//! `berth_testkit::real_nodes`).
+//! volume runs in a real container and is found by DNS from another node, and its volume's
+//! directory goes with its claim; pods that do not tolerate real nodes stay on kwok's; and the
+//! nodes' networks reach the apiserver but nothing the test environment did not create.
+//! Skipped without real nodes outside CI (see `berth_testkit::real_nodes`).
 
 use std::net::{IpAddr, TcpListener};
 use std::process::Command;
@@ -65,7 +65,7 @@ fn node_of(pod: &Value) -> String {
 }
 
 #[test]
-fn redis_with_a_volume_runs_on_a_real_node_and_is_found_by_dns_from_another() {
+fn redis_on_a_real_node_is_found_by_dns_from_another_and_its_volume_goes_with_its_claim() {
     let Some(cluster) = cluster() else { return };
     let Some(real) = real_nodes(cluster, 2) else {
         return;
@@ -122,6 +122,17 @@ fn redis_with_a_volume_runs_on_a_real_node_and_is_found_by_dns_from_another() {
         exec(cluster, &ns.name, "redis-client", &get).filter(|out| !out.is_empty())
     });
     assert_eq!(value, "hello");
+
+    // the claim deleted, its PV goes (the class says Delete) and so does the directory the node
+    // wrote into (scripts/testenv's volume-reaper; kwok's provisioner leaves it behind)
+    let pv = pvc["spec"]["volumeName"].as_str().unwrap().to_string();
+    let dir = run_dir(cluster).join("volumes").join(&pv);
+    assert!(dir.is_dir(), "{} holds the volume", dir.display());
+    cluster.ok(&["delete", "statefulset", "redis", "-n", &ns.name], "");
+    cluster.ok(&["delete", "pvc", "data-redis-0", "-n", &ns.name], "");
+    wait_until(&format!("{} removed", dir.display()), TIMEOUT, || {
+        (!dir.exists()).then_some(())
+    });
 }
 
 #[test]
