@@ -20,18 +20,15 @@ use std::time::Duration;
 use berth_core::backup::{self, Location, VerifyError};
 use berth_core::restore::{Facts, Failure};
 use berth_core::spec::RestoreInput;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::process::{Child, Command};
 use tokio::task::JoinHandle;
 
+use crate::batch::WRITE_SIZE;
 use crate::{Error, Repository, Stored};
 
 /// The most of an action's output kept for its failure message.
 const TAIL: usize = 16 << 10;
-/// How much of a download is gathered before it is written to the action's stdin or a file:
-/// the store's client hands over small chunks, and a write (and a wake-up of the action) per
-/// chunk costs more than the copy.
-const WRITE_SIZE: usize = 1 << 20;
 /// The variable naming the scratch file a `File` restore action reads.
 pub const RESTORE_FILE_ENV: &str = "BERTH_RESTORE_FILE";
 
@@ -237,31 +234,17 @@ pub async fn restore_verified(
         .unwrap_or_else(|_| Err(timed_out("restore", timeout)))
 }
 
-/// Which way a transfer's bytes go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Direction {
-    /// From an action to the store (a backup).
-    Up,
-    /// From the store to an action (a restore).
-    Down,
-}
-
-/// The runtime a transfer runs on. A download gets two workers, so the store's connection is
-/// read while the previous chunk is hashed and written to the action; an upload one thread,
-/// which measured faster for it (`docs/benchmarks.md`: its parts already upload two at a time).
+/// The runtime a transfer runs on: one thread. Its parts upload two at a time and a download
+/// is read ahead of the action's pipe while that drains ([`Repository::download_into`]), so a
+/// second thread only added hand-offs between threads: with two workers a 1 GiB restore was
+/// 5-10 % slower, locally and in a pod (`docs/benchmarks.md`).
 ///
 /// # Errors
-/// The runtime cannot start (no threads).
-pub fn runtime(direction: Direction) -> std::io::Result<tokio::runtime::Runtime> {
-    let mut builder = match direction {
-        Direction::Up => tokio::runtime::Builder::new_current_thread(),
-        Direction::Down => {
-            let mut builder = tokio::runtime::Builder::new_multi_thread();
-            builder.worker_threads(2);
-            builder
-        }
-    };
-    builder.enable_all().build()
+/// The runtime cannot start.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn timed_out(what: &'static str, timeout: Duration) -> ActionError {
@@ -314,21 +297,19 @@ async fn stream_into(
 ) -> Result<Stored, ActionError> {
     command.stdin(Stdio::piped());
     let mut running = Running::spawn(&mut command, false)?;
-    let mut stdin = running.child.stdin.take().map(|pipe| {
+    let mut stdin = running.child.stdin.take().inspect(|pipe| {
         // A pipe holds 64 KiB by default: the action would wake up for every 64 KiB.
-        let _ = rustix::pipe::fcntl_setpipe_size(&pipe, WRITE_SIZE);
-        BufWriter::with_capacity(WRITE_SIZE, pipe)
+        let _ = rustix::pipe::fcntl_setpipe_size(pipe, WRITE_SIZE);
     });
     let mut kept = match run.keep {
-        true => Some(BufWriter::with_capacity(
-            WRITE_SIZE,
+        true => Some(
             tokio::fs::File::create(&run.scratch)
                 .await
                 .map_err(|source| ActionError::Scratch {
                     path: run.scratch.clone(),
                     source,
                 })?,
-        )),
+        ),
         false => None,
     };
     let mut outs: Vec<&mut (dyn AsyncWrite + Unpin + Send)> = Vec::new();
@@ -419,17 +400,6 @@ pub async fn tail(mut reader: impl AsyncRead + Unpin) -> Vec<u8> {
         }
     }
     kept
-}
-
-/// Writes `bytes` to every one of `outs`.
-pub(crate) async fn write_all(
-    outs: &mut [&mut (dyn AsyncWrite + Unpin + Send)],
-    bytes: &[u8],
-) -> std::io::Result<()> {
-    for out in outs.iter_mut() {
-        out.write_all(bytes).await?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! match are decided in [`berth_core::backup`].
 //!
 //! Memory stays bounded: at most [`MAX_IN_FLIGHT`] parts of [`PART_SIZE`] are buffered while
-//! uploading, and downloads are written out chunk by chunk as they arrive.
+//! uploading, and downloads are written out in batches of 1 MiB as they arrive.
 //!
 //! The client is `object_store` (Apache Arrow's, maintained, used by many data systems): it
 //! speaks S3 with SigV4, path-style or virtual-hosted requests, multipart uploads and retries,
@@ -15,8 +15,10 @@
 use std::sync::Arc;
 
 pub mod action;
+mod batch;
 pub mod transfer;
 
+use batch::Batch;
 use berth_core::backup::{Location, Manifest};
 use berth_core::spec::RepositorySpec;
 use futures::StreamExt as _;
@@ -32,6 +34,8 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 pub const PART_SIZE: usize = 8 << 20;
 /// Parts uploaded at once; reading the action's output waits while this many are in flight.
 pub const MAX_IN_FLIGHT: usize = 2;
+/// Batches of a download read ahead of the one being written (each up to 1 MiB).
+pub const BATCHES_AHEAD: usize = 2;
 /// How much is read from the action's output at a time.
 const READ_SIZE: usize = 1 << 20;
 
@@ -235,10 +239,12 @@ impl Repository {
     }
 
     /// Streams `key` into every one of `outs` (a restore action and a scratch file), hashing it
-    /// on the way; each chunk is written to all of them before the next is read.
+    /// on the way. Chunks are gathered into batches of [`batch::WRITE_SIZE`]; a batch is
+    /// written to all of `outs` while the next ones are read, at most [`BATCHES_AHEAD`] ahead,
+    /// so the store's connection is not left idle while an action drains its pipe.
     ///
     /// # Errors
-    /// A failed request or write.
+    /// A failed request or write (a write's failure first: it stops the reading).
     pub async fn download_into(
         &self,
         key: &str,
@@ -249,23 +255,40 @@ impl Repository {
         let mut stream = got
             .map_err(|e| self.failed("reading", key, e))?
             .into_stream();
-        let mut hasher = Sha256::new();
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| self.failed("reading", key, e))?;
-            hasher.update(&chunk);
-            size += chunk.len() as u64;
-            action::write_all(outs, &chunk)
-                .await
-                .map_err(Error::Write)?;
-        }
-        for out in outs.iter_mut() {
-            out.flush().await.map_err(Error::Write)?;
-        }
-        Ok(Stored {
-            size,
-            sha256: hex(&hasher.finalize()),
-        })
+        let (batches, mut ready) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+        let read = async move {
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            let mut batch = Batch::default();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.failed("reading", key, e))?;
+                hasher.update(&chunk);
+                size += chunk.len() as u64;
+                let full = batch.push(chunk);
+                // A send fails only when the writing failed: its error is the one reported.
+                if full && batches.send(std::mem::take(&mut batch)).await.is_err() {
+                    break;
+                }
+            }
+            let _ = batches.send(batch).await;
+            Ok(Stored {
+                size,
+                sha256: hex(&hasher.finalize()),
+            })
+        };
+        // Owns the receiver: when a write fails it goes, and the reading stops at its next send.
+        let write = async move {
+            while let Some(mut batch) = ready.recv().await {
+                batch.write_to(outs).await?;
+            }
+            for out in outs.iter_mut() {
+                out.flush().await?;
+            }
+            Ok(())
+        };
+        let (read, written) = tokio::join!(read, write);
+        written.map_err(Error::Write)?;
+        read
     }
 
     /// Writes the backup's manifest (after its data: a manifest means a complete backup).

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use berth_backup::action::{self, ActionError, Direction, RestoreRun, runtime};
+use berth_backup::action::{self, ActionError, RestoreRun, runtime};
 use berth_backup::{Credentials, Repository, Stored};
 use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest};
 use berth_core::load::ValidatedApp;
@@ -287,7 +287,7 @@ fn run_backup(
         .backup
         .as_ref()
         .ok_or("the member has no backup action")?;
-    let rt = runtime(Direction::Up).map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let rt = runtime().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     rt.block_on(async {
         let stored = stream_action(repo, at, plan, action).await?;
         let manifest = Manifest {
@@ -342,7 +342,7 @@ fn expire(home: &Home, app: &str, repo: &Repository, spec: &BackupSpec, part: &s
     if gone.is_empty() {
         return;
     }
-    let Ok(rt) = runtime(Direction::Up) else {
+    let Ok(rt) = runtime() else {
         return;
     };
     let events = home.file(app, "events.log");
@@ -475,7 +475,7 @@ fn fetch_and_restore(
             source,
         }
     })?;
-    let rt = runtime(Direction::Down).map_err(RestoreError::Runtime)?;
+    let rt = runtime().map_err(RestoreError::Runtime)?;
     rt.block_on(async {
         let (first, others) = members.split_first().ok_or_else(|| RestoreError::Member {
             url: url.into(),

@@ -96,17 +96,12 @@ pub fn run(args: AgentArgs) -> Result<(), CliError> {
 /// Reads the operator's transfer request from stdin, performs it, prints the outcome as one
 /// JSON line. The outcome says whether it worked; exit 1 only when no request could be read.
 fn transfer() -> Result<(), CliError> {
-    use berth_backup::action::Direction;
     use berth_backup::transfer::{Outcome, Request};
     let request: Result<Request, String> = serde_json::from_reader(std::io::stdin().lock())
         .map_err(|e| format!("the transfer request on stdin does not decode: {e}"));
     let outcome = match &request {
         Ok(request) => {
-            let direction = match request {
-                Request::Backup { .. } => Direction::Up,
-                Request::Restore { .. } => Direction::Down,
-            };
-            let runtime = berth_backup::action::runtime(direction).map_err(CliError::Runtime)?;
+            let runtime = berth_backup::action::runtime().map_err(CliError::Runtime)?;
             runtime.block_on(berth_backup::transfer::serve(request.clone()))
         }
         Err(message) => Outcome::Failed {

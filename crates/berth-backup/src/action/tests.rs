@@ -265,3 +265,19 @@ fn a_stream_that_broke_after_its_action_started_is_never_retried() {
     };
     assert!(matches!(exited.after_start(), ActionError::Exited { .. }));
 }
+
+#[tokio::test]
+async fn a_write_that_fails_stops_the_download_with_its_error() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    let repo = repository(&server);
+    // More than the batches read ahead: the reading has to notice that the writing stopped.
+    backed_up(&repo, "b6", "head -c 16777216 /dev/zero").await;
+    let (mut gone, reader) = tokio::io::duplex(64);
+    drop(reader);
+    let key = at("b6").data_key();
+    let got = tokio::time::timeout(MINUTE, repo.download(&key, &mut gone)).await;
+    let got = got.expect("the download ends when its output fails");
+    assert!(matches!(got, Err(crate::Error::Write(_))), "{got:?}");
+}
