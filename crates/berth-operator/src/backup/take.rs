@@ -85,9 +85,9 @@ pub(super) async fn take(ctx: &BackupContext, backup: &StatefulAppBackup) -> Res
     announce(ctx, backup, EventType::Normal, "BackupStarted", &note).await;
     let began = std::time::Instant::now();
     match store(ctx, &plan, &at, &status, &namespace).await {
-        Ok(stored) => {
+        Ok(moved) => {
             let took = began.elapsed();
-            succeed(ctx, backup, status, &stored, (at.id(), took)).await
+            succeed(ctx, backup, status, &moved, (at.id(), took)).await
         }
         Err(reason) => fail(ctx, backup, status, reason).await,
     }
@@ -203,6 +203,13 @@ fn revision(pod: &Pod) -> String {
     label.cloned().unwrap_or_default()
 }
 
+/// What a backup stored, and how long its member's pod took for it (when the pod carried the
+/// bytes).
+struct Moved {
+    stored: Stored,
+    in_pod: Option<f64>,
+}
+
 /// Streams the action's output to the repository and writes the manifest; why it failed
 /// otherwise (then nothing of it is left in the repository).
 async fn store(
@@ -211,12 +218,13 @@ async fn store(
     at: &Location,
     status: &StatefulAppBackupStatus,
     namespace: &str,
-) -> Result<Stored, String> {
+) -> Result<Moved, String> {
     let repository = &plan.spec.repository;
     let creds = credentials(&ctx.client, namespace, repository).await?;
     let repo = Repository::open(repository, &repository.bucket, creds.as_ref())
         .map_err(|e| e.to_string())?;
-    let stored = carry(ctx, plan, at, &repo, creds).await?;
+    let moved = carry(ctx, plan, at, &repo, creds).await?;
+    let stored = &moved.stored;
     let manifest = Manifest {
         format_version: backup::FORMAT_VERSION,
         id: at.id().to_string(),
@@ -238,7 +246,7 @@ async fn store(
         let _ = repo.delete(at).await;
         return Err(e.to_string());
     }
-    Ok(stored)
+    Ok(moved)
 }
 
 /// Moves the action's output into the repository: in the member's pod when it has the agent
@@ -250,11 +258,15 @@ async fn carry(
     at: &Location,
     repo: &Repository,
     credentials: Option<Credentials>,
-) -> Result<Stored, String> {
+) -> Result<Moved, String> {
     let repository = &plan.spec.repository;
     let command = plan.command.clone();
     let Some(container) = agent::transfer_container(repository, &plan.pod, Transfer::Backup) else {
-        return stream::stream(&ctx.client, &plan.pod, command, plan.timeout, repo, at).await;
+        let stored = stream::stream(&ctx.client, &plan.pod, command, plan.timeout, repo, at).await;
+        return stored.map(|stored| Moved {
+            stored,
+            in_pod: None,
+        });
     };
     let request = Request::Backup {
         repository: repository.clone(),
@@ -278,7 +290,10 @@ async fn carry(
         Ok(carried) => {
             let seconds = carried.seconds;
             tracing::info!(pod = %pod, seconds, "backup: the member's pod stored the bytes");
-            Ok(carried.stored)
+            Ok(Moved {
+                stored: carried.stored,
+                in_pod: Some(seconds),
+            })
         }
         Err(e) => {
             let _ = repo.delete(at).await;
@@ -323,9 +338,10 @@ async fn succeed(
     ctx: &BackupContext,
     backup: &StatefulAppBackup,
     mut status: StatefulAppBackupStatus,
-    stored: &Stored,
+    moved: &Moved,
     (id, took): (&str, Duration),
 ) -> Result<()> {
+    let stored = &moved.stored;
     status.phase = Some(BackupPhase::Succeeded);
     status.finish_time = Some(rfc3339(now()));
     status.size = Some(stored.size);
@@ -333,8 +349,12 @@ async fn succeed(
     status.error = None;
     write_status(ctx, backup, &status).await?;
     ctx.metrics.backup_finished("succeeded");
+    let in_pod = moved
+        .in_pod
+        .map(|s| format!(", {s:.2}s of it in the member's pod"))
+        .unwrap_or_default();
     let note = format!(
-        "backup {id}: succeeded, {} bytes, sha256 {}, in {:.2}s",
+        "backup {id}: succeeded, {} bytes, sha256 {}, in {:.2}s{in_pod}",
         stored.size,
         stored.sha256,
         took.as_secs_f64()
