@@ -18,23 +18,29 @@
 #                       data in its volume (written inside the pod)
 #   exec limit:         `kubectl exec cat` of that file to /dev/null on this host: the exec
 #                       stream alone (kubelet -> API server -> client)
+# and BERTH_BENCH_ROUNDS (default 3) rounds of, one after the other:
 #   physical upload:    s3copy up (berth-backup's own client) of the same number of bytes
 #                       straight to the bucket: with the member carrier from the member's pod
 #                       (the binary copied into it, reading its volume), else from a local file
-#                       on this host (where the operator runs); the time includes the exec
+#                       on this host (where the operator runs); s3copy's own time
 #   backup:             a StatefulAppBackup whose action is `cat FILE`, from creation to
-#                       Succeeded; and the transfer alone, as its BackupSucceeded event says
+#                       Succeeded; the transfer alone, as its BackupSucceeded event says; and
+#                       with the member carrier the pod's own time, as the event says too
 #   physical download:  s3copy down of that backup's data, in the pod to its volume (member) or
 #                       on this host to a local file (operator)
 #   restore:            a new app with `restoreFrom` that backup, from creation to
 #                       status.restore Succeeded (pod start, init containers, the transfer, the
-#                       restore action `cat > volume`), its sha256 checked; and the member's
+#                       restore action `cat > volume`), its sha256 checked; the member's
 #                       transfer alone, as its MemberRestored event says (from the operator's
-#                       exec to the answer, and, with the member carrier, the pod's own time)
-# and prints seconds, MiB/s, the ratio to the physical limit and the peak RSS of the process
-# carrying the bytes (the operator's VmHWM so far; with the member carrier, the highest VmHWM
-# of `berth agent transfer` sampled every 50 ms from /proc on this host, where the nodes'
-# containers run) as a Markdown table. Only 127.0.0.1 and the script's own links are used.
+#                       exec to the answer), and with the member carrier the pod's own time;
+#                       then the restored app and its claim are deleted
+# and prints, for each step, every round's MiB/s and ratio to that round's physical limit, the
+# medians, and the peak RSS of the process carrying the bytes (the operator's VmHWM; with the
+# member carrier, the highest VmHWM of `berth agent transfer` sampled every 50 ms from /proc on
+# this host, where the nodes' containers run) as a Markdown table. Rounds, not one run, because
+# this 2-core machine's throughput moves by a third from one minute to the next: each step is
+# compared with the limit measured next to it (before it in odd rounds, after it in even
+# ones). Only 127.0.0.1 and the script's own links are used.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -42,6 +48,7 @@ MIB=${1:-1024}
 TIMEOUT=${BERTH_BENCH_TIMEOUT:-1800}
 PORT=${BERTH_BENCH_S3_PORT:-19901}
 CARRIER=${BERTH_BENCH_CARRIER:-member}
+ROUNDS=${BERTH_BENCH_ROUNDS:-3}
 NS=bench-real-backup
 IMAGE=berth.local/redis:deb12
 WORK=$(mktemp -d /tmp/berth-real-backup.XXXXXX)
@@ -77,14 +84,16 @@ ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_
   "${IN_NETNS[@]}" "$BERTH_TESTENV_BIN/versitygw" --port "$HOST:$PORT" --region "$AWS_REGION" \
   --quiet posix "$WORK/s3" > "$WORK/gw.log" 2>&1 &
 GW=$!
-OPERATOR=
+OPERATOR= SAMPLER=
 # The hostPath directories of the bench's volumes (kwok's provisioner never removes them, so
 # each run would leave 3x MIB behind until `scripts/testenv down`).
 VOLUMES=${BERTH_TESTENV_DIR:-${BERTH_TESTENV_CACHE:-$HOME/.cache/berth-testenv}/run}/volumes
 teardown() {
+  set +e   # a step that fails here must not skip the others (the operator would outlive the run)
   local pvs
   pvs=$(kubectl get pvc -n "$NS" -o jsonpath='{.items[*].spec.volumeName}' 2>/dev/null || true)
   kubectl delete sapp --all -n "$NS" --timeout=120s >/dev/null 2>&1 || true
+  [[ -z $SAMPLER ]] || kill "$SAMPLER" 2>/dev/null   # else it outlives a failed run, holding its output open
   [[ -n $OPERATOR ]] && { kill "$OPERATOR" 2>/dev/null; wait "$OPERATOR" 2>/dev/null || true; }
   kubectl delete namespace "$NS" --timeout=300s >/dev/null 2>&1 || true
   kill "$GW" 2>/dev/null || true
@@ -157,24 +166,13 @@ sample_transfers() {
     sleep 0.05
   done
 }
-# carried_rss STEP: the peak RSS column for a step.
+# carried_rss: the peak RSS column.
 carried_rss() {
   if [[ $CARRIER == member ]]; then
-    awk '{ printf "%.1f (berth agent transfer)", $1 / 1024 }' "$WORK/$1.hwm" 2>/dev/null || echo "not sampled"
+    awk '{ printf "%.1f (berth agent transfer)", $1 / 1024 }' "$WORK/hwm" 2>/dev/null || echo "not sampled"
   else
     echo "$(hwm_mib) (operator)"
   fi
-}
-# event_seconds REASON: the seconds the newest REASON event of the namespace names ("in X.XXs").
-event_seconds() {
-  kubectl get events -n "$NS" --field-selector "reason=$1" -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' |
-    sed -n 's/.* in \([0-9.]*\)s.*/\1/p' | tail -1
-}
-# seconds MIB_S LIMIT_MIB_S RATIO for a step of MS against a limit of LIMIT_MS
-row() {
-  awk -v what="$1" -v ms="$2" -v limit="$3" -v rss="$4" -v mib="$MIB" 'BEGIN {
-    rate = mib / (ms / 1000); lim = mib / (limit / 1000)
-    printf "| %s | %d | %.2f | %.0f | %.0f | %.2f | %s |\n", what, mib, ms / 1000, rate, lim, rate / lim, rss }'
 }
 
 log "source app, filling its volume with $MIB MiB"
@@ -187,86 +185,147 @@ t0=$(now_ms)
 kubectl exec -n "$NS" source-0 -- cat /data/blob > /dev/null
 exec_ms=$(($(now_ms) - t0))
 
-# in_pod POD ARGS...: s3copy ARGS in POD's main container (copied there first): the physical
-# limit where a member carries the bytes, from the pod's network to its volume.
-in_pod() {
-  local pod=$1
-  shift
-  kubectl exec -i -n "$NS" "$pod" -c main -- sh -c 'cat > /data/s3copy && chmod +x /data/s3copy' < "$S3COPY"
-  kubectl exec -n "$NS" "$pod" -c main -- env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
-    AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" AWS_REGION="$AWS_REGION" /data/s3copy "$@" > /dev/null
-}
-
-log "physical upload"
 if [[ $CARRIER == member ]]; then
-  t0=$(now_ms)
-  in_pod source-0 up "$ENDPOINT" bench physical/data /data/blob
-  up_ms=$(($(now_ms) - t0))
+  kubectl exec -i -n "$NS" source-0 -c main -- sh -c 'cat > /data/s3copy && chmod +x /data/s3copy' < "$S3COPY"
 else
   head -c "$((MIB << 20))" /dev/urandom > "$WORK/data"
-  t0=$(now_ms)
-  "$S3COPY" up "$ENDPOINT" bench physical/data "$WORK/data" > /dev/null
-  up_ms=$(($(now_ms) - t0))
-  rm -f "$WORK/data"
 fi
+# s3copy ARGS...: the physical limit, s3copy's own milliseconds (it prints "... in X.XXs: ...").
+# With the member carrier in the member's pod (its main container), between its volume and the
+# bucket; else on this host, where the operator runs.
+s3copy() {
+  local out
+  if [[ $CARRIER == member ]]; then
+    out=$(kubectl exec -n "$NS" source-0 -c main -- env AWS_ACCESS_KEY_ID="$AWS_ACCESS_KEY_ID" \
+      AWS_SECRET_ACCESS_KEY="$AWS_SECRET_ACCESS_KEY" AWS_REGION="$AWS_REGION" /data/s3copy "$@")
+  else
+    out=$("$S3COPY" "$@")
+  fi
+  sed -n 's/.* in \([0-9.]*\)s:.*/\1/p' <<<"$out" | awk '{ printf "%d", $1 * 1000 }'
+}
+# event_ms OBJECT REASON PATTERN: milliseconds from the newest REASON event of OBJECT, the
+# number PATTERN's group catches ("in X.XXs", "X.XXs of it in the member's pod" ...); 0 if none.
+event_ms() {
+  kubectl get events -n "$NS" --field-selector "involvedObject.name=$1,reason=$2" \
+    -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | sed -n "s/$3/\1/p" | tail -1 |
+    awk '{ s = $1 } END { printf "%d", s * 1000 }'
+}
+IN='.* in \([0-9.]*\)s.*'
+SHARE=".*, \([0-9.]*\)s of it in the member's pod.*"
+THERE='.*, \([0-9.]*\)s there.*'
 
-log "backup ($CARRIER carries the bytes)"
-sample_transfers "$WORK/backup.hwm" & SAMPLER=$!
-t0=$(now_ms)
-kubectl apply --server-side -f - >/dev/null <<YAML
+# The steps of a round. Each starts with `sync`: the 1 GiB a step wrote would otherwise be
+# written back (after 30 s, the kernel's dirty_expire) during whichever step came next, and
+# which that is alternates. Each appends "STEP MS LIMIT_MS" lines to $WORK/times for berth's
+# steps, once both its own time and the limit's are known: physical_up and physical_down set
+# UP_MS and DOWN_MS, backup sets KEY, URL and SHA for the rest of the round.
+physical_up() {
+  sync
+  log "round $1: physical upload"
+  UP_MS=$(s3copy up "$ENDPOINT" bench "physical/$1" "$([[ $CARRIER == member ]] && echo /data/blob || echo "$WORK/data")")
+  rm -rf "$WORK/s3/bench/physical"
+}
+
+physical_down() {
+  sync
+  log "round $1: physical download"
+  if [[ $CARRIER == member ]]; then
+    DOWN_MS=$(s3copy down "$ENDPOINT" bench "$KEY" /data/downloaded)
+    kubectl exec -n "$NS" source-0 -c main -- rm -f /data/downloaded
+  else
+    DOWN_MS=$(s3copy down "$ENDPOINT" bench "$KEY" "$WORK/downloaded")
+    rm -f "$WORK/downloaded"
+  fi
+}
+
+# backup N: StatefulAppBackup bench-N; its times (BACKUP_TIMES) are written once UP_MS is known.
+backup() {
+  local n=$1 t0 ms
+  sync
+  log "round $n: backup ($CARRIER carries the bytes)"
+  t0=$(now_ms)
+  kubectl apply --server-side -f - >/dev/null <<YAML
 apiVersion: berth.io/v1alpha1
 kind: StatefulAppBackup
-metadata: {name: bench, namespace: $NS}
+metadata: {name: bench-$n, namespace: $NS}
 spec: {app: source}
 YAML
-until [[ $(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.phase}') =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done
-backup_ms=$(($(now_ms) - t0))
-kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true
-backup_rss=$(carried_rss backup)
-backup_transfer_ms=$(awk -v s="$(event_seconds BackupSucceeded)" 'BEGIN { printf "%d", s * 1000 }')
-[[ $(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.phase}') == Succeeded ]] || {
-  kubectl get sabk bench -n "$NS" -o yaml >&2; exit 1; }
-url=$(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.url}')
-sha=$(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.sha256}')
-key=$(kubectl get sabk bench -n "$NS" -o jsonpath='{.status.key}')
+  until [[ $(kubectl get sabk "bench-$n" -n "$NS" -o jsonpath='{.status.phase}') =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done
+  ms=$(($(now_ms) - t0))
+  [[ $(kubectl get sabk "bench-$n" -n "$NS" -o jsonpath='{.status.phase}') == Succeeded ]] || {
+    kubectl get sabk "bench-$n" -n "$NS" -o yaml >&2; exit 1; }
+  BACKUP_TIMES="backup-whole $ms
+backup-transfer $(event_ms "bench-$n" BackupSucceeded "$IN")"
+  [[ $CARRIER == operator ]] || BACKUP_TIMES+="
+backup-pod $(event_ms "bench-$n" BackupSucceeded "$SHARE")"
+  URL=$(kubectl get sabk "bench-$n" -n "$NS" -o jsonpath='{.status.url}')
+  SHA=$(kubectl get sabk "bench-$n" -n "$NS" -o jsonpath='{.status.sha256}')
+  KEY=$(kubectl get sabk "bench-$n" -n "$NS" -o jsonpath='{.status.key}')
+}
 
-log "physical download"
-if [[ $CARRIER == member ]]; then
+# restore N: app copy-N restored from this round's backup, checked, then deleted with its claim
+# (its volume's directory goes with it: scripts/testenv's volume-reaper); its times
+# (RESTORE_TIMES) are written once DOWN_MS is known.
+restore() {
+  local n=$1 t0 ms restored
+  sync
+  log "round $n: restore from $URL ($CARRIER carries the bytes)"
   t0=$(now_ms)
-  in_pod source-0 down "$ENDPOINT" bench "$key" /data/downloaded
-  down_ms=$(($(now_ms) - t0))
-  kubectl exec -n "$NS" source-0 -c main -- rm -f /data/downloaded
-else
-  t0=$(now_ms)
-  "$S3COPY" down "$ENDPOINT" bench "$key" "$WORK/downloaded" > /dev/null
-  down_ms=$(($(now_ms) - t0))
-  rm -f "$WORK/downloaded"
-fi
+  app "copy-$n" "$URL" | kubectl apply --server-side -f - >/dev/null
+  until [[ $(kubectl get sapp "copy-$n" -n "$NS" -o jsonpath='{.status.restore.phase}') =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done
+  ms=$(($(now_ms) - t0))
+  [[ $(kubectl get sapp "copy-$n" -n "$NS" -o jsonpath='{.status.restore.phase}') == Succeeded ]] || {
+    kubectl get sapp "copy-$n" -n "$NS" -o yaml >&2; exit 1; }
+  RESTORE_TIMES="restore-whole $ms
+restore-transfer $(event_ms "copy-$n" MemberRestored "$IN")"
+  [[ $CARRIER == operator ]] || RESTORE_TIMES+="
+restore-pod $(event_ms "copy-$n" MemberRestored "$THERE")"
+  kubectl wait sapp/"copy-$n" -n "$NS" --for=jsonpath='{.status.phase}'=Ready --timeout="${TIMEOUT}s" >/dev/null
+  restored=$(kubectl exec -n "$NS" "copy-$n-0" -- sha256sum /data/restored | cut -d' ' -f1)
+  [[ $restored == "$SHA" ]] || { log "restored data differs: $restored, backup $SHA"; exit 1; }
+  kubectl delete sapp "copy-$n" -n "$NS" --timeout=120s >/dev/null
+  kubectl get pvc -n "$NS" -o name | grep -- "-copy-$n-" | xargs -r kubectl delete -n "$NS" --timeout=120s >/dev/null
+}
 
-log "restore from $url ($CARRIER carries the bytes)"
-sample_transfers "$WORK/restore.hwm" & SAMPLER=$!
-t0=$(now_ms)
-app copy "$url" | kubectl apply --server-side -f - >/dev/null
-until [[ $(kubectl get sapp copy -n "$NS" -o jsonpath='{.status.restore.phase}') =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done
-restore_ms=$(($(now_ms) - t0))
+# round N: the four steps; odd rounds measure each limit first, even rounds berth's step first,
+# so that neither always runs on what the other left behind (dirty pages, the store's files).
+round() {
+  local n=$1
+  if ((n % 2)); then
+    physical_up "$n"; backup "$n"; physical_down "$n"; restore "$n"
+  else
+    backup "$n"; physical_up "$n"; restore "$n"; physical_down "$n"
+  fi
+  awk -v limit="$UP_MS" '{ print $0, limit }' <<<"$BACKUP_TIMES" >> "$WORK/times"
+  awk -v limit="$DOWN_MS" '{ print $0, limit }' <<<"$RESTORE_TIMES" >> "$WORK/times"
+}
+
+sample_transfers "$WORK/hwm" & SAMPLER=$!
+for ((n = 1; n <= ROUNDS; n++)); do round "$n"; done
 kill "$SAMPLER"; wait "$SAMPLER" 2>/dev/null || true
-restore_rss=$(carried_rss restore)
-restore_transfer_ms=$(awk -v s="$(event_seconds MemberRestored)" 'BEGIN { printf "%d", s * 1000 }')
-# the member's own time, as the same event says ("..., N.NNs there"; member carrier only)
-pod_s=$(kubectl get events -n "$NS" --field-selector reason=MemberRestored \
-  -o jsonpath='{range .items[*]}{.message}{"\n"}{end}' | sed -n 's/.*, \([0-9.]*\)s there.*/\1/p' | tail -1)
-restore_pod_ms=$(awk -v s="${pod_s:-0}" 'BEGIN { printf "%d", s * 1000 }')
-[[ $(kubectl get sapp copy -n "$NS" -o jsonpath='{.status.restore.phase}') == Succeeded ]] || {
-  kubectl get sapp copy -n "$NS" -o yaml >&2; exit 1; }
-kubectl wait sapp/copy -n "$NS" --for=jsonpath='{.status.phase}'=Ready --timeout="${TIMEOUT}s" >/dev/null
-restored=$(kubectl exec -n "$NS" copy-0 -- sha256sum /data/restored | cut -d' ' -f1)
-[[ $restored == "$sha" ]] || { log "restored data differs: $restored, backup $sha"; exit 1; }
+rss=$(carried_rss)
 
-echo "| step ($CARRIER carries the bytes) | MiB | seconds | MiB/s | physical limit (MiB/s) | ratio | peak RSS of the carrying process (MiB) |"
-echo "|---|---|---|---|---|---|---|"
-row "backup: StatefulAppBackup created -> Succeeded" "$backup_ms" "$up_ms" "$backup_rss"
-row "backup: the transfer (BackupSucceeded event)" "$backup_transfer_ms" "$up_ms" "$backup_rss"
-row "restore: app created -> restore Succeeded" "$restore_ms" "$down_ms" "$restore_rss"
-row "restore: the member's transfer (MemberRestored event)" "$restore_transfer_ms" "$down_ms" "$restore_rss"
-((restore_pod_ms > 0)) && row "restore: in the pod (berth agent transfer's own time)" "$restore_pod_ms" "$down_ms" "$restore_rss"
+# summary STEP TITLE: one table row: each round's ratio to its own physical limit, the median
+# ratio and the median MiB/s.
+summary() {
+  awk -v step="$1" -v title="$2" -v mib="$MIB" -v rss="$rss" '
+    function median(a, n,   i, j, t) {
+      for (i = 2; i <= n; i++) { t = a[i]; for (j = i - 1; j > 0 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+      return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+    }
+    $1 == step && $2 > 0 {
+      n++; rate[n] = mib / ($2 / 1000); limit[n] = mib / ($3 / 1000); ratio[n] = rate[n] / limit[n]
+      rounds = rounds sprintf("%s%.0f (%.0f) %.2f", n > 1 ? ", " : "", rate[n], limit[n], ratio[n])
+    }
+    END { if (n) printf "| %s | %s | %.0f | **%.2f** | %s |\n", title, rounds, median(rate, n), median(ratio, n), rss }
+  ' "$WORK/times"
+}
+echo "| step ($CARRIER carries the bytes, $MIB MiB, $ROUNDS rounds) | each round: MiB/s (physical limit) ratio | median MiB/s | median ratio | peak RSS of the carrying process (MiB) |"
+echo "|---|---|---|---|---|"
+summary backup-whole "backup: StatefulAppBackup created -> Succeeded"
+summary backup-transfer "backup: the transfer (BackupSucceeded event)"
+summary backup-pod "backup: in the pod (berth agent transfer's own time)"
+summary restore-whole "restore: app created -> restore Succeeded"
+summary restore-transfer "restore: the member's transfer (MemberRestored event)"
+summary restore-pod "restore: in the pod (berth agent transfer's own time)"
 awk -v ms="$exec_ms" -v mib="$MIB" 'BEGIN { printf "\nThe exec stream alone (`kubectl exec cat FILE > /dev/null`): %.2f s, %.0f MiB/s.\n", ms / 1000, mib / (ms / 1000) }'

@@ -3,8 +3,8 @@
 //! more than the bytes. Chunks are gathered up to [`WRITE_SIZE`] without copying, then written
 //! at once: with one `writev` to an output that takes vectors (an action's stdin pipe), else
 //! copied once into one buffer for the others (files, the exec stream). Gathering instead of a
-//! `BufWriter` saves a copy of every byte on the way into the action, which measured about a
-//! tenth of a restore's time in a pod (`docs/benchmarks.md`).
+//! `BufWriter` saves a copy of every byte on the way into the action (with the read-ahead of
+//! `Repository::download_into`, about 7 % of a restore's time in a pod; `docs/benchmarks.md`).
 
 use std::io::IoSlice;
 
