@@ -18,7 +18,7 @@ use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use berth_core::backup::{self, Location, VerifyError};
-use berth_core::restore::{Facts, Failure};
+use berth_core::restore::Facts;
 use berth_core::spec::RestoreInput;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite};
 use tokio::process::{Child, Command};
@@ -96,10 +96,7 @@ impl ActionError {
     /// a stream that broke after the action started had reached the member.
     pub fn facts(&self) -> Facts {
         match self {
-            Self::Store(e) => Facts {
-                may_pass: !e.is_permanent(),
-                reached_member: false,
-            },
+            Self::Store(e) => e.facts(),
             Self::Scratch { .. } => Facts {
                 may_pass: true,
                 reached_member: false,
@@ -112,9 +109,9 @@ impl ActionError {
         }
     }
 
-    /// Whether trying again cannot help or could harm (`berth_core::restore::Failure::of`).
+    /// Whether trying again cannot help or could harm (`berth_core::restore::Facts`).
     pub fn is_permanent(&self) -> bool {
-        Failure::of(String::new(), self.facts()).is_permanent()
+        !self.facts().allow_retry()
     }
 
     /// This failure of a streamed restore, which had started its action: a failure of the

@@ -124,6 +124,15 @@ impl Error {
             Self::NotFound { .. } | Self::Manifest { .. } | Self::Open { .. } | Self::BadUrl { .. }
         )
     }
+
+    /// What this error tells the core's retry rule (`berth_core::restore::Facts`): whether it
+    /// may pass; a repository error alone never reached the member.
+    pub fn facts(&self) -> berth_core::restore::Facts {
+        berth_core::restore::Facts {
+            may_pass: !self.is_permanent(),
+            reached_member: false,
+        }
+    }
 }
 
 /// Bytes stored or read: how many and their sha256 (lower-case hex).

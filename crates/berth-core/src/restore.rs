@@ -165,13 +165,20 @@ pub struct Facts {
     pub reached_member: bool,
 }
 
-impl Failure {
+impl Facts {
     /// The one rule for retrying a restore step: it runs again only for a cause that may pass,
     /// and only when it never reached the member. A restore action that began on part of the
     /// data would run again on what it already wrote, and a request the member's process got
     /// could be carried out twice at once.
+    pub fn allow_retry(self) -> bool {
+        self.may_pass && !self.reached_member
+    }
+}
+
+impl Failure {
+    /// The failure [`Facts::allow_retry`] makes of `facts`.
     pub fn of(reason: impl Into<String>, facts: Facts) -> Self {
-        match facts.may_pass && !facts.reached_member {
+        match facts.allow_retry() {
             true => Self::Transient(reason.into()),
             false => Self::Permanent(reason.into()),
         }

@@ -30,7 +30,7 @@ use berth_core::backup::{self, Location};
 use berth_core::exec::ExecKind;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
-use berth_core::restore::{self, Facts, Failure, Step};
+use berth_core::restore::{self, Failure, Step};
 use berth_core::spec::{BackupSpec, RestorePhase, RestoreStatus, StatefulApp};
 use berth_k8s::agent::{self, Transfer};
 use berth_k8s::restore as member;
@@ -389,14 +389,10 @@ impl Job {
     }
 }
 
-/// A repository error as a restore failure (`berth_backup::Error::is_permanent`).
+/// A repository error as a restore failure (the bytes went to the init container's scratch
+/// file, not yet to the restore action).
 fn classify(error: berth_backup::Error) -> Failure {
-    let facts = Facts {
-        may_pass: !error.is_permanent(),
-        // The bytes went to the init container's scratch file, not yet to the restore action.
-        reached_member: false,
-    };
-    Failure::of(error.to_string(), facts)
+    Failure::of(error.to_string(), error.facts())
 }
 
 /// Runs `command` in the member's init container; why it failed, if it did.
