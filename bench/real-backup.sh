@@ -85,19 +85,13 @@ ROOT_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID ROOT_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_
   --quiet posix "$WORK/s3" > "$WORK/gw.log" 2>&1 &
 GW=$!
 OPERATOR= SAMPLER=
-# The hostPath directories of the bench's volumes (kwok's provisioner never removes them, so
-# each run would leave 3x MIB behind until `scripts/testenv down`).
-VOLUMES=${BERTH_TESTENV_DIR:-${BERTH_TESTENV_CACHE:-$HOME/.cache/berth-testenv}/run}/volumes
 teardown() {
   set +e   # a step that fails here must not skip the others (the operator would outlive the run)
-  local pvs
-  pvs=$(kubectl get pvc -n "$NS" -o jsonpath='{.items[*].spec.volumeName}' 2>/dev/null || true)
   kubectl delete sapp --all -n "$NS" --timeout=120s >/dev/null 2>&1 || true
   [[ -z $SAMPLER ]] || kill "$SAMPLER" 2>/dev/null   # else it outlives a failed run, holding its output open
   [[ -n $OPERATOR ]] && { kill "$OPERATOR" 2>/dev/null; wait "$OPERATOR" 2>/dev/null || true; }
   kubectl delete namespace "$NS" --timeout=300s >/dev/null 2>&1 || true
   kill "$GW" 2>/dev/null || true
-  for pv in $pvs; do [[ $pv == pvc-* ]] && rm -rf "${VOLUMES:?}/$pv"; done
   rm -rf "$WORK"
 }
 trap teardown EXIT
@@ -214,6 +208,13 @@ IN='.* in \([0-9.]*\)s.*'
 SHARE=".*, \([0-9.]*\)s of it in the member's pod.*"
 THERE='.*, \([0-9.]*\)s there.*'
 
+# ended KIND NAME FIELD: waits until the object's FIELD says Succeeded or Failed (timed by the
+# caller, so nothing else happens here); succeeded KIND NAME FIELD: ends the run, showing the
+# object, unless it says Succeeded.
+phase() { kubectl get "$1" "$2" -n "$NS" -o jsonpath="{$3}"; }
+ended() { until [[ $(phase "$@") =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done; }
+succeeded() { [[ $(phase "$@") == Succeeded ]] || { kubectl get "$1" "$2" -n "$NS" -o yaml >&2; exit 1; }; }
+
 # The steps of a round. Each starts with `sync`: the 1 GiB a step wrote would otherwise be
 # written back (after 30 s, the kernel's dirty_expire) during whichever step came next, and
 # which that is alternates. Each appends "STEP MS LIMIT_MS" lines to $WORK/times for berth's
@@ -250,10 +251,9 @@ kind: StatefulAppBackup
 metadata: {name: bench-$n, namespace: $NS}
 spec: {app: source}
 YAML
-  until [[ $(kubectl get sabk "bench-$n" -n "$NS" -o jsonpath='{.status.phase}') =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done
+  ended sabk "bench-$n" .status.phase
   ms=$(($(now_ms) - t0))
-  [[ $(kubectl get sabk "bench-$n" -n "$NS" -o jsonpath='{.status.phase}') == Succeeded ]] || {
-    kubectl get sabk "bench-$n" -n "$NS" -o yaml >&2; exit 1; }
+  succeeded sabk "bench-$n" .status.phase
   BACKUP_TIMES="backup-whole $ms
 backup-transfer $(event_ms "bench-$n" BackupSucceeded "$IN")"
   [[ $CARRIER == operator ]] || BACKUP_TIMES+="
@@ -272,10 +272,9 @@ restore() {
   log "round $n: restore from $URL ($CARRIER carries the bytes)"
   t0=$(now_ms)
   app "copy-$n" "$URL" | kubectl apply --server-side -f - >/dev/null
-  until [[ $(kubectl get sapp "copy-$n" -n "$NS" -o jsonpath='{.status.restore.phase}') =~ ^(Succeeded|Failed)$ ]]; do sleep 0.1; done
+  ended sapp "copy-$n" .status.restore.phase
   ms=$(($(now_ms) - t0))
-  [[ $(kubectl get sapp "copy-$n" -n "$NS" -o jsonpath='{.status.restore.phase}') == Succeeded ]] || {
-    kubectl get sapp "copy-$n" -n "$NS" -o yaml >&2; exit 1; }
+  succeeded sapp "copy-$n" .status.restore.phase
   RESTORE_TIMES="restore-whole $ms
 restore-transfer $(event_ms "copy-$n" MemberRestored "$IN")"
   [[ $CARRIER == operator ]] || RESTORE_TIMES+="
