@@ -265,14 +265,16 @@ fn the_redis_examples_agents_label_roles_follow_a_failover_keep_to_their_pod_and
         );
     }
 
-    // a killed agent: Degraded while the app serves; the kubelet restarts it and it clears
+    // a killed agent: Degraded while the app serves; the kubelet restarts it and it clears.
+    // The kubelet restarts a container at once after its first exit, and holds it in back-off
+    // (10 s) after the second: the outage is looked for then. Once the agent is back it is
+    // ready within its one-second readiness period, too short a window to look for it in.
     let victim = members.iter().find(|m| **m != new).unwrap().clone();
-    for round in 1..=2 {
-        kill_agent(cluster, ns, &victim);
-        wait_until("the agent restarted", TIMEOUT, || {
-            (agent_restarts(cluster, ns, &victim) >= round).then_some(())
-        });
-    }
+    kill_agent(cluster, ns, &victim);
+    wait_until("the agent restarted", TIMEOUT, || {
+        (agent_restarts(cluster, ns, &victim) >= 1).then_some(())
+    });
+    kill_agent(cluster, ns, &victim);
     let condition = wait_until("Degraded with AgentDown", TIMEOUT, || {
         let c = degraded(cluster, ns);
         (c["status"] == "True" && c["reason"] == "AgentDown").then_some(c)
@@ -284,7 +286,8 @@ fn the_redis_examples_agents_label_roles_follow_a_failover_keep_to_their_pod_and
     let written = member_cli(cluster, ns, &new, "SET during-agent-outage yes");
     assert_eq!(written.as_deref(), Some("OK"), "the master serves");
     wait_until("the agent back and Degraded cleared", REAL_TIMEOUT, || {
-        (degraded(cluster, ns)["status"] == "False").then_some(())
+        (agent_restarts(cluster, ns, &victim) >= 2 && degraded(cluster, ns)["status"] == "False")
+            .then_some(())
     });
     assert_eq!(single_master(cluster, ns, "redis", 3), new);
 
