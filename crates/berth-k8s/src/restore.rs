@@ -6,8 +6,9 @@
 //! mounts, plus an `emptyDir` at [`DIR`] and the part's first volume at [`VOLUME_DIR`]. It waits
 //! until the operator writes [`DIR`]`/done`, or exits at once when the volume carries the marker
 //! [`MARKER`] (a member restored or released before: later restarts of its pod need nobody).
+//! The backup's data lands in the member's own volume ([`data_file`]), not on the node's disk.
 //! For each waiting member the operator decides with `berth_core::restore::steps`, then:
-//! 1. [`receive_command`]: the backup's data streamed on stdin into [`DATA`];
+//! 1. [`receive_command`]: the backup's data streamed on stdin into that file;
 //! 2. the operator checks what it streamed against the backup's manifest;
 //! 3. [`restore_command`]: the part's restore action, with the data on stdin and its path in
 //!    `BERTH_RESTORE_FILE`, as on the local engine;
@@ -27,8 +28,10 @@ use berth_core::spec::PartSpec;
 pub const INIT_CONTAINER: &str = "berth-restore";
 /// The init container's scratch directory (an `emptyDir`).
 pub const DIR: &str = "/berth-restore";
-/// Where the streamed data lands, then what the restore action reads.
+/// Where the data lands in a part with no writable volume in its first container.
 pub const DATA: &str = "/berth-restore/data";
+/// The data's name in the member's volume.
+pub const DATA_IN_VOLUME: &str = ".berth-restore.data";
 /// Where the init container mounts the part's first volume, whole, for the marker.
 pub const VOLUME_DIR: &str = "/berth-restore/volume";
 /// The marker file, at the root of the part's first volume: this member was restored (or
@@ -91,6 +94,33 @@ pub fn add_init_container(template: &mut PodTemplateSpec, part: &PartSpec) {
     });
 }
 
+/// Where a member's restore puts the backup's data, what the restore action then reads: the file
+/// [`DATA_IN_VOLUME`] in the part's first volume, where the member's first container mounts it
+/// (the path `{{ volumes.NAME }}` renders to), so a large backup takes the space of the volume
+/// sized for it, not the node's, and an action may hard-link it into place without a copy;
+/// [`DATA`] (the `emptyDir`) when that mount is read-only or not in the first container.
+pub fn data_file(part: &PartSpec) -> String {
+    let main = part
+        .template
+        .spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .map(|c| c.name.as_str());
+    let mount = part
+        .state
+        .persistent
+        .first()
+        .and_then(|volume| volume.all_mounts().into_iter().next())
+        .filter(|m| !m.read_only)
+        .filter(|m| {
+            m.containers.is_empty() || main.is_some_and(|c| m.containers.iter().any(|n| n == c))
+        });
+    match mount {
+        Some(m) => format!("{}/{DATA_IN_VOLUME}", m.path.trim_end_matches('/')),
+        None => DATA.to_string(),
+    }
+}
+
 /// Whether member `pod`'s `berth-restore` container has berth's binary, so the operator can have
 /// it download its backup itself.
 pub fn carries(pod: &Pod) -> bool {
@@ -130,28 +160,28 @@ fn sh(script: &str, args: &[&str]) -> Vec<String> {
     argv
 }
 
-/// Writes what arrives on stdin to [`DATA`] (through a temporary name, so a broken stream
-/// never leaves a complete-looking file).
-pub fn receive_command() -> Vec<String> {
-    sh(&format!("cat > {DATA}.part && mv {DATA}.part {DATA}"), &[])
+/// Writes what arrives on stdin to `data` ([`data_file`]; through a temporary name, so a broken
+/// stream never leaves a complete-looking file).
+pub fn receive_command(data: &str) -> Vec<String> {
+    sh("cat > \"$1.part\" && mv \"$1.part\" \"$1\"", &[data])
 }
 
-/// Runs the rendered restore `action` with [`DATA`] on stdin and in `BERTH_RESTORE_FILE`.
-pub fn restore_command(action: &[String]) -> Vec<String> {
-    let mut argv = vec!["env".to_string(), format!("BERTH_RESTORE_FILE={DATA}")];
+/// Runs the rendered restore `action` with `data` on stdin and in `BERTH_RESTORE_FILE`.
+pub fn restore_command(action: &[String], data: &str) -> Vec<String> {
+    let mut argv = vec!["env".to_string(), format!("BERTH_RESTORE_FILE={data}")];
     let rest = sh("exec \"$@\" < \"$BERTH_RESTORE_FILE\"", &[]);
     argv.extend(rest);
     argv.extend(action.iter().cloned());
     argv
 }
 
-/// Removes the data, writes the marker on the volume (when the part has one) with the backup's
-/// URL, and lets the member start.
-pub fn release_command(url: &str) -> Vec<String> {
+/// Removes the `data` file, writes the marker on the volume (when the part has one) with the
+/// backup's URL, and lets the member start.
+pub fn release_command(url: &str, data: &str) -> Vec<String> {
     let script = format!(
-        "rm -f {DATA} {DATA}.part && if [ -d {VOLUME_DIR} ]; then printf '%s\\n' \"$1\" > {VOLUME_DIR}/{MARKER}; fi && touch {DIR}/done"
+        "rm -f \"$2\" \"$2.part\" && if [ -d {VOLUME_DIR} ]; then printf '%s\\n' \"$1\" > {VOLUME_DIR}/{MARKER}; fi && touch {DIR}/done"
     );
-    sh(&script, &[url])
+    sh(&script, &[url, data])
 }
 
 /// The ordinals of `pods` (members of workload `workload`) whose `berth-restore` init container
@@ -240,6 +270,27 @@ state:
         assert!(spec.volumes.unwrap().iter().any(|v| v.empty_dir.is_some()));
     }
 
+    #[test]
+    fn the_data_lands_in_the_first_volume_where_the_member_mounts_it_else_in_the_scratch_dir() {
+        let mut part = part();
+        assert_eq!(data_file(&part), format!("/data/{DATA_IN_VOLUME}"));
+        let volume = &mut part.state.persistent[0];
+        volume.mount_path = None;
+        volume.mounts =
+            serde_yaml_ng::from_str("[{path: /var/lib/x/, containers: [redis]}]").unwrap();
+        assert_eq!(data_file(&part), format!("/var/lib/x/{DATA_IN_VOLUME}"));
+        for unusable in [
+            "[{path: /var/lib/x, readOnly: true}]",
+            "[{path: /var/lib/x, containers: [sidecar]}]",
+            "[]",
+        ] {
+            part.state.persistent[0].mounts = serde_yaml_ng::from_str(unusable).unwrap();
+            assert_eq!(data_file(&part), DATA, "{unusable}");
+        }
+        part.state.persistent.clear();
+        assert_eq!(data_file(&part), DATA);
+    }
+
     fn pod(name: &str, init_running: bool, deleted: bool) -> Pod {
         let state = ContainerState {
             running: init_running.then(ContainerStateRunning::default),
@@ -305,12 +356,12 @@ state:
     fn the_commands_receive_restore_and_release_as_the_init_container_expects() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("volume")).unwrap();
-        let received = run(&receive_command(), dir.path(), "the backup");
+        // the data in the volume, as `data_file` places it
+        let data = format!("{VOLUME_DIR}/{DATA_IN_VOLUME}");
+        let data_here = dir.path().join("volume").join(DATA_IN_VOLUME);
+        let received = run(&receive_command(&data), dir.path(), "the backup");
         assert!(received.status.success());
-        assert_eq!(
-            std::fs::read_to_string(dir.path().join("data")).unwrap(),
-            "the backup"
-        );
+        assert_eq!(std::fs::read_to_string(&data_here).unwrap(), "the backup");
         let action: Vec<String> = [
             "/bin/sh",
             "-c",
@@ -320,7 +371,7 @@ state:
         .map(ToString::to_string)
         .chain([dir.path().display().to_string()])
         .collect();
-        let restored = run(&restore_command(&action), dir.path(), "");
+        let restored = run(&restore_command(&action, &data), dir.path(), "");
         assert!(restored.status.success(), "{restored:?}");
         assert_eq!(
             std::fs::read_to_string(dir.path().join("restored")).unwrap(),
@@ -330,11 +381,11 @@ state:
             std::fs::read_to_string(dir.path().join("file"))
                 .unwrap()
                 .trim(),
-            dir.path().join("data").display().to_string()
+            data_here.display().to_string()
         );
-        let released = run(&release_command("s3://b/k"), dir.path(), "");
+        let released = run(&release_command("s3://b/k", &data), dir.path(), "");
         assert!(released.status.success(), "{released:?}");
-        assert!(!dir.path().join("data").exists());
+        assert!(!data_here.exists());
         assert!(dir.path().join("done").exists());
         let marker = std::fs::read_to_string(dir.path().join("volume").join(MARKER)).unwrap();
         assert_eq!(marker, "s3://b/k\n");

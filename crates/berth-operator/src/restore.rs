@@ -142,6 +142,7 @@ pub(crate) async fn drive(
         at: backup::parse_url(&status.url).ok(),
         spec: spec.clone(),
         action,
+        data: member::data_file(part),
         timeout: Duration::from_secs(u64::try_from(spec.restore.timeout_seconds).unwrap_or(600)),
         steps,
         status: status.clone(),
@@ -179,6 +180,8 @@ struct Job {
     spec: BackupSpec,
     /// The rendered restore action, or why there is none.
     action: Result<Vec<String>, String>,
+    /// Where a member's data lands in its pod (`berth_k8s::restore::data_file`).
+    data: String,
     timeout: Duration,
     steps: Vec<Step>,
     status: RestoreStatus,
@@ -267,7 +270,7 @@ impl Job {
             .action
             .as_ref()
             .map_err(|why| Failure::Permanent(why.clone()))?;
-        let command = member::restore_command(action);
+        let command = member::restore_command(action, &self.data);
         let run = exec(&self.client, &self.namespace, pod, command);
         match tokio::time::timeout(self.timeout, run).await {
             Ok(Ok(())) => Ok((stored, "the operator".into())),
@@ -311,7 +314,7 @@ impl Job {
             url: self.status.url.clone(),
             command: action.clone(),
             input: self.spec.restore_input,
-            scratch: member::DATA.into(),
+            scratch: self.data.clone().into(),
             timeout_seconds: self.timeout.as_secs(),
         };
         let client = &self.client;
@@ -342,7 +345,7 @@ impl Job {
             .stderr(true)
             .max_stdin_buf_size(STDIN_BUFFER);
         let mut process = api
-            .exec(pod, member::receive_command(), &params)
+            .exec(pod, member::receive_command(&self.data), &params)
             .await
             .map_err(|e| Failure::Transient(format!("cannot exec in {pod}: {e}")))?;
         let mut stdin = process
@@ -369,7 +372,7 @@ impl Job {
     /// reconcile asks again).
     async fn release(&self, ordinal: i32) {
         let pod = self.pod(ordinal);
-        let command = member::release_command(&self.status.url);
+        let command = member::release_command(&self.status.url, &self.data);
         if let Err(why) = exec(&self.client, &self.namespace, &pod, command).await {
             tracing::warn!(pod = %pod, "could not release the member after its restore: {why}");
         }

@@ -330,6 +330,17 @@ fn an_etcd_backup_restores_into_a_new_cluster() {
             100,
             "{member}'s keys"
         );
+        // the backup's data, downloaded into the member's volume, went before the member started
+        let volume = sh(cluster, ns, &member, "ls -A /var/lib/etcd").unwrap_or_default();
+        let files: Vec<&str> = volume.split_whitespace().collect();
+        assert!(
+            files.contains(&"member-data"),
+            "{member}'s volume: {files:?}"
+        );
+        assert!(
+            !files.iter().any(|f| f.starts_with(".berth-restore.")),
+            "{member}'s volume: {files:?}"
+        );
         let members = etcdctl(cluster, ns, &member, "member list").unwrap_or_default();
         assert_eq!(members.lines().count(), 3, "{members}");
         assert!(
