@@ -10,7 +10,10 @@
 #   berth restore:     `berth up --restore-from` of a new app whose restore action writes the data
 #                      into its volume: streamed into the action as it downloads and checked at
 #                      its end (`restoreInput: Stdin`; BERTH_BENCH_RESTORE_INPUT=File measures the
-#                      download, checksum, then the action reading the scratch file)
+#                      download, checksum, then the action reading the scratch file;
+#                      BERTH_BENCH_RESTORE=link: `File` and an action that hard-links the scratch
+#                      file into the volume, so the bytes cross the disk once, as in the physical
+#                      download)
 # and reports seconds, MiB/s, the ratio to the physical limit and the peak RSS of the process
 # carrying the bytes (`/usr/bin/time`), as a Markdown table. Only 127.0.0.1 is used.
 # Needs: scripts/testenv build, cargo, /usr/bin/time. Disk: about 4x MIB free in /tmp.
@@ -22,6 +25,14 @@ WORK=$(mktemp -d /tmp/berth-backup-bench.XXXXXX)
 PORT=${BERTH_BENCH_S3_PORT:-19900}
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
+
+INPUT=${BERTH_BENCH_RESTORE_INPUT:-Stdin}
+case ${BERTH_BENCH_RESTORE:-stream} in
+  stream) ACTION='cat > {{ volumes.data }}/restored' ;;
+  # shellcheck disable=SC2016 # expanded by the action's shell
+  link) ACTION='ln "$BERTH_RESTORE_FILE" {{ volumes.data }}/restored' INPUT=File ;;
+  *) log "BERTH_BENCH_RESTORE must be stream or link"; exit 1 ;;
+esac
 
 cargo build --release --quiet --bin berth -p berth
 cargo build --release --quiet -p berth-backup --example s3copy
@@ -68,8 +79,8 @@ spec:
           - {name: data, size: 2Gi, mountPath: /data}
         backup:
           action: {exec: ["cat", "$WORK/data"], timeoutSeconds: 3600}
-          restore: {exec: ["/bin/sh", "-c", "cat > {{ volumes.data }}/restored"], timeoutSeconds: 3600}
-          restoreInput: ${BERTH_BENCH_RESTORE_INPUT:-Stdin}
+          restore: {exec: ["/bin/sh", "-c", '$ACTION'], timeoutSeconds: 3600}
+          restoreInput: $INPUT
           repository:
             endpoint: $ENDPOINT
             bucket: bench

@@ -10,6 +10,12 @@
 #                     (`restoreInput: Stdin`)
 #   operator:         no agent, versitygw on 127.0.0.1, the operator carries the bytes through the
 #                     `pods/exec` stream (`restoreInput: File`)
+# and either restore action (BERTH_BENCH_RESTORE):
+#   stream (default): `cat > /data/restored`, fed as the carrier says above
+#   link:             `restoreInput: File` and `ln "$BERTH_RESTORE_FILE" /data/restored`: the data
+#                     lands in the member's volume and the action links it into place, so the
+#                     bytes cross the disk once, as in the physical download (berth's own cost,
+#                     without a copying action's)
 #
 # Needs the shared test control plane with real nodes running (`scripts/testenv up
 # --real-nodes 2`; used, never started or stopped here), scripts/testenv build (versitygw) and
@@ -76,6 +82,12 @@ case $CARRIER in
   operator) HOST=127.0.0.1 IN_NETNS=() OPERATOR_ARGS=() INPUT=File ;;
   *) log "BERTH_BENCH_CARRIER must be member or operator"; exit 1 ;;
 esac
+case ${BERTH_BENCH_RESTORE:-stream} in
+  stream) ACTION='cat > /data/restored' ;;
+  # shellcheck disable=SC2016 # expanded by the action's shell, in the pod
+  link) ACTION='ln "$BERTH_RESTORE_FILE" /data/restored' INPUT=File ;;
+  *) log "BERTH_BENCH_RESTORE must be stream or link"; exit 1 ;;
+esac
 CARRIER_FIELD=${CARRIER^}
 ENDPOINT=http://$HOST:$PORT
 
@@ -110,7 +122,7 @@ kubectl create secret generic store -n "$NS" --from-literal=accessKeyId="$AWS_AC
 OPERATOR=$!
 
 # app NAME [RESTORE_URL]: a one-member app on a real node holding its volume, whose backup
-# action is `cat /data/blob` and whose restore action writes stdin to /data/restored.
+# action is `cat /data/blob` and whose restore action puts the data at /data/restored ($ACTION).
 app() {
   local restore=${2:+"restoreFrom: {url: \"$2\"}"}
   cat <<YAML
@@ -136,7 +148,7 @@ spec:
       - {name: data, size: $((MIB * 3))Mi, mountPath: /data}
       backup:
         action: {exec: ["cat", "/data/blob"], timeoutSeconds: $TIMEOUT}
-        restore: {exec: ["/bin/sh", "-c", "cat > /data/restored"], timeoutSeconds: $TIMEOUT}
+        restore: {exec: ["/bin/sh", "-c", '$ACTION'], timeoutSeconds: $TIMEOUT}
         restoreInput: $INPUT
         repository:
           carrier: $CARRIER_FIELD
