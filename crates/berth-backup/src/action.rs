@@ -31,6 +31,8 @@ use crate::{Error, Repository, Stored};
 const TAIL: usize = 16 << 10;
 /// The variable naming the scratch file a `File` restore action reads.
 pub const RESTORE_FILE_ENV: &str = "BERTH_RESTORE_FILE";
+/// The variable naming the file a `File` backup action writes.
+pub const BACKUP_FILE_ENV: &str = "BERTH_BACKUP_FILE";
 
 /// Why an action did not store or restore a backup.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +82,12 @@ pub enum ActionError {
     /// `berth_core::restore::Failure::of` never runs it again).
     #[error("{0} (after the restore action had started)")]
     Started(Box<ActionError>),
+    /// A `File` backup action exited 0 without writing its file.
+    #[error("the backup action exited 0 but wrote no file at {} ({BACKUP_FILE_ENV})", path.display())]
+    NoBackupFile {
+        /// The file it was to write.
+        path: PathBuf,
+    },
     /// The scratch file could not be written or read.
     #[error("{}: {source}", path.display())]
     Scratch {
@@ -125,39 +133,98 @@ impl ActionError {
     }
 }
 
+/// Where a backup action puts its backup (the part's `backupOutput`).
+#[derive(Clone, Debug)]
+pub enum Output {
+    /// On its stdout, streamed to the store as it comes.
+    Stdout,
+    /// In this file, named to the action in [`BACKUP_FILE_ENV`], stored once the action exited
+    /// 0; removed before the action starts and after the backup either way.
+    File(PathBuf),
+}
+
 /// Runs the backup `command` (stdin closed, stdout and stderr piped) within `timeout` and
-/// stores its stdout as `at`'s data; what was stored. On any failure nothing is left stored.
+/// stores what it hands over as `output` says as `at`'s data; what was stored. On any failure
+/// nothing is left stored.
 ///
 /// # Errors
-/// The action failing, timing out or not starting, or the upload failing.
+/// The action failing, timing out, not starting or writing no file, or the upload failing.
 pub async fn backup(
     repo: &Repository,
     at: &Location,
     mut command: Command,
+    output: &Output,
     timeout: Duration,
 ) -> Result<Stored, ActionError> {
     command.stdin(Stdio::null());
     let outcome = tokio::time::timeout(timeout, async {
-        let mut running = Running::spawn(&mut command, true)?;
-        let mut stdout = running.child.stdout.take();
-        if let Some(pipe) = stdout.as_ref() {
-            // As for a restore's stdin: the action would stop every 64 KiB.
-            let _ = rustix::pipe::fcntl_setpipe_size(pipe, WRITE_SIZE);
+        match output {
+            Output::Stdout => store_stdout(repo, at, command).await,
+            Output::File(file) => store_file(repo, at, command, file).await,
         }
-        let stored = match stdout.as_mut() {
-            Some(out) => repo.upload(&at.data_key(), out).await,
-            None => repo.upload(&at.data_key(), &mut tokio::io::empty()).await,
-        };
-        let stored = stored?;
-        running.succeeded("backup").await?;
-        Ok(stored)
     })
     .await
     .unwrap_or_else(|_| Err(timed_out("backup", timeout)));
+    if let Output::File(file) = output {
+        let _ = tokio::fs::remove_file(file).await;
+    }
     if outcome.is_err() {
         let _ = repo.delete(at).await;
     }
     outcome
+}
+
+/// Streams the action's stdout to `at`'s data while it runs.
+async fn store_stdout(
+    repo: &Repository,
+    at: &Location,
+    mut command: Command,
+) -> Result<Stored, ActionError> {
+    let mut running = Running::spawn(&mut command, true)?;
+    let mut stdout = running.child.stdout.take();
+    if let Some(pipe) = stdout.as_ref() {
+        // As for a restore's stdin: the action would stop every 64 KiB.
+        let _ = rustix::pipe::fcntl_setpipe_size(pipe, WRITE_SIZE);
+    }
+    let stored = match stdout.as_mut() {
+        Some(out) => repo.upload(&at.data_key(), out).await,
+        None => repo.upload(&at.data_key(), &mut tokio::io::empty()).await,
+    };
+    let stored = stored?;
+    running.succeeded("backup").await?;
+    Ok(stored)
+}
+
+/// Runs the action with `file` in [`BACKUP_FILE_ENV`], then stores the file it wrote. A file
+/// left by an earlier run is removed first, so only this run's can be stored.
+async fn store_file(
+    repo: &Repository,
+    at: &Location,
+    mut command: Command,
+    file: &Path,
+) -> Result<Stored, ActionError> {
+    let scratch = |source| ActionError::Scratch {
+        path: file.to_path_buf(),
+        source,
+    };
+    match tokio::fs::remove_file(file).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(scratch(e)),
+        _ => {}
+    }
+    command.env(BACKUP_FILE_ENV, file);
+    Running::spawn(&mut command, false)?
+        .succeeded("backup")
+        .await?;
+    let mut data = match tokio::fs::File::open(file).await {
+        Ok(data) => data,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ActionError::NoBackupFile {
+                path: file.to_path_buf(),
+            });
+        }
+        Err(e) => return Err(scratch(e)),
+    };
+    Ok(repo.upload(&at.data_key(), &mut data).await?)
 }
 
 /// How a restore gets and keeps its data.

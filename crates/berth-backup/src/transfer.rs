@@ -14,7 +14,7 @@ use berth_core::spec::{RepositorySpec, RestoreInput};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
-use crate::action::{self, ActionError, RestoreRun};
+use crate::action::{self, ActionError, Output, RestoreRun};
 use crate::{Credentials, Repository, Stored};
 
 /// One transfer the operator asks for.
@@ -32,6 +32,9 @@ pub enum Request {
         url: String,
         /// The rendered backup action.
         command: Vec<String>,
+        /// The file the action writes its backup to (`backupOutput: File`); none: its stdout.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        file: Option<PathBuf>,
         /// Its limit.
         timeout_seconds: u64,
     },
@@ -110,11 +113,14 @@ async fn perform(request: Request) -> Result<Stored, ActionError> {
             credentials,
             url,
             command,
+            file,
             timeout_seconds,
         } => {
             let (repo, at) = open(&repository, credentials.as_ref(), &url)?;
             let command = command_of(&command, "backup")?;
-            action::backup(&repo, &at, command, Duration::from_secs(timeout_seconds)).await
+            let output = file.map_or(Output::Stdout, Output::File);
+            let timeout = Duration::from_secs(timeout_seconds);
+            action::backup(&repo, &at, command, &output, timeout).await
         }
         Request::Restore {
             repository,

@@ -23,6 +23,7 @@
 //! - [`agent`]: the in-pod role agent the operator adds to parts with a role probe (pure).
 
 pub mod agent;
+pub mod backup;
 pub mod crd;
 pub mod inplace;
 pub mod lease;

@@ -10,12 +10,12 @@
 
 use std::path::Path;
 
-use berth_backup::action::{self, ActionError, RestoreRun, runtime};
+use berth_backup::action::{self, ActionError, Output, RestoreRun, runtime};
 use berth_backup::{Credentials, Repository, Stored};
 use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest};
 use berth_core::load::ValidatedApp;
 use berth_core::restore;
-use berth_core::spec::{BackupSpec, PartSpec, RepositorySpec};
+use berth_core::spec::{BackupOutput, BackupSpec, PartSpec, RepositorySpec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BackupError, HomeError, RestoreError, SecretError};
@@ -171,7 +171,14 @@ pub fn backup(home: &Home, app: &str, part: Option<&str>) -> Result<LocalBackup,
     );
     append_event(&events, &running);
     let outcome = match repo {
-        Ok(repo) => run_backup(&repo, &at, plan, app, &record).map(|s| (repo, s)),
+        Ok(repo) => {
+            let output = match spec.backup_output {
+                BackupOutput::Stdout => Output::Stdout,
+                // the app's directory: one backup of an app at a time (the lock above)
+                BackupOutput::File => Output::File(home.file(app, "backup.data")),
+            };
+            run_backup(&repo, &at, plan, &output, app, &record).map(|s| (repo, s))
+        }
         Err(e) => Err(e.to_string()),
     };
     record.finished_at = Some(now());
@@ -280,6 +287,7 @@ fn run_backup(
     repo: &Repository,
     at: &Location,
     plan: &MemberPlan,
+    output: &Output,
     app: &str,
     record: &LocalBackup,
 ) -> Result<Stored, String> {
@@ -289,7 +297,7 @@ fn run_backup(
         .ok_or("the member has no backup action")?;
     let rt = runtime().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     rt.block_on(async {
-        let stored = stream_action(repo, at, plan, action).await?;
+        let stored = run_action(repo, at, plan, action, output).await?;
         let manifest = Manifest {
             format_version: backup::FORMAT_VERSION,
             id: record.id.clone(),
@@ -310,18 +318,20 @@ fn run_backup(
     })
 }
 
-/// Runs `action` in `plan`'s member with its stdout streamed to the data object; a failed or
-/// timed-out action removes what was stored (`berth_backup::action::backup`).
-async fn stream_action(
+/// Runs `action` in `plan`'s member and stores what it hands over (`output`) as the data
+/// object; a failed or timed-out action removes what was stored
+/// (`berth_backup::action::backup`).
+async fn run_action(
     repo: &Repository,
     at: &Location,
     plan: &MemberPlan,
     action: &ActionPlan,
+    output: &Output,
 ) -> Result<Stored, String> {
     let (program, args) = action.argv.split_first().ok_or("empty command")?;
     let mut command = crate::member::member_command(plan, program);
     command.args(args);
-    berth_backup::action::backup(repo, at, command, action.timeout)
+    berth_backup::action::backup(repo, at, command, output, action.timeout)
         .await
         .map_err(|e| e.to_string())
 }

@@ -89,6 +89,8 @@ fn a_backup_restores_into_a_new_app_with_exactly_its_keys() {
         String::from_utf8_lossy(&out.stderr)
     );
     let url = stdout.lines().last().unwrap().trim().to_string();
+    // the example's snapshot went through the file berth named (`backupOutput: File`), now gone
+    assert!(!source.home.path().join("redis/backup.data").exists());
     write(write_service, FIRST..FIRST + MORE);
 
     let listed = backups(&source);

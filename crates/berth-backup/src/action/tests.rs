@@ -10,7 +10,7 @@ use berth_core::spec::{RepositorySpec, RestoreInput};
 use berth_testkit::s3::S3Server;
 use tokio::process::Command;
 
-use super::{ActionError, RestoreRun, backup, restore, restore_verified};
+use super::{ActionError, Output, RestoreRun, backup, restore, restore_verified};
 use crate::{Credentials, Repository, Stored};
 
 const BUCKET: &str = "actions";
@@ -50,7 +50,9 @@ fn at(id: &str) -> Location {
 /// A backup of `script`'s stdout, with its manifest.
 async fn backed_up(repo: &Repository, id: &str, script: &str) -> Stored {
     let at = at(id);
-    let stored = backup(repo, &at, sh(script), MINUTE).await.unwrap();
+    let stored = backup(repo, &at, sh(script), &Output::Stdout, MINUTE)
+        .await
+        .unwrap();
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         id: id.into(),
@@ -234,7 +236,8 @@ async fn chatty_actions_do_not_stall_and_a_failed_backup_leaves_nothing() {
             .expect("stalled")
             .unwrap();
     }
-    let failed = backup(&repo, &at("b6"), sh("seq 1 100000; exit 1"), MINUTE).await;
+    let failing = sh("seq 1 100000; exit 1");
+    let failed = backup(&repo, &at("b6"), failing, &Output::Stdout, MINUTE).await;
     assert!(matches!(
         failed,
         Err(ActionError::Exited { code: Some(1), .. })
@@ -244,10 +247,50 @@ async fn chatty_actions_do_not_stall_and_a_failed_backup_leaves_nothing() {
         &repo,
         &at("b7"),
         sh("echo x; sleep 30"),
+        &Output::Stdout,
         Duration::from_millis(300),
     )
     .await;
     assert!(matches!(slow, Err(ActionError::TimedOut { .. })));
+}
+
+#[tokio::test]
+async fn a_file_backup_stores_the_file_its_action_wrote_and_removes_it() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    let repo = repository(&server);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("backup.data");
+    let output = Output::File(file.clone());
+    // a file an earlier run left is never stored in place of this run's
+    std::fs::write(&file, "stale").unwrap();
+    let writes = sh("echo progress; seq 1 400000 > \"$BERTH_BACKUP_FILE\"");
+    let stored = backup(&repo, &at("f1"), writes, &output, MINUTE).await;
+    let streamed = backup(&repo, &at("f2"), sh(DATA), &Output::Stdout, MINUTE).await;
+    assert_eq!(
+        stored.unwrap(),
+        streamed.unwrap(),
+        "the same bytes either way"
+    );
+    assert!(!file.exists(), "the file is removed once stored");
+
+    std::fs::write(&file, "stale").unwrap();
+    let nothing = backup(&repo, &at("f3"), sh("true"), &output, MINUTE).await;
+    assert!(
+        matches!(&nothing, Err(ActionError::NoBackupFile { path }) if *path == file),
+        "{nothing:?}"
+    );
+    let failing = sh("echo partial > \"$BERTH_BACKUP_FILE\"; exit 3");
+    let failed = backup(&repo, &at("f4"), failing, &output, MINUTE).await;
+    assert!(matches!(
+        failed,
+        Err(ActionError::Exited { code: Some(3), .. })
+    ));
+    assert!(!file.exists(), "a failed action's file is removed too");
+    for id in ["f3", "f4"] {
+        assert!(!server.object_file(BUCKET, &at(id).data_key()).exists());
+    }
 }
 
 #[test]

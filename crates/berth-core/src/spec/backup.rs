@@ -16,10 +16,14 @@ use super::ActionSpec;
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupSpec {
-    /// Writes a consistent backup of the member's data to stdout, e.g. for Redis
-    /// `[sh, -c, "redis-cli -p {{ ports.redis }} --rdb /dev/stdout"]`. Rendered and run like the
-    /// topology actions, in the member chosen by `from`; exit status 0 means the backup is whole.
+    /// Writes a consistent backup of the member's data to stdout, or with `backupOutput: File`
+    /// to the file named in `BERTH_BACKUP_FILE`, e.g. for etcd `[sh, -c, "etcdctl snapshot save
+    /// \"$BERTH_BACKUP_FILE\""]`. Rendered and run like the topology actions, in the member
+    /// chosen by `from`; exit status 0 means the backup is whole.
     pub action: ActionSpec,
+    /// How `action` hands over the backup.
+    #[serde(default)]
+    pub backup_output: BackupOutput,
     /// Which member runs `action`.
     #[serde(default)]
     pub from: BackupSource,
@@ -55,6 +59,22 @@ pub enum BackupSource {
     /// Any ready member (the lowest ordinal).
     #[serde(alias = "any")]
     Any,
+}
+
+/// How the backup action hands over the backup.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum BackupOutput {
+    /// Written to stdout, streamed to the store as it comes.
+    #[default]
+    #[serde(alias = "stdout")]
+    Stdout,
+    /// Written to the file named in `BERTH_BACKUP_FILE`, stored once the action exited 0 and then
+    /// removed (for tools that write a file, such as `redis-cli --rdb FILE` or `etcdctl snapshot
+    /// save FILE`: no temporary file of their own, no pipe, no `cat`). Needs the backup's size in
+    /// scratch space, outside the member's volumes: the app's directory locally, the member
+    /// container's `/tmp` on Kubernetes.
+    #[serde(alias = "file")]
+    File,
 }
 
 /// How the restore action gets a backup's data.

@@ -12,8 +12,8 @@ use berth_core::exec::ExecKind;
 use berth_core::load::ValidatedApp;
 use berth_core::names;
 use berth_core::spec::{
-    BackupPhase, BackupSpec, PartSpec, RepositorySpec, StatefulApp, StatefulAppBackup,
-    StatefulAppBackupStatus,
+    BackupOutput, BackupPhase, BackupSpec, PartSpec, RepositorySpec, StatefulApp,
+    StatefulAppBackup, StatefulAppBackupStatus,
 };
 use berth_k8s::agent::{self, Transfer};
 use berth_k8s::roles;
@@ -261,7 +261,12 @@ async fn carry(
 ) -> Result<Moved, String> {
     let repository = &plan.spec.repository;
     let command = plan.command.clone();
+    let to_file = plan.spec.backup_output == BackupOutput::File;
     let Some(container) = agent::transfer_container(repository, &plan.pod, Transfer::Backup) else {
+        let command = match to_file {
+            true => berth_k8s::backup::file_command(&command),
+            false => command,
+        };
         let stored = stream::stream(&ctx.client, &plan.pod, command, plan.timeout, repo, at).await;
         return stored.map(|stored| Moved {
             stored,
@@ -273,6 +278,7 @@ async fn carry(
         credentials,
         url: at.url(),
         command,
+        file: to_file.then(|| berth_k8s::backup::FILE.into()),
         timeout_seconds: plan.timeout.as_secs(),
     };
     let namespace = plan.pod.namespace().unwrap_or_default();
