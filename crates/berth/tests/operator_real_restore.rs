@@ -245,6 +245,24 @@ fn backup_by_the_member(cluster: &Cluster, ns: &str, server: &S3Server, operator
         started[0].1.contains("the bytes carried by its own pod"),
         "{started:?}"
     );
+    // the example's snapshot went through the file berth named in the agent's container
+    // (`backupOutput: File`), removed once stored
+    let member = status["member"].as_str().unwrap();
+    let file = [
+        "exec",
+        "-n",
+        ns,
+        member,
+        "-c",
+        "berth-agent",
+        "--",
+        "ls",
+        "/tmp",
+    ];
+    let out = cluster.run(&file, "");
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(!listed.contains("berth-backup.data"), "{listed}");
     let key = status["key"].as_str().unwrap();
     let data = std::fs::metadata(server.object_file(BUCKET, key)).unwrap();
     assert_eq!(Some(data.len()), status["size"].as_u64());
