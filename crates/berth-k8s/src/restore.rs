@@ -175,13 +175,16 @@ pub fn restore_command(action: &[String], data: &str) -> Vec<String> {
     argv
 }
 
-/// Removes the `data` file, writes the marker on the volume (when the part has one) with the
-/// backup's URL, and lets the member start.
+/// Removes the `data` file and what a broken download into it may have left (the operator's
+/// `DATA.part`, `berth agent transfer`'s `DATA` with its extension replaced by `part`), writes
+/// the marker on the volume (when the part has one) with the backup's URL, and lets the member
+/// start.
 pub fn release_command(url: &str, data: &str) -> Vec<String> {
     let script = format!(
-        "rm -f \"$2\" \"$2.part\" && if [ -d {VOLUME_DIR} ]; then printf '%s\\n' \"$1\" > {VOLUME_DIR}/{MARKER}; fi && touch {DIR}/done"
+        "rm -f \"$2\" \"$2.part\" \"$3\" && if [ -d {VOLUME_DIR} ]; then printf '%s\\n' \"$1\" > {VOLUME_DIR}/{MARKER}; fi && touch {DIR}/done"
     );
-    sh(&script, &[url, data])
+    let agents_part = std::path::Path::new(data).with_extension("part");
+    sh(&script, &[url, data, &agents_part.to_string_lossy()])
 }
 
 /// The ordinals of `pods` (members of workload `workload`) whose `berth-restore` init container
@@ -383,9 +386,13 @@ state:
                 .trim(),
             data_here.display().to_string()
         );
+        // what a broken download by the agent left (`berth_backup`'s partial name) goes too
+        let agents_part = data_here.with_extension("part");
+        std::fs::write(&agents_part, "half").unwrap();
         let released = run(&release_command("s3://b/k", &data), dir.path(), "");
         assert!(released.status.success(), "{released:?}");
         assert!(!data_here.exists());
+        assert!(!agents_part.exists());
         assert!(dir.path().join("done").exists());
         let marker = std::fs::read_to_string(dir.path().join("volume").join(MARKER)).unwrap();
         assert_eq!(marker, "s3://b/k\n");
