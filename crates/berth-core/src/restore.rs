@@ -14,6 +14,9 @@
 //! Each member is released right after its own restore, so no member starts before its data is
 //! complete and verified, and `OrderedReady` parts (whose next pod is created only when the
 //! previous one is ready) still restore every member.
+//!
+//! On the local engine every member is on one machine, so the backup is downloaded once: the
+//! [`LocalStep`]s of [`local_steps`].
 
 use crate::load::ValidatedApp;
 use crate::spec::{BackupSpec, PartSpec, RestorePhase, RestoreStatus, StatefulAppStatus};
@@ -60,6 +63,39 @@ pub enum Step {
     Restore(i32),
     /// Let it start as it is.
     Release(i32),
+}
+
+/// What one member's restore reads on the local engine (members by index, in start order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalStep {
+    /// The backup from the store, checked against its manifest; a checked copy is kept when
+    /// `keep` (other members read it next).
+    Download {
+        /// The member.
+        member: usize,
+        /// Keep the checked copy.
+        keep: bool,
+    },
+    /// The copy an earlier [`LocalStep::Download`] checked and kept.
+    FromKept {
+        /// The member.
+        member: usize,
+    },
+}
+
+/// How the local engine restores a part of `members` members: the backup is downloaded once,
+/// into the first member (kept when others follow), and every other member reads that checked
+/// copy, in order. No members: no steps.
+pub fn local_steps(members: usize) -> Vec<LocalStep> {
+    (0..members)
+        .map(|member| match member {
+            0 => LocalStep::Download {
+                member,
+                keep: members > 1,
+            },
+            _ => LocalStep::FromKept { member },
+        })
+        .collect()
 }
 
 /// Whether an app whose status is `status` (`None`: never written) is new enough to restore:

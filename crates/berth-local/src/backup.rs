@@ -14,7 +14,7 @@ use berth_backup::action::{self, ActionError, Output, RestoreRun, runtime};
 use berth_backup::{Credentials, Repository, Stored};
 use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest};
 use berth_core::load::ValidatedApp;
-use berth_core::restore;
+use berth_core::restore::{self, LocalStep};
 use berth_core::spec::{BackupOutput, BackupSpec, PartSpec, RepositorySpec};
 use serde::{Deserialize, Serialize};
 
@@ -468,9 +468,9 @@ pub fn restore(
     })
 }
 
-/// Restores every member: the first from the repository (the data checked against its
-/// manifest, streamed or through `data` as the part's `restoreInput` says, and kept in `data`
-/// when other members need it), the others from `data`.
+/// Restores every member as the core's `restore::local_steps` say: one from the repository
+/// (the data checked against its manifest, streamed or through `data` as the part's
+/// `restoreInput` says, and kept in `data` when other members need it), the others from `data`.
 fn fetch_and_restore(
     spec: &BackupSpec,
     creds: Option<&Credentials>,
@@ -487,26 +487,34 @@ fn fetch_and_restore(
     })?;
     let rt = runtime().map_err(RestoreError::Runtime)?;
     rt.block_on(async {
-        let (first, others) = members.split_first().ok_or_else(|| RestoreError::Member {
+        let mut stored = None;
+        for step in restore::local_steps(members.len()) {
+            match step {
+                LocalStep::Download { member, keep } => {
+                    let plan = members[member];
+                    let (command, timeout) = restore_command(plan, url)?;
+                    let run = RestoreRun {
+                        input: spec.restore_input,
+                        scratch: data.to_path_buf(),
+                        keep,
+                        timeout,
+                    };
+                    let done = action::restore(&repo, at, command, &run).await;
+                    stored = Some(done.map_err(|e| restore_failure(e, plan, url))?);
+                }
+                LocalStep::FromKept { member } => {
+                    let plan = members[member];
+                    let (command, timeout) = restore_command(plan, url)?;
+                    let done = action::restore_verified(command, data, timeout).await;
+                    done.map_err(|e| restore_failure(e, plan, url))?;
+                }
+            }
+        }
+        stored.ok_or_else(|| RestoreError::Member {
             url: url.into(),
             member: String::new(),
             reason: "the part has no members".into(),
-        })?;
-        let (command, timeout) = restore_command(first, url)?;
-        let run = RestoreRun {
-            input: spec.restore_input,
-            scratch: data.to_path_buf(),
-            keep: !others.is_empty(),
-            timeout,
-        };
-        let stored = action::restore(&repo, at, command, &run).await;
-        let stored = stored.map_err(|e| restore_failure(e, first, url))?;
-        for member in others {
-            let (command, timeout) = restore_command(member, url)?;
-            let done = action::restore_verified(command, data, timeout).await;
-            done.map_err(|e| restore_failure(e, member, url))?;
-        }
-        Ok(stored)
+        })
     })
 }
 

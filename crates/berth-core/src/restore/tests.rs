@@ -241,3 +241,28 @@ proptest! {
         prop_assert_eq!(next.retry_at.is_some(), retried);
     }
 }
+
+proptest! {
+    /// The local engine downloads a backup once, into the first member, keeps it only when
+    /// others follow, and restores every member exactly once, in order, never from a copy
+    /// before it was kept.
+    #[test]
+    fn the_local_engine_downloads_once_and_restores_each_member_once(members in 0usize..50) {
+        let steps = local_steps(members);
+        prop_assert_eq!(steps.len(), members);
+        let mut kept = false;
+        for (i, step) in steps.iter().enumerate() {
+            match *step {
+                LocalStep::Download { member, keep } => {
+                    prop_assert_eq!((member, i), (0, 0), "one download, first");
+                    prop_assert_eq!(keep, members > 1);
+                    kept = keep;
+                }
+                LocalStep::FromKept { member } => {
+                    prop_assert_eq!(member, i);
+                    prop_assert!(kept, "a copy read before it was kept");
+                }
+            }
+        }
+    }
+}
