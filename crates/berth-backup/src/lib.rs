@@ -3,8 +3,8 @@
 //! beside it. Both engines use it; which member, which key, what to keep and whether the bytes
 //! match are decided in [`berth_core::backup`].
 //!
-//! Memory stays bounded: at most [`MAX_IN_FLIGHT`] parts of [`PART_SIZE`] are buffered while
-//! uploading, and downloads are written out in batches of 1 MiB as they arrive.
+//! Memory stays bounded: at most [`MAX_IN_FLIGHT`] parts of [`PART_SIZE`] upload while the next
+//! one fills, and downloads are written out in batches of 1 MiB as they arrive.
 //!
 //! The client is `object_store` (Apache Arrow's, maintained, used by many data systems): it
 //! speaks S3 with SigV4, path-style or virtual-hosted requests, multipart uploads and retries,
@@ -32,7 +32,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 
 /// The size of each uploaded part.
 pub const PART_SIZE: usize = 8 << 20;
-/// Parts uploaded at once; reading the action's output waits while this many are in flight.
+/// Parts uploaded at once; the next part fills meanwhile, and completing it waits for one.
 pub const MAX_IN_FLIGHT: usize = 2;
 /// Batches of a download read ahead of the one being written (each up to 1 MiB).
 pub const BATCHES_AHEAD: usize = 2;
@@ -397,7 +397,10 @@ impl CopyFailure {
     }
 }
 
-/// Copies `data` into `writer`'s parts, waiting while [`MAX_IN_FLIGHT`] parts upload.
+/// Copies `data` into `writer`'s parts. The next part fills while [`MAX_IN_FLIGHT`] parts
+/// upload; only a write that would complete it waits for one of them to finish. (Waiting after
+/// every write instead left an action's pipe undrained, and its writer asleep, whenever two
+/// parts were in flight.)
 async fn copy_parts(
     data: &mut (impl AsyncRead + Unpin),
     writer: &mut WriteMultipart,
@@ -411,10 +414,13 @@ async fn copy_parts(
             break;
         }
         hasher.update(&buf[..n]);
+        let filling = usize::try_from(size % PART_SIZE as u64).unwrap_or(0);
+        if filling + n >= PART_SIZE {
+            let room = writer.wait_for_capacity(MAX_IN_FLIGHT).await;
+            room.map_err(CopyFailure::Upload)?;
+        }
         size += n as u64;
         writer.write(&buf[..n]);
-        let room = writer.wait_for_capacity(MAX_IN_FLIGHT).await;
-        room.map_err(CopyFailure::Upload)?;
     }
     Ok(Stored {
         size,
