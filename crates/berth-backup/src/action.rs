@@ -29,10 +29,7 @@ use crate::{Error, Repository, Stored};
 
 /// The most of an action's output kept for its failure message.
 const TAIL: usize = 16 << 10;
-/// The variable naming the scratch file a `File` restore action reads.
-pub const RESTORE_FILE_ENV: &str = "BERTH_RESTORE_FILE";
-/// The variable naming the file a `File` backup action writes.
-pub const BACKUP_FILE_ENV: &str = "BERTH_BACKUP_FILE";
+pub use berth_core::backup::{BACKUP_FILE_ENV, RESTORE_FILE_ENV};
 
 /// Why an action did not store or restore a backup.
 #[derive(Debug, thiserror::Error)]

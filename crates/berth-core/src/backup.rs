@@ -22,6 +22,10 @@ pub const FORMAT_VERSION: u32 = 1;
 pub const DATA: &str = "data";
 /// The name of a backup's manifest object inside its directory.
 pub const MANIFEST: &str = "manifest.json";
+/// The variable naming the file a `backupOutput: File` backup action writes, on both engines.
+pub const BACKUP_FILE_ENV: &str = "BERTH_BACKUP_FILE";
+/// The variable naming the file a restore action reads the backup from, on both engines.
+pub const RESTORE_FILE_ENV: &str = "BERTH_RESTORE_FILE";
 
 /// What a backup holds and how to check it: written next to the data by any engine, read by
 /// any engine before it restores.

@@ -3,12 +3,11 @@
 //! carries the bytes itself (`carrier: Operator`, or a pod without berth's binary). In the pod,
 //! `berth agent transfer` reads that file straight from disk (`berth_backup::action::backup`).
 
+use berth_core::backup::BACKUP_FILE_ENV as FILE_ENV;
+
 /// Where a `File` backup action writes in the member's container: its own `/tmp`, not one of the
 /// member's volumes, which a live member keeps writing to and a backup must not fill.
 pub const FILE: &str = "/tmp/berth-backup.data";
-
-/// The variable naming [`FILE`] to the action (`berth_backup::action::BACKUP_FILE_ENV`).
-const FILE_ENV: &str = "BERTH_BACKUP_FILE";
 
 /// The command the operator streams a `File` backup from: the rendered `action` with [`FILE`]
 /// in `BERTH_BACKUP_FILE` (its own stdout sent to stderr), then the file on stdout; the file is

@@ -22,6 +22,7 @@ use k8s_openapi::api::core::v1::{
     Container, EmptyDirVolumeSource, Pod, PodTemplateSpec, Volume, VolumeMount,
 };
 
+use berth_core::backup::RESTORE_FILE_ENV;
 use berth_core::spec::PartSpec;
 
 /// The init container's name.
@@ -168,8 +169,8 @@ pub fn receive_command(data: &str) -> Vec<String> {
 
 /// Runs the rendered restore `action` with `data` on stdin and in `BERTH_RESTORE_FILE`.
 pub fn restore_command(action: &[String], data: &str) -> Vec<String> {
-    let mut argv = vec!["env".to_string(), format!("BERTH_RESTORE_FILE={data}")];
-    let rest = sh("exec \"$@\" < \"$BERTH_RESTORE_FILE\"", &[]);
+    let mut argv = vec!["env".to_string(), format!("{RESTORE_FILE_ENV}={data}")];
+    let rest = sh(&format!("exec \"$@\" < \"${RESTORE_FILE_ENV}\""), &[]);
     argv.extend(rest);
     argv.extend(action.iter().cloned());
     argv
