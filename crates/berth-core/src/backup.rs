@@ -14,7 +14,7 @@ use std::str::FromStr as _;
 use chrono::{DateTime, TimeZone as _, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{BackupRetention, BackupSchedule, BackupSource, RepositorySpec};
+use crate::spec::{BackupPhase, BackupRetention, BackupSchedule, BackupSource, RepositorySpec};
 
 /// The manifest format this crate writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
@@ -341,6 +341,36 @@ pub fn due(
 ) -> Result<bool, ScheduleError> {
     let from = last.unwrap_or(since);
     Ok(next_run(schedule, from)?.is_some_and(|at| at <= now))
+}
+
+/// What a reconcile of a `StatefulAppBackup` does with it (`berth operator`), from the phase its
+/// cache shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// It ended, or this process streams it.
+    Nothing,
+    /// `Running`, but this process neither streams nor ended it: an operator stopped
+    /// mid-stream. It is marked `Failed`, never run again.
+    Abandoned,
+    /// It waits for its app's lock, then runs.
+    Run,
+}
+
+/// What to do with a backup seen in phase `seen`, given whether this process streams it and
+/// whether it ended it. One this process ended counts as ended whatever the cache shows: its
+/// end is written, but the cache can still hold an earlier version (`Running`, or none yet),
+/// and the reconcile that the `Running` write itself queued may see it. Before this rule, such
+/// a backup, `Succeeded`, was then marked `Failed` (seen under load by `bench/real-backup.sh`);
+/// seen without a phase it would have run twice.
+pub fn next(seen: BackupPhase, streams_here: bool, ended_here: bool) -> Next {
+    if seen.is_finished() || ended_here {
+        return Next::Nothing;
+    }
+    match (seen, streams_here) {
+        (BackupPhase::Running, true) => Next::Nothing,
+        (BackupPhase::Running, false) => Next::Abandoned,
+        _ => Next::Run,
+    }
 }
 
 #[cfg(test)]

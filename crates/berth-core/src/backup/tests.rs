@@ -215,3 +215,39 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_backup_this_process_ended_is_left_alone_whatever_a_stale_cache_shows() {
+    for stale in [BackupPhase::Running, BackupPhase::Pending] {
+        assert_eq!(next(stale, false, true), Next::Nothing, "{stale:?}");
+    }
+    assert_eq!(next(BackupPhase::Running, true, false), Next::Nothing);
+    assert_eq!(next(BackupPhase::Running, false, false), Next::Abandoned);
+    assert_eq!(next(BackupPhase::Pending, false, false), Next::Run);
+    assert_eq!(next(BackupPhase::Succeeded, false, false), Next::Nothing);
+    assert_eq!(next(BackupPhase::Failed, false, false), Next::Nothing);
+}
+
+proptest! {
+    /// A backup runs at most once: one that ended (by its phase or by this process) or that
+    /// this process streams is never run or failed again.
+    #[test]
+    fn a_backup_that_ended_or_streams_here_is_never_touched(
+        seen in prop_oneof![
+            Just(BackupPhase::Pending),
+            Just(BackupPhase::Running),
+            Just(BackupPhase::Succeeded),
+            Just(BackupPhase::Failed),
+        ],
+        streams_here: bool,
+        ended_here: bool,
+    ) {
+        let decided = next(seen, streams_here, ended_here);
+        if seen.is_finished() || ended_here || (seen == BackupPhase::Running && streams_here) {
+            prop_assert_eq!(decided, Next::Nothing);
+        }
+        if decided == Next::Run {
+            prop_assert!(seen != BackupPhase::Running && !ended_here);
+        }
+    }
+}

@@ -6,7 +6,7 @@
 //! - A backup runs at most once: a `Succeeded` or `Failed` one is never touched again, and one
 //!   found `Running` that this process is not running (the operator restarted mid-stream) is
 //!   marked `Failed`, not started again. One this process ended is not: the controller's cache
-//!   can still show it `Running` after its end was written (see [`abandoned`]).
+//!   can still show it `Running` after its end was written (`berth_core::backup::next`).
 //! - Two backups of one app never stream at once: the second stays `Pending`, saying which one
 //!   it waits for, and starts when that one ends.
 //! - Which member runs the action, the object keys, the manifest, retention and the schedule
@@ -23,6 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use berth_core::backup::{Next, next};
 use berth_core::spec::{BackupPhase, StatefulApp, StatefulAppBackup, StatefulAppBackupStatus};
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::Pod;
@@ -194,34 +195,6 @@ async fn reconcile(backup: Arc<StatefulAppBackup>, ctx: Arc<BackupContext>) -> R
     Ok(Action::await_change())
 }
 
-/// What a reconcile does with a backup, as the controller's cache shows it.
-#[derive(Debug, PartialEq, Eq)]
-enum Next {
-    /// It ended, or this process streams it.
-    Nothing,
-    /// `Running`, but this process neither streams nor ended it: an operator stopped
-    /// mid-stream. It is marked `Failed`, never run again.
-    Abandoned,
-    /// It waits for its app's lock, then runs.
-    Run,
-}
-
-/// What to do with a backup seen in phase `seen`. One this process ended counts as ended
-/// whatever the cache shows: its end is written, but the cache can still hold an earlier
-/// version (`Running`, or none yet), and the reconcile that the `Running` write itself queued
-/// may see it. Before this, such a backup, `Succeeded`, was then marked `Failed` (seen under
-/// load by `bench/real-backup.sh`); seen without a phase it would have run twice.
-fn next(seen: BackupPhase, streams_here: bool, ended_here: bool) -> Next {
-    if seen.is_finished() || ended_here {
-        return Next::Nothing;
-    }
-    match (seen, streams_here) {
-        (BackupPhase::Running, true) => Next::Nothing,
-        (BackupPhase::Running, false) => Next::Abandoned,
-        _ => Next::Run,
-    }
-}
-
 fn error_policy(_: Arc<StatefulAppBackup>, error: &Error, _: Arc<BackupContext>) -> Action {
     tracing::warn!(error = %error, "backup reconcile failed");
     Action::requeue(Duration::from_secs(10))
@@ -284,21 +257,4 @@ fn rfc3339(unix: i64) -> String {
     k8s_openapi::jiff::Timestamp::from_second(unix)
         .map(|t| t.to_string())
         .unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{BackupPhase, Next, next};
-
-    #[test]
-    fn a_backup_this_process_ended_is_left_alone_whatever_a_stale_cache_shows() {
-        for stale in [BackupPhase::Running, BackupPhase::Pending] {
-            assert_eq!(next(stale, false, true), Next::Nothing, "{stale:?}");
-        }
-        assert_eq!(next(BackupPhase::Running, true, false), Next::Nothing);
-        assert_eq!(next(BackupPhase::Running, false, false), Next::Abandoned);
-        assert_eq!(next(BackupPhase::Pending, false, false), Next::Run);
-        assert_eq!(next(BackupPhase::Succeeded, false, false), Next::Nothing);
-        assert_eq!(next(BackupPhase::Failed, false, false), Next::Nothing);
-    }
 }
