@@ -12,10 +12,10 @@ use std::path::Path;
 
 use berth_backup::action::{self, ActionError, Output, RestoreRun, runtime};
 use berth_backup::{Credentials, Repository, Stored};
-use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest};
+use berth_core::backup::{self, BackupRecord, Candidate, Location, Manifest, Next};
 use berth_core::load::ValidatedApp;
 use berth_core::restore::{self, LocalStep};
-use berth_core::spec::{BackupOutput, BackupSpec, PartSpec, RepositorySpec};
+use berth_core::spec::{BackupOutput, BackupPhase, BackupSpec, PartSpec, RepositorySpec};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{BackupError, HomeError, RestoreError, SecretError};
@@ -36,8 +36,9 @@ pub struct LocalBackup {
     pub id: String,
     /// The part.
     pub part: String,
-    /// `Running`, `Succeeded` or `Failed`.
-    pub phase: String,
+    /// `Running`, `Succeeded` or `Failed` (the operator's phases; a local backup is never
+    /// `Pending`: it runs at once or fails on the lock).
+    pub phase: BackupPhase,
     /// The member whose action wrote it.
     pub member: String,
     /// The app's revision (spec hash) when it was taken.
@@ -185,7 +186,7 @@ pub fn backup(home: &Home, app: &str, part: Option<&str>) -> Result<LocalBackup,
     let (repo, stored) = match outcome {
         Ok(done) => done,
         Err(reason) => {
-            record.phase = "Failed".into();
+            record.phase = BackupPhase::Failed;
             record.error = Some(reason.clone());
             save_record(home, app, &record)?;
             append_event(&events, &format!("backup {}: failed: {reason}", record.id));
@@ -198,7 +199,7 @@ pub fn backup(home: &Home, app: &str, part: Option<&str>) -> Result<LocalBackup,
             });
         }
     };
-    record.phase = "Succeeded".into();
+    record.phase = BackupPhase::Succeeded;
     (record.size, record.sha256) = (stored.size, stored.sha256);
     save_record(home, app, &record)?;
     let done = format!(
@@ -255,7 +256,7 @@ fn started(
     let record = LocalBackup {
         id: at.id().to_string(),
         part: part.into(),
-        phase: "Running".into(),
+        phase: BackupPhase::Running,
         member: plan.name.clone(),
         revision: plan.revision.clone(),
         started_at,
@@ -268,14 +269,13 @@ fn started(
     (at, record)
 }
 
-/// Marks `Running` records as `Failed`: with the backup lock held, none runs, so their
-/// process ended before they did (a supervisor stopped during a scheduled backup).
+/// Marks the records the core's `backup::next` calls abandoned as `Failed`: with the backup
+/// lock held, no process of this machine streams or ends any of them, so a `Running` one's
+/// process ended before it did (a supervisor stopped during a scheduled backup).
 fn interrupted(home: &Home, app: &str) -> Result<(), HomeError> {
-    for mut record in records(home, app)
-        .into_iter()
-        .filter(|r| r.phase == "Running")
-    {
-        record.phase = "Failed".into();
+    let abandoned = |r: &LocalBackup| backup::next(r.phase, false, false) == Next::Abandoned;
+    for mut record in records(home, app).into_iter().filter(abandoned) {
+        record.phase = BackupPhase::Failed;
         record.error = Some("interrupted: the process taking it ended".into());
         save_record(home, app, &record)?;
     }
@@ -341,10 +341,10 @@ fn expire(home: &Home, app: &str, repo: &Repository, spec: &BackupSpec, part: &s
     let all = records(home, app);
     let mine: Vec<BackupRecord> = all
         .iter()
-        .filter(|r| r.part == part && r.phase != "Running")
+        .filter(|r| r.part == part && r.phase.is_finished())
         .map(|r| BackupRecord {
             id: r.id.clone(),
-            succeeded: r.phase == "Succeeded",
+            succeeded: r.phase == BackupPhase::Succeeded,
             started_at: r.started_at,
         })
         .collect();
@@ -555,5 +555,63 @@ fn restore_failure(error: ActionError, plan: &MemberPlan, url: &str) -> RestoreE
             member: plan.name.clone(),
             reason: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, phase: BackupPhase) -> LocalBackup {
+        LocalBackup {
+            id: id.into(),
+            part: "db".into(),
+            phase,
+            member: "db-1".into(),
+            revision: "r1".into(),
+            started_at: 1,
+            finished_at: None,
+            size: 0,
+            sha256: String::new(),
+            url: format!("s3://b/app/db/{id}"),
+            error: None,
+        }
+    }
+
+    /// With the backup lock held, a `Running` record's process is gone: it becomes `Failed`
+    /// with the reason; ended records are left as they are.
+    #[test]
+    fn only_running_records_are_marked_interrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path());
+        std::fs::create_dir_all(home.file("app", "")).unwrap();
+        let phases = [
+            BackupPhase::Running,
+            BackupPhase::Succeeded,
+            BackupPhase::Failed,
+        ];
+        for (i, phase) in phases.into_iter().enumerate() {
+            save_record(&home, "app", &record(&i.to_string(), phase)).unwrap();
+        }
+        interrupted(&home, "app").unwrap();
+        let after = records(&home, "app");
+        let seen: Vec<BackupPhase> = after.iter().map(|r| r.phase).collect();
+        assert_eq!(
+            seen,
+            [
+                BackupPhase::Failed,
+                BackupPhase::Succeeded,
+                BackupPhase::Failed
+            ]
+        );
+        assert!(
+            after[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .starts_with("interrupted")
+        );
+        assert_eq!(after[1].error, None);
+        assert_eq!(after[2].error, None);
     }
 }

@@ -270,7 +270,7 @@ pub fn backups(args: &BackupsArgs) -> Result<(), CliError> {
             [
                 r.id.clone(),
                 r.part.clone(),
-                r.phase.clone(),
+                r.phase.to_string(),
                 r.member.clone(),
                 r.size.to_string(),
                 r.sha256.chars().take(12).collect(),

@@ -33,6 +33,12 @@ impl BackupPhase {
     }
 }
 
+impl std::fmt::Display for BackupPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
 /// A backup of a `StatefulApp`'s part, taken by the operator.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
