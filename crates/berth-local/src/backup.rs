@@ -329,7 +329,7 @@ async fn run_action(
     output: &Output,
 ) -> Result<Stored, String> {
     let (program, args) = action.argv.split_first().ok_or("empty command")?;
-    let mut command = crate::member::member_command(plan, program);
+    let mut command = crate::member::action_command(plan, program).map_err(|e| e.to_string())?;
     command.args(args);
     berth_backup::action::backup(repo, at, command, output, action.timeout)
         .await
@@ -537,7 +537,8 @@ fn restore_command(
         .argv
         .split_first()
         .ok_or_else(|| fail("empty command".into()))?;
-    let mut command = crate::member::member_command(plan, program);
+    let mut command =
+        crate::member::action_command(plan, program).map_err(|e| fail(e.to_string()))?;
     command.args(args);
     Ok((command, action.timeout))
 }

@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::time::sleep;
 
 use crate::decide;
-use crate::error::StartError;
+use crate::error::{SecretError, StartError};
 use crate::home::write_atomic;
 use crate::os;
 use crate::plan::{InitPlan, MemberPlan, ProbeAction};
@@ -479,6 +479,20 @@ pub fn member_command(plan: &MemberPlan, program: &str) -> Command {
         .stdin(Stdio::null());
     crate::runas::apply(&mut command, plan.run_as);
     command
+}
+
+/// A command for one of the member's actions that may run before the member ever started (a
+/// restore) or beside it (a backup): as [`member_command`], with the Secrets its container
+/// mounts written and its Secret-sourced variables set, as a command run in the container has
+/// them on Kubernetes.
+///
+/// # Errors
+/// A Secret with no local source, or one that cannot be read or written.
+pub fn action_command(plan: &MemberPlan, program: &str) -> Result<Command, SecretError> {
+    let secret_env = secrets::materialize(plan, &plan.secret_env)?;
+    let mut command = member_command(plan, program);
+    command.envs(secret_env);
+    Ok(command)
 }
 
 /// The environment a member's processes get: its env plus `PATH` and `HOME`.
