@@ -51,6 +51,7 @@ fn every_example_matches_its_snapshot() {
         "web.yaml",
         "etcd.yaml",
         "postgres.yaml",
+        "mariadb.yaml",
     ] {
         let yaml = to_yaml(&rendered(name, &[])).unwrap();
         insta::assert_snapshot!(name.replace(".yaml", ""), yaml);

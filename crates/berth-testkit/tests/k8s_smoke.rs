@@ -91,6 +91,7 @@ fn every_example_is_accepted_by_the_api_server() {
         "web.yaml",
         "etcd.yaml",
         "postgres.yaml",
+        "mariadb.yaml",
     ] {
         let out = apply(
             cluster,
@@ -178,6 +179,7 @@ fn the_crd_installs_and_the_api_server_enforces_its_rules() {
         "web.yaml",
         "etcd.yaml",
         "postgres.yaml",
+        "mariadb.yaml",
     ] {
         apply(
             cluster,
@@ -191,7 +193,9 @@ fn the_crd_installs_and_the_api_server_enforces_its_rules() {
         .collect();
     assert_eq!(
         names,
-        BTreeSet::from(["etcd", "postgres", "redis", "web", "zookeeper"].map(String::from))
+        BTreeSet::from(
+            ["etcd", "mariadb", "postgres", "redis", "web", "zookeeper"].map(String::from)
+        )
     );
 
     let negative = example_text("web.yaml")

@@ -1,0 +1,201 @@
+//! End to end: the MariaDB example on the local engine with Debian's MariaDB 10.11 and a real
+//! S3-compatible server (versitygw on 127.0.0.1). A primary and a GTID replica, the password
+//! (with a quote and a backslash in it) from a local Secret source, running as the `mysql`
+//! user, their roles from the role probe. 10,000 rows are written on the primary, `berth backup`
+//! dumps the replica to the bucket, 1,000 more rows are written, and a new app started with
+//! `--restore-from` holds exactly the first 10,000 rows on both members (the replica by
+//! replicating the primary's load), replicates a new write, and has its own Secret's password.
+
+mod local_common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use berth_testkit::s3::S3Server;
+use local_common::backup::example_files;
+use local_common::{LocalApp, require, wait_until};
+
+const SOURCE: u8 = 71;
+const RESTORED: u8 = 72;
+const BUCKET: &str = "berth-backups";
+const WAIT: Duration = Duration::from_secs(60);
+const PASSWORD: &str = r"maria's-pass\word";
+const FIRST: u32 = 10_000;
+const MORE: u32 = 1_000;
+
+/// The programs the example needs here, with their Debian packages.
+const MARIADB: &[(&str, &str)] = &[
+    ("/usr/sbin/mariadbd", "mariadb-server"),
+    ("mariadb-install-db", "mariadb-server"),
+    ("mariadb", "mariadb-client"),
+    ("mariadb-dump", "mariadb-client"),
+];
+
+/// `mariadb` as root on member `ordinal` of the app on `slot`, with `sql` on stdin; its
+/// trimmed output, or `None` on failure (printed).
+fn sql(slot: u8, ordinal: u8, password: &str, sql: &str) -> Option<String> {
+    let host = format!("127.{slot}.1.{}", ordinal + 1);
+    let mut child = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--user=root",
+            "--host",
+            &host,
+            "--port=3306",
+        ])
+        .args(["--batch", "--skip-column-names", "--connect-timeout=3"])
+        .env("MYSQL_PWD", password)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    std::io::Write::write_all(&mut child.stdin.take()?, sql.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    if !out.status.success() {
+        eprintln!("{host}: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Inserts rows `rows` (`id`, `'v:<id>'`) into `shop.item` on the primary of the app on
+/// `slot`, 1,000 a statement.
+fn insert(slot: u8, rows: std::ops::Range<u32>) {
+    let all: Vec<u32> = rows.collect();
+    let statements: Vec<String> = all
+        .chunks(1000)
+        .map(|chunk| {
+            let values: Vec<String> = chunk.iter().map(|i| format!("({i}, 'v:{i}')")).collect();
+            format!("INSERT INTO shop.item VALUES {};", values.join(","))
+        })
+        .collect();
+    sql(slot, 0, PASSWORD, &statements.concat()).expect("the rows are written on the primary");
+}
+
+/// The number of rows of `shop.item` and the sum of their ids and their values' lengths, as
+/// member `ordinal` of the app on `slot` has them.
+fn contents(slot: u8, ordinal: u8) -> Option<String> {
+    sql(
+        slot,
+        ordinal,
+        PASSWORD,
+        "SELECT COUNT(*), SUM(id), SUM(LENGTH(v)), MIN(v = CONCAT('v:', id)) FROM shop.item",
+    )
+}
+
+/// What `contents` says of rows `0..n`, all of them as written.
+fn expected(n: u32) -> String {
+    let ids: u64 = (0..u64::from(n)).sum();
+    let lengths: usize = (0..n).map(|i| format!("v:{i}").len()).sum();
+    format!("{n}\t{ids}\t{lengths}\t1")
+}
+
+/// `berth up` of `manifest` on `slot` as the `mysql` user, with both Secrets, and `more`.
+fn up(app: &LocalApp, manifest: &Path, secrets: (&Path, &Path), slot: u8, more: &[&str]) {
+    let uid = local_common::output("id", &["-u", "mysql"]);
+    assert!(!uid.is_empty(), "the mysql user exists with mariadb-server");
+    let auth = format!("mariadb-auth={}", secrets.0.display());
+    let backup = format!("mariadb-backup={}", secrets.1.display());
+    let (slot, set_uid) = (slot.to_string(), format!("runAsUser={uid}"));
+    let mut args = vec![
+        "up",
+        manifest.to_str().unwrap(),
+        "--slot",
+        &slot,
+        "--secret",
+        &auth,
+        "--secret",
+        &backup,
+        "--set",
+        &set_uid,
+    ];
+    args.extend_from_slice(more);
+    let out = app.berth(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The member `berth backups` says the app's only backup came from.
+fn backed_up_from(app: &LocalApp) -> String {
+    let out = app.berth(&["backups", "mariadb", "-o", "json"]).output();
+    let listed: serde_json::Value = serde_json::from_slice(&out.unwrap().stdout).unwrap();
+    listed[0]["member"].as_str().unwrap_or_default().to_string()
+}
+
+#[test]
+fn a_mariadb_dump_restores_into_a_new_primary_and_its_replica() {
+    if !require(MARIADB) {
+        return;
+    }
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    server.create_bucket(BUCKET).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (manifest, backup_secret) = example_files(&server, "mariadb.yaml", files.path());
+    let auth = files.path().join("mariadb.env");
+    std::fs::write(&auth, format!("password={PASSWORD}\n")).unwrap();
+
+    let source = LocalApp::new("mariadb");
+    up(&source, &manifest, (&auth, &backup_secret), SOURCE, &[]);
+    wait_until("the role probe names both roles", WAIT, || {
+        source.roles() == ["\"primary\"", "\"replica\""]
+    });
+    sql(
+        SOURCE,
+        0,
+        PASSWORD,
+        "CREATE DATABASE shop; CREATE TABLE shop.item (id INT PRIMARY KEY, v VARCHAR(16))",
+    )
+    .expect("the table is created on the primary");
+    insert(SOURCE, 0..FIRST);
+    wait_until("the replica has every row", WAIT, || {
+        contents(SOURCE, 1).as_deref() == Some(&expected(FIRST))
+    });
+
+    let out = source.berth(&["backup", "mariadb"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(backed_up_from(&source), "mariadb-1", "taken on the replica");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let url = stdout.lines().last().unwrap().trim().to_string();
+    insert(SOURCE, FIRST..FIRST + MORE);
+
+    let restored = LocalApp::new("mariadb");
+    up(
+        &restored,
+        &manifest,
+        (&auth, &backup_secret),
+        RESTORED,
+        &["--restore-from", &url],
+    );
+    assert_eq!(
+        contents(RESTORED, 0).as_deref(),
+        Some(expected(FIRST).as_str()),
+        "the restored primary holds exactly the backup's rows"
+    );
+    wait_until("the restored replica replicates the load", WAIT, || {
+        contents(RESTORED, 1).as_deref() == Some(&expected(FIRST))
+    });
+    insert(RESTORED, FIRST..FIRST + 1);
+    wait_until("the restored replica replicates a new write", WAIT, || {
+        contents(RESTORED, 1).as_deref() == Some(&expected(FIRST + 1))
+    });
+
+    for app in [&restored, &source] {
+        for member in ["mariadb-0", "mariadb-1"] {
+            let log = app.home.path().join("mariadb").join(member).join("log");
+            let log = std::fs::read_to_string(log).unwrap();
+            assert!(!log.contains(PASSWORD), "the password is never logged");
+        }
+        app.down();
+    }
+}
