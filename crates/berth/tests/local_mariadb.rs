@@ -5,6 +5,9 @@
 //! dumps the replica to the bucket, 1,000 more rows are written, and a new app started with
 //! `--restore-from` holds exactly the first 10,000 rows on both members (the replica by
 //! replicating the primary's load), replicates a new write, and has its own Secret's password.
+//! And `berth apply` of a config change rolls the members out role-aware: the replica first,
+//! then the example's switchover makes it the primary without losing a row, then the old
+//! primary restarts as its replica; after `down` and `up` the members replicate again.
 
 mod local_common;
 
@@ -18,6 +21,7 @@ use local_common::{LocalApp, require, wait_until};
 
 const SOURCE: u8 = 71;
 const RESTORED: u8 = 72;
+const ROLLOUT: u8 = 73;
 const BUCKET: &str = "berth-backups";
 const WAIT: Duration = Duration::from_secs(60);
 const PASSWORD: &str = r"maria's-pass\word";
@@ -60,9 +64,14 @@ fn sql(slot: u8, ordinal: u8, password: &str, sql: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Inserts rows `rows` (`id`, `'v:<id>'`) into `shop.item` on the primary of the app on
-/// `slot`, 1,000 a statement.
+/// Inserts rows `rows` (`id`, `'v:<id>'`) into `shop.item` on member 0 (the primary) of the
+/// app on `slot`, 1,000 a statement.
 fn insert(slot: u8, rows: std::ops::Range<u32>) {
+    insert_on(slot, 0, rows);
+}
+
+/// [`insert`] on member `ordinal`.
+fn insert_on(slot: u8, ordinal: u8, rows: std::ops::Range<u32>) {
     let all: Vec<u32> = rows.collect();
     let statements: Vec<String> = all
         .chunks(1000)
@@ -71,7 +80,8 @@ fn insert(slot: u8, rows: std::ops::Range<u32>) {
             format!("INSERT INTO shop.item VALUES {};", values.join(","))
         })
         .collect();
-    sql(slot, 0, PASSWORD, &statements.concat()).expect("the rows are written on the primary");
+    sql(slot, ordinal, PASSWORD, &statements.concat())
+        .expect("the rows are written on the primary");
 }
 
 /// The number of rows of `shop.item` and the sum of their ids and their values' lengths, as
@@ -198,4 +208,80 @@ fn a_mariadb_dump_restores_into_a_new_primary_and_its_replica() {
         }
         app.down();
     }
+}
+
+/// The example with one more server setting, `max_connections` 321: a config change.
+fn changed_example(dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(local_common::example("mariadb.yaml")).unwrap();
+    let setting = "binlog-expire-logs-seconds = 0\n";
+    assert!(text.contains(setting));
+    let more = format!("{setting}                max-connections = 321\n");
+    let path = dir.join("changed.yaml");
+    std::fs::write(&path, text.replacen(setting, &more, 1)).unwrap();
+    path
+}
+
+#[test]
+fn a_config_change_rolls_out_with_a_switchover_to_the_replica() {
+    if !require(MARIADB) {
+        return;
+    }
+    let files = tempfile::tempdir().unwrap();
+    let auth = files.path().join("mariadb.env");
+    std::fs::write(&auth, format!("password={PASSWORD}\n")).unwrap();
+    let unused = files.path().join("backup.env");
+    std::fs::write(&unused, "accessKeyId=none\nsecretAccessKey=none\n").unwrap();
+    let manifest = local_common::example("mariadb.yaml");
+    let app = LocalApp::new("mariadb");
+    up(&app, &manifest, (&auth, &unused), ROLLOUT, &[]);
+    sql(
+        ROLLOUT,
+        0,
+        PASSWORD,
+        "CREATE DATABASE shop; CREATE TABLE shop.item (id INT PRIMARY KEY, v VARCHAR(16))",
+    )
+    .expect("the table is created on the primary");
+    insert(ROLLOUT, 0..100);
+
+    let changed = changed_example(files.path());
+    let uid = format!("runAsUser={}", local_common::output("id", &["-u", "mysql"]));
+    let mut apply = app.berth(&["apply", changed.to_str().unwrap(), "--set", &uid]);
+    let out = apply.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_until(
+        "member 1 is the primary, member 0 its replica",
+        WAIT,
+        || app.roles() == ["\"replica\"", "\"primary\""],
+    );
+    for ordinal in 0..2 {
+        let setting = sql(ROLLOUT, ordinal, PASSWORD, "SELECT @@max_connections");
+        assert_eq!(
+            setting.as_deref(),
+            Some("321"),
+            "member {ordinal} restarted"
+        );
+        assert_eq!(
+            contents(ROLLOUT, ordinal),
+            Some(expected(100)),
+            "member {ordinal}"
+        );
+    }
+    insert_on(ROLLOUT, 1, 100..200);
+    wait_until("the old primary replicates the new one", WAIT, || {
+        contents(ROLLOUT, 0).as_deref() == Some(&expected(200))
+    });
+
+    app.down();
+    up(&app, &changed, (&auth, &unused), ROLLOUT, &[]);
+    insert_on(ROLLOUT, 0, 200..300);
+    wait_until(
+        "after down and up, member 1 replicates member 0",
+        WAIT,
+        || contents(ROLLOUT, 1).as_deref() == Some(&expected(300)),
+    );
+    app.down();
 }
