@@ -81,6 +81,12 @@ pub fn single_master(cluster: &Cluster, ns: &str, instance: &str, size: usize) -
     single_role(cluster, ns, instance, size, ["master", "slave"])
 }
 
+/// The one member labelled `primary`, once `size` members are labelled by the role probe:
+/// exactly one `primary`, the rest `replica` (the MariaDB example's roles).
+pub fn single_primary(cluster: &Cluster, ns: &str, instance: &str, size: usize) -> String {
+    single_role(cluster, ns, instance, size, ["primary", "replica"])
+}
+
 /// The one member labelled `one`, once `size` members are labelled: one `one`, the rest `rest`.
 fn single_role(
     cluster: &Cluster,
