@@ -4,7 +4,8 @@
 //! match are decided in [`berth_core::backup`].
 //!
 //! Memory stays bounded: at most [`MAX_IN_FLIGHT`] parts of [`PART_SIZE`] upload while the next
-//! one fills, and downloads are written out in batches of 1 MiB as they arrive.
+//! one fills (fewer when the caller says so: [`Repository::upload_with`]), and downloads are
+//! written out in batches of 1 MiB as they arrive.
 //!
 //! The client is `object_store` (Apache Arrow's, maintained, used by many data systems): it
 //! speaks S3 with SigV4, path-style or virtual-hosted requests, multipart uploads and retries,
@@ -206,8 +207,8 @@ impl Repository {
         }
     }
 
-    /// Streams `data` to `key` in parts, hashing it on the way. A failed upload is aborted, so
-    /// no partial object is left.
+    /// Streams `data` to `key` in parts, [`MAX_IN_FLIGHT`] of them uploading at once, hashing
+    /// it on the way. A failed upload is aborted, so no partial object is left.
     ///
     /// # Errors
     /// A failed request or read.
@@ -216,11 +217,26 @@ impl Repository {
         key: &str,
         data: &mut (impl AsyncRead + Unpin),
     ) -> Result<Stored, Error> {
+        self.upload_with(key, data, MAX_IN_FLIGHT).await
+    }
+
+    /// [`Self::upload`] with at most `in_flight` parts (at least 1) uploading while the next one
+    /// fills: the process holds up to `in_flight + 1` parts of [`PART_SIZE`]. One is enough
+    /// when `data` comes slower than a part uploads (the operator's exec stream).
+    ///
+    /// # Errors
+    /// A failed request or read.
+    pub async fn upload_with(
+        &self,
+        key: &str,
+        data: &mut (impl AsyncRead + Unpin),
+        in_flight: usize,
+    ) -> Result<Stored, Error> {
         let path = Path::from(key);
         let upload = self.store.put_multipart(&path).await;
         let upload = upload.map_err(|e| self.failed("starting the upload of", key, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        match copy_parts(data, &mut writer).await {
+        match copy_parts(data, &mut writer, in_flight.max(1)).await {
             Ok(stored) => {
                 writer
                     .finish()
@@ -397,13 +413,14 @@ impl CopyFailure {
     }
 }
 
-/// Copies `data` into `writer`'s parts. The next part fills while [`MAX_IN_FLIGHT`] parts
-/// upload; only a write that would complete it waits for one of them to finish. (Waiting after
-/// every write instead left an action's pipe undrained, and its writer asleep, whenever two
-/// parts were in flight.)
+/// Copies `data` into `writer`'s parts. The next part fills while `in_flight` parts upload;
+/// only a write that would complete it waits for one of them to finish. (Waiting after every
+/// write instead left an action's pipe undrained, and its writer asleep, whenever the parts in
+/// flight were at the limit.)
 async fn copy_parts(
     data: &mut (impl AsyncRead + Unpin),
     writer: &mut WriteMultipart,
+    in_flight: usize,
 ) -> Result<Stored, CopyFailure> {
     let mut buf = vec![0u8; READ_SIZE];
     let mut hasher = Sha256::new();
@@ -416,7 +433,7 @@ async fn copy_parts(
         hasher.update(&buf[..n]);
         let filling = usize::try_from(size % PART_SIZE as u64).unwrap_or(0);
         if filling + n >= PART_SIZE {
-            let room = writer.wait_for_capacity(MAX_IN_FLIGHT).await;
+            let room = writer.wait_for_capacity(in_flight).await;
             room.map_err(CopyFailure::Upload)?;
         }
         size += n as u64;

@@ -324,3 +324,28 @@ async fn a_write_that_fails_stops_the_download_with_its_error() {
     let got = got.expect("the download ends when its output fails");
     assert!(matches!(got, Err(crate::Error::Write(_))), "{got:?}");
 }
+
+/// One part in flight (the operator's exec stream) stores the same bytes, over several parts
+/// and a short last one, as the default.
+#[tokio::test]
+async fn one_part_in_flight_stores_the_same_bytes() {
+    let Some(server) = S3Server::start_or_skip() else {
+        return;
+    };
+    let repo = repository(&server);
+    // 2.5 parts of numbered lines
+    let data: Vec<u8> = (0..)
+        .flat_map(|i: u64| format!("{i}\n").into_bytes())
+        .take(crate::PART_SIZE * 5 / 2)
+        .collect();
+    let one = repo
+        .upload_with("one", &mut data.as_slice(), 1)
+        .await
+        .unwrap();
+    let two = repo.upload("two", &mut data.as_slice()).await.unwrap();
+    assert_eq!(one, two);
+    let mut back = Vec::new();
+    let read = repo.download("one", &mut back).await.unwrap();
+    assert_eq!(read, one);
+    assert!(back == data, "the stored bytes differ");
+}

@@ -23,6 +23,11 @@ use tokio::task::JoinHandle;
 /// (kube's default, 1 KiB, makes a wake-up per KiB).
 const STDOUT_BUFFER: usize = 1 << 20;
 
+/// Parts uploading while the next one fills. The exec stream (about 100 MiB/s at best, see
+/// docs/benchmarks.md) fills a part slower than one uploads, so a second in flight would only
+/// add [`berth_backup::PART_SIZE`] to the operator's memory.
+const PARTS_IN_FLIGHT: usize = 1;
+
 /// Runs `command` in the pod's first container with its stdout streamed to `at`'s data object,
 /// within `timeout`; what was stored, or why it failed (then nothing is left stored).
 pub(super) async fn stream(
@@ -73,7 +78,7 @@ async fn exec_into(
     let status = process.take_status();
     // An upload that fails returns at once: the action, no longer read, is not waited for.
     let stored = repo
-        .upload(&at.data_key(), &mut stdout)
+        .upload_with(&at.data_key(), &mut stdout, PARTS_IN_FLIGHT)
         .await
         .map_err(|e| e.to_string())?;
     match ended(status, errors, None).await {
