@@ -16,7 +16,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use berth_testkit::s3::S3Server;
-use local_common::backup::example_files;
+use local_common::backup::{example_files, up_with_secret};
 use local_common::{LocalApp, require, wait_until};
 
 const SOURCE: u8 = 71;
@@ -106,23 +106,13 @@ fn expected(n: u32) -> String {
 fn up(app: &LocalApp, manifest: &Path, secrets: (&Path, &Path), slot: u8, more: &[&str]) {
     let uid = local_common::output("id", &["-u", "mysql"]);
     assert!(!uid.is_empty(), "the mysql user exists with mariadb-server");
-    let auth = format!("mariadb-auth={}", secrets.0.display());
     let backup = format!("mariadb-backup={}", secrets.1.display());
-    let (slot, set_uid) = (slot.to_string(), format!("runAsUser={uid}"));
-    let mut args = vec![
-        "up",
-        manifest.to_str().unwrap(),
-        "--slot",
-        &slot,
-        "--secret",
-        &auth,
-        "--secret",
-        &backup,
-        "--set",
-        &set_uid,
-    ];
+    let set_uid = format!("runAsUser={uid}");
+    let mut args = vec!["--secret", &backup, "--set", &set_uid];
     args.extend_from_slice(more);
-    let out = app.berth(&args).output().unwrap();
+    let out = up_with_secret(app, manifest, ("mariadb-auth", secrets.0), slot, &args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -139,16 +139,7 @@ fn a_mariadb_backup_of_the_replica_restores_into_a_new_app() {
         (contents(cluster, ns, "mariadb-1")? == expected(ROWS)).then_some(())
     });
 
-    let backup = json!({
-        "apiVersion": "berth.io/v1alpha1", "kind": "StatefulAppBackup",
-        "metadata": {"name": "first", "namespace": ns},
-        "spec": {"app": "mariadb"},
-    });
-    apply(cluster, &backup.to_string());
-    let done = wait_until("the backup to finish", REAL_TIMEOUT, || {
-        let b = cluster.get_json(&["statefulappbackup", "first", "-n", ns]);
-        matches!(b["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(b)
-    });
+    let done = backup_ended(cluster, ns, "mariadb", "first");
     assert_eq!(
         done["status"]["phase"],
         "Succeeded",

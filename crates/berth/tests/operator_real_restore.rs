@@ -227,16 +227,7 @@ fn a_local_backup_restores_into_a_new_app_on_the_cluster() {
 /// A backup of the restored app, uploaded by its member's agent: it succeeds, says so, and its
 /// data and manifest are in the bucket.
 fn backup_by_the_member(cluster: &Cluster, ns: &str, server: &S3Server, operator: &Operator) {
-    let backup = json!({
-        "apiVersion": "berth.io/v1alpha1", "kind": "StatefulAppBackup",
-        "metadata": {"name": "of-the-copy", "namespace": ns},
-        "spec": {"app": "copy"},
-    });
-    apply(cluster, &backup.to_string());
-    let done = wait_until("the copy's backup to finish", REAL_TIMEOUT, || {
-        let b = cluster.get_json(&["statefulappbackup", "of-the-copy", "-n", ns]);
-        matches!(b["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(b)
-    });
+    let done = backup_ended(cluster, ns, "copy", "of-the-copy");
     let status = &done["status"];
     assert_eq!(status["phase"], "Succeeded", "{done}\n{}", operator.log());
     let started = step_events(cluster, ns, &["BackupStarted"]);
@@ -303,16 +294,7 @@ fn an_etcd_backup_restores_into_a_new_cluster() {
     wait_until("the keys written", REAL_TIMEOUT, || {
         sh(cluster, ns, "etcd-0", put)
     });
-    let backup = json!({
-        "apiVersion": "berth.io/v1alpha1", "kind": "StatefulAppBackup",
-        "metadata": {"name": "first", "namespace": ns},
-        "spec": {"app": "etcd"},
-    });
-    apply(cluster, &backup.to_string());
-    let done = wait_until("the etcd backup to finish", REAL_TIMEOUT, || {
-        let b = cluster.get_json(&["statefulappbackup", "first", "-n", ns]);
-        matches!(b["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(b)
-    });
+    let done = backup_ended(cluster, ns, "etcd", "first");
     assert_eq!(
         done["status"]["phase"],
         "Succeeded",

@@ -226,6 +226,25 @@ pub fn real_nodes_and_pod_s3(prefix: &str, bucket: &str) -> Option<WithS3> {
     })
 }
 
+/// Creates `StatefulAppBackup` `name` of app `app` (an on-demand backup) and returns it once it
+/// ended, `Succeeded` or `Failed`.
+pub fn backup_ended(cluster: &Cluster, ns: &str, app: &str, name: &str) -> Value {
+    let backup = serde_json::json!({
+        "apiVersion": "berth.io/v1alpha1", "kind": "StatefulAppBackup",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"app": app},
+    });
+    apply(cluster, &backup.to_string());
+    wait_until(
+        &format!("backup {name} of {app} to end"),
+        REAL_TIMEOUT,
+        || {
+            let b = cluster.get_json(&["statefulappbackup", name, "-n", ns]);
+            matches!(b["status"]["phase"].as_str(), Some("Succeeded" | "Failed")).then_some(b)
+        },
+    )
+}
+
 /// `etcdctl ARGS` in a member, against its own server (it listens on its pod IP only).
 pub fn etcdctl(cluster: &Cluster, ns: &str, member: &str, args: &str) -> Option<String> {
     let script = format!("etcdctl --endpoints=http://$BERTH_POD_IP:2379 {args}");
