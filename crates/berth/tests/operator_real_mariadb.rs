@@ -32,16 +32,8 @@ const ROWS: u32 = 2_000;
 /// The MariaDB example as app `name` on the real nodes, backed up to `server`, restored from
 /// `url` when given.
 fn mariadb_app(ns: &str, server: &S3Server, name: &str, url: Option<&str>) -> String {
-    let endpoint = format!("backup.endpoint={}", server.endpoint());
-    let text = real_example("mariadb", ns, &[&endpoint]);
-    let mut app: Value = serde_json::from_str(&text).unwrap();
-    app["metadata"]["name"] = json!(name);
-    if let Some(url) = url {
-        app["spec"]["restoreFrom"] = json!({ "url": url });
-    }
-    let backup = &mut app["spec"]["parts"][0]["state"]["backup"];
-    backup["repository"]["region"] = json!(server.region());
-    app.to_string()
+    let store = (server.endpoint(), server.region());
+    real_backup_example("mariadb", ns, (&store.0, store.1), name, url).to_string()
 }
 
 /// The Secrets: the app's password and the store's access key.

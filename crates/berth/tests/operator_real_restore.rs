@@ -264,17 +264,10 @@ fn backup_by_the_member(cluster: &Cluster, ns: &str, server: &S3Server, operator
 /// The etcd example as app `name` on the real nodes, backed up to `server`, restored from
 /// `url` when given.
 fn etcd_app(ns: &str, server: &S3Server, name: &str, url: Option<&str>) -> String {
-    let endpoint = format!("backup.endpoint={}", server.endpoint());
-    let text = real_example("etcd", ns, &[&endpoint]);
-    let mut app: Value = serde_json::from_str(&text).unwrap();
-    app["metadata"]["name"] = json!(name);
-    if let Some(url) = url {
-        app["spec"]["restoreFrom"] = json!({ "url": url });
-    }
-    let backup = &mut app["spec"]["parts"][0]["state"]["backup"];
-    backup["repository"]["region"] = json!(server.region());
-    let secret = &mut backup["repository"]["credentials"]["secretName"];
-    *secret = json!("redis-backup");
+    let store = (server.endpoint(), server.region());
+    let mut app = real_backup_example("etcd", ns, (&store.0, store.1), name, url);
+    let repository = &mut app["spec"]["parts"][0]["state"]["backup"]["repository"];
+    repository["credentials"]["secretName"] = json!("redis-backup");
     app.to_string()
 }
 

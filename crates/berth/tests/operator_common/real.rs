@@ -226,6 +226,27 @@ pub fn real_nodes_and_pod_s3(prefix: &str, bucket: &str) -> Option<WithS3> {
     })
 }
 
+/// Example `example` as app `name` on the real nodes (its real-node values), backed up to the
+/// S3 server at `endpoint` in `region`, restored from `url` when given.
+pub fn real_backup_example(
+    example: &str,
+    ns: &str,
+    (endpoint, region): (&str, &str),
+    name: &str,
+    url: Option<&str>,
+) -> Value {
+    let endpoint = format!("backup.endpoint={endpoint}");
+    let text = real_example(example, ns, &[&endpoint]);
+    let mut app: Value = serde_json::from_str(&text).unwrap();
+    app["metadata"]["name"] = serde_json::json!(name);
+    if let Some(url) = url {
+        app["spec"]["restoreFrom"] = serde_json::json!({ "url": url });
+    }
+    let repository = &mut app["spec"]["parts"][0]["state"]["backup"]["repository"];
+    repository["region"] = serde_json::json!(region);
+    app
+}
+
 /// Creates `StatefulAppBackup` `name` of app `app` (an on-demand backup) and returns it once it
 /// ended, `Succeeded` or `Failed`.
 pub fn backup_ended(cluster: &Cluster, ns: &str, app: &str, name: &str) -> Value {
