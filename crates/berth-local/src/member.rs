@@ -355,7 +355,7 @@ async fn run_pre_stop(plan: &MemberPlan, argv: &[String]) {
             .create(true)
             .append(true)
             .open(plan.dir.join("log"))?;
-        member_command(plan, &argv[0])
+        exec_command(plan, &argv[0])
             .args(&argv[1..])
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -493,6 +493,16 @@ pub fn action_command(plan: &MemberPlan, program: &str) -> Result<Command, Secre
     let mut command = member_command(plan, program);
     command.envs(secret_env);
     Ok(command)
+}
+
+/// A command run in the member's container while it runs (an exec probe, a switchover or
+/// membership action, the preStop hook): as [`member_command`], with its Secret-sourced
+/// variables, as `kubectl exec` has its container's. A Secret that cannot be read leaves them
+/// out (the member's own start reports it).
+pub fn exec_command(plan: &MemberPlan, program: &str) -> Command {
+    let mut command = member_command(plan, program);
+    command.envs(secrets::variables(plan).unwrap_or_default());
+    command
 }
 
 /// The environment a member's processes get: its env plus `PATH` and `HOME`.

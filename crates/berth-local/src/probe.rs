@@ -32,7 +32,7 @@ async fn exec(argv: &[String], member: &MemberPlan) -> bool {
 /// Runs `argv` with the member's env in its directory; its stdout when it exits with 0.
 async fn run(argv: &[String], member: &MemberPlan) -> Option<String> {
     let (program, args) = argv.split_first()?;
-    let output = crate::member::member_command(member, program)
+    let output = crate::member::exec_command(member, program)
         .args(args)
         .stderr(Stdio::null())
         .kill_on_drop(true)

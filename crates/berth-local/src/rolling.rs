@@ -387,7 +387,7 @@ pub(crate) async fn run_action(
     let (program, args) = argv
         .split_first()
         .ok_or_else(|| failure("empty command".into()))?;
-    let run = crate::member::member_command(member, program)
+    let run = crate::member::exec_command(member, program)
         .args(args)
         .envs(target.as_target().env())
         .kill_on_drop(true)

@@ -114,44 +114,85 @@ pub fn materialize(
     plan: &MemberPlan,
     secret_env: &[SecretEnv],
 ) -> Result<Vec<(String, String)>, SecretError> {
-    let app_dir = plan.dir.parent().unwrap_or(&plan.dir);
-    let sources = sources(app_dir);
-    let mut cache: BTreeMap<String, Option<SecretData>> = BTreeMap::new();
-    let mut load = |secret: &str| -> Result<Option<SecretData>, SecretError> {
-        if let Some(data) = cache.get(secret) {
-            return Ok(data.clone());
-        }
-        let data = sources.get(secret).map(|p| read(secret, p)).transpose()?;
-        cache.insert(secret.to_string(), data.clone());
-        Ok(data)
-    };
-    let missing = |secret: &str| SecretError::Unsourced {
-        name: secret.to_string(),
-    };
+    let mut loader = Loader::new(plan);
     for mount in &plan.secret_mounts {
-        match load(&mount.secret)? {
+        match loader.load(&mount.secret)? {
             Some(data) => write_files(plan, &mount.dir, &data)?,
             None if mount.optional => {}
-            None => return Err(missing(&mount.secret)),
-        }
-    }
-    let mut env = Vec::new();
-    for var in secret_env {
-        let value = load(&var.secret)?.and_then(|d| d.get(&var.key).cloned());
-        match value {
-            Some(v) => env.push((var.name.clone(), String::from_utf8_lossy(&v).into_owned())),
-            None if var.optional => {}
             None => {
-                return Err(SecretError::NoKey {
-                    var: var.name.clone(),
-                    name: var.secret.clone(),
-                    key: var.key.clone(),
-                    sourced: sources.contains_key(&var.secret),
+                return Err(SecretError::Unsourced {
+                    name: mount.secret.clone(),
                 });
             }
         }
     }
-    Ok(env)
+    loader.variables(secret_env)
+}
+
+/// The member's secret variables (its main container's), without writing any file: what a
+/// command run in its container (an exec probe, an action, a preStop hook) has in its
+/// environment on Kubernetes.
+///
+/// # Errors
+/// A Secret or key that is not optional is missing, or a source cannot be read.
+pub fn variables(plan: &MemberPlan) -> Result<Vec<(String, String)>, SecretError> {
+    Loader::new(plan).variables(&plan.secret_env)
+}
+
+/// The Secrets' data from the app's sources, each read once.
+struct Loader {
+    sources: BTreeMap<String, PathBuf>,
+    cache: BTreeMap<String, Option<SecretData>>,
+}
+
+impl Loader {
+    fn new(plan: &MemberPlan) -> Self {
+        let app_dir = plan.dir.parent().unwrap_or(&plan.dir);
+        Self {
+            sources: sources(app_dir),
+            cache: BTreeMap::new(),
+        }
+    }
+
+    /// Secret `secret`'s data; `None` when it has no source.
+    fn load(&mut self, secret: &str) -> Result<Option<SecretData>, SecretError> {
+        if let Some(data) = self.cache.get(secret) {
+            return Ok(data.clone());
+        }
+        let data = self
+            .sources
+            .get(secret)
+            .map(|p| read(secret, p))
+            .transpose()?;
+        self.cache.insert(secret.to_string(), data.clone());
+        Ok(data)
+    }
+
+    /// The values of `secret_env`.
+    fn variables(
+        &mut self,
+        secret_env: &[SecretEnv],
+    ) -> Result<Vec<(String, String)>, SecretError> {
+        let mut env = Vec::new();
+        for var in secret_env {
+            let value = self
+                .load(&var.secret)?
+                .and_then(|d| d.get(&var.key).cloned());
+            match value {
+                Some(v) => env.push((var.name.clone(), String::from_utf8_lossy(&v).into_owned())),
+                None if var.optional => {}
+                None => {
+                    return Err(SecretError::NoKey {
+                        var: var.name.clone(),
+                        name: var.secret.clone(),
+                        key: var.key.clone(),
+                        sourced: self.sources.contains_key(&var.secret),
+                    });
+                }
+            }
+        }
+        Ok(env)
+    }
 }
 
 /// Writes a Secret's keys as files of mode 0600 in `dir` (owned by the member's user),

@@ -199,12 +199,17 @@ fn a_failing_init_container_keeps_the_member_from_starting() {
 }
 
 /// A member that gets `PASSWORD` from Secret `pw-env` and Secret `pw-files` mounted at
-/// `/etc/auth`, and copies both where the test can see them.
+/// `/etc/auth`, and copies both where the test can see them; ready once its exec probe has
+/// `PASSWORD` too, as an exec in its container would on Kubernetes.
 const SECRETS: &str = r#"          terminationGracePeriodSeconds: 5
           containers:
             - name: main
               image: example/none:1
               command: ["sh", "-c", "echo \"$PASSWORD\" > seen-env; cat {{ paths['/etc/auth'] }}/password > seen-file; exec sleep 1000"]
+              readinessProbe:
+                exec:
+                  command: ["sh", "-c", "[ -n \"$PASSWORD\" ]"]
+                periodSeconds: 1
               env:
                 - name: PASSWORD
                   valueFrom:
@@ -249,7 +254,16 @@ fn secrets_come_from_local_sources_and_are_never_shown() {
     let dir_arg = format!("pw-files={}", dir.display());
     let up = app
         .berth(&[
-            "up", manifest, "--slot", "88", "--secret", &env_arg, "--secret", &dir_arg,
+            "up",
+            manifest,
+            "--slot",
+            "88",
+            "--secret",
+            &env_arg,
+            "--secret",
+            &dir_arg,
+            "--timeout",
+            "30",
         ])
         .assert()
         .success();
