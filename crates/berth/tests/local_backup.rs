@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use berth_testkit::s3::S3Server;
-use local_common::backup::{damage, dbsize, example_files, up_with_secret};
+use local_common::backup::{damage, dbsize, example_store, up_with_secret};
 use local_common::resp::Redis;
 use local_common::{LocalApp, REDIS, require, wait_until};
 use serde_json::Value;
 
-const BUCKET: &str = "berth-backups";
 const WAIT: Duration = Duration::from_secs(60);
 const FIRST: u32 = 10_000;
 const MORE: u32 = 1_000;
@@ -62,15 +61,14 @@ fn a_backup_restores_into_a_new_app_with_exactly_its_keys() {
     if !require(REDIS) {
         return;
     }
-    let Some(server) = S3Server::start_or_skip() else {
+    let Some(store) = example_store("redis.yaml") else {
         return;
     };
-    server.create_bucket(BUCKET).unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let (manifest, secret) = example_files(&server, "redis.yaml", files.path());
+    let server = &store.server;
+    let (manifest, secret) = (&store.manifest, &store.secret);
 
     let source = LocalApp::new("redis");
-    assert!(up(&source, &manifest, &secret, 83, &[]).status.success());
+    assert!(up(&source, manifest, secret, 83, &[]).status.success());
     wait_until("a master", WAIT, || {
         source.roles().contains(&r#""master""#.to_string())
     });
@@ -104,7 +102,7 @@ fn a_backup_restores_into_a_new_app_with_exactly_its_keys() {
     );
 
     let restored = LocalApp::new("redis");
-    let out = up(&restored, &manifest, &secret, 84, &["--restore-from", &url]);
+    let out = up(&restored, manifest, secret, 84, &["--restore-from", &url]);
     assert!(
         out.status.success(),
         "{}",
@@ -132,7 +130,7 @@ fn a_backup_restores_into_a_new_app_with_exactly_its_keys() {
     }
     restored.down();
 
-    refused_restores(&server, &manifest, &secret, &url);
+    refused_restores(server, manifest, secret, &url);
     source.down();
 }
 

@@ -16,12 +16,10 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use berth_testkit::s3::S3Server;
-use local_common::backup::{example_files, up_with_secret};
+use local_common::backup::{example_store, up_with_secret};
 use local_common::{LocalApp, require, wait_until};
 use serde_json::{Value, json};
 
-const BUCKET: &str = "berth-backups";
 const WAIT: Duration = Duration::from_secs(90);
 const FIRST: u32 = 10_000;
 const MORE: u32 = 1_000;
@@ -163,14 +161,12 @@ fn an_etcd_backup_restores_into_a_new_cluster_with_exactly_its_keys() {
     if !require(&[("etcd", "etcd-server"), ("etcdctl", "etcd-client")]) {
         return;
     }
-    let Some(server) = S3Server::start_or_skip() else {
+    let Some(store) = example_store("etcd.yaml") else {
         return;
     };
-    server.create_bucket(BUCKET).unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let (manifest, secret) = example_files(&server, "etcd.yaml", files.path());
+    let (manifest, secret) = (&store.manifest, &store.secret);
     let source = LocalApp::new("etcd");
-    up(&source, &manifest, &secret, 88, &[]);
+    up(&source, manifest, secret, 88, &[]);
     put(&member(88, 0), 0..FIRST);
     for ordinal in 0..3 {
         wait_until("every member has the keys", WAIT, || {
@@ -189,7 +185,7 @@ fn an_etcd_backup_restores_into_a_new_cluster_with_exactly_its_keys() {
     put(&member(88, 0), FIRST..FIRST + MORE);
 
     let restored = LocalApp::new("etcd");
-    up(&restored, &manifest, &secret, 89, &["--restore-from", &url]);
+    up(&restored, manifest, secret, 89, &["--restore-from", &url]);
     let want = expected();
     for ordinal in 0..3 {
         let got = keys(&member(89, ordinal)).expect("the restored member answers");

@@ -15,14 +15,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use berth_testkit::s3::S3Server;
-use local_common::backup::{example_files, up_with_secret};
+use local_common::backup::{example_store, up_with_secret};
 use local_common::{LocalApp, require, wait_until};
 
 const SOURCE: u8 = 71;
 const RESTORED: u8 = 72;
 const ROLLOUT: u8 = 73;
-const BUCKET: &str = "berth-backups";
 const WAIT: Duration = Duration::from_secs(60);
 const PASSWORD: &str = r"maria's-pass\word";
 const FIRST: u32 = 10_000;
@@ -132,17 +130,15 @@ fn a_mariadb_dump_restores_into_a_new_primary_and_its_replica() {
     if !require(MARIADB) {
         return;
     }
-    let Some(server) = S3Server::start_or_skip() else {
+    let Some(store) = example_store("mariadb.yaml") else {
         return;
     };
-    server.create_bucket(BUCKET).unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let (manifest, backup_secret) = example_files(&server, "mariadb.yaml", files.path());
-    let auth = files.path().join("mariadb.env");
+    let (manifest, backup_secret) = (&store.manifest, &store.secret);
+    let auth = store.files.path().join("mariadb.env");
     std::fs::write(&auth, format!("password={PASSWORD}\n")).unwrap();
 
     let source = LocalApp::new("mariadb");
-    up(&source, &manifest, (&auth, &backup_secret), SOURCE, &[]);
+    up(&source, manifest, (&auth, backup_secret), SOURCE, &[]);
     wait_until("the role probe names both roles", WAIT, || {
         source.roles() == ["\"primary\"", "\"replica\""]
     });
@@ -172,8 +168,8 @@ fn a_mariadb_dump_restores_into_a_new_primary_and_its_replica() {
     let restored = LocalApp::new("mariadb");
     up(
         &restored,
-        &manifest,
-        (&auth, &backup_secret),
+        manifest,
+        (&auth, backup_secret),
         RESTORED,
         &["--restore-from", &url],
     );

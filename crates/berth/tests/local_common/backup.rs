@@ -8,6 +8,35 @@ use berth_testkit::s3::S3Server;
 use super::resp::Redis;
 use super::{LocalApp, example};
 
+/// The bucket the shipped examples back up to.
+pub const EXAMPLE_BUCKET: &str = "berth-backups";
+
+/// A shipped example pointed at a test's own S3 server ([`example_files`]), with the files
+/// in a directory that lives as long as it.
+pub struct ExampleStore {
+    pub server: S3Server,
+    pub files: tempfile::TempDir,
+    /// The example, its repository on `server`.
+    pub manifest: PathBuf,
+    /// The Secret file with the server's access key.
+    pub secret: PathBuf,
+}
+
+/// A new S3 server with the examples' bucket and `examples/<name>` pointed at it; `None`
+/// (skipped) outside CI when the server is missing.
+pub fn example_store(name: &str) -> Option<ExampleStore> {
+    let server = S3Server::start_or_skip()?;
+    server.create_bucket(EXAMPLE_BUCKET).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (manifest, secret) = example_files(&server, name, files.path());
+    Some(ExampleStore {
+        server,
+        files,
+        manifest,
+        secret,
+    })
+}
+
 /// `examples/<name>` with its repository at `server` (endpoint and region) written into `dir`,
 /// and the Secret file with the server's access key: what `berth up FILE --secret
 /// <secretName>=SECRET` takes.
