@@ -263,9 +263,10 @@ async fn carry(
     let command = plan.command.clone();
     let to_file = plan.spec.backup_output == BackupOutput::File;
     let Some(container) = agent::transfer_container(repository, &plan.pod, Transfer::Backup) else {
-        let command = match to_file {
-            true => berth_k8s::backup::file_command(&command),
-            false => command,
+        let command = if to_file {
+            berth_k8s::backup::file_command(&command)
+        } else {
+            command
         };
         let stored = stream::stream(&ctx.client, &plan.pod, command, plan.timeout, repo, at).await;
         return stored.map(|stored| Moved {
